@@ -1,0 +1,162 @@
+"""`studylib <command>`: the study's command line.
+
+Every command turns bad input into one line on stderr (`studylib: ...`) and exit code 2,
+and writes its output only after the work succeeded (nothing half-written).
+
+Commands live next to the code they run: a module listed in COMMAND_MODULES defines
+`add_command(subparsers)`, which registers a parser whose `func(args)` does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from studylib.errors import StudyError
+
+COMMAND_MODULES = ("studylib.cli",)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
+    return value
+
+
+def set_threads(threads: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(threads or int(os.environ.get("STUDYLIB_THREADS", "2")))
+
+
+def cmd_eval(args) -> int:
+    from studylib import models, results, shapes
+    from studylib.evaluate import evaluate, format_table
+
+    benchmarks = args.benchmarks.split(",") if args.benchmarks else list(shapes.BENCHMARKS)
+    bad = [b for b in benchmarks if b not in shapes.BENCHMARKS]
+    if bad:
+        raise StudyError(f"unknown benchmark {bad[0]!r}; choose from {', '.join(shapes.BENCHMARKS)}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise StudyError(f"--out must be a file, not a directory: {out}")
+    model, processor = models.load(args.model)
+    report = evaluate(model, processor, benchmarks=benchmarks, limit=args.limit, seed=args.seed,
+                      batch_size=args.batch_size)
+    print(format_table(report))
+    config = {"command": "eval", "model": str(Path(args.model).resolve()), "limit": args.limit,
+              "seed": args.seed, "benchmarks": benchmarks}
+    rid = results.run_id(config)
+    rows = results.eval_rows(report, model=str(args.model), seed=args.seed)
+    wrote = results.ResultsTable(out).record(rid, rows, {"limit": args.limit})
+    print(f"{'wrote' if wrote else 'already recorded'} run {rid} -> {out}")
+    return 0
+
+
+def cmd_teacher(args) -> int:
+    from studylib.train import train_teacher
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise StudyError(f"{out} exists and is not empty (pass --overwrite to replace it)")
+    summary = train_teacher(args.arch, out, size=args.size, seed=args.seed,
+                            evaluate_after=not args.no_eval)
+    short = {k: v for k, v in summary.items() if k not in ("loss_log", "eval")}
+    print(json.dumps(short, indent=2, default=str))
+    if "eval" in summary:
+        print(f"AVG {summary['eval'].get('AVG', float('nan')):.2f}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    """Write the instruction set (LLaVA JSON) and its PNG images, as real data is laid out."""
+    from studylib import results, shapes
+
+    out = Path(args.out)
+    records = shapes.instruction_set(args.images, turns=args.turns, seed=args.seed)
+    for rec in records:
+        path = out / rec["image"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shapes.load_image(rec["image"]).save(path)
+    results.atomic_write_text(out / "shapesworld_instruct.json", json.dumps(records, indent=1))
+    print(f"wrote {len(records)} conversations and images to {out}")
+    return 0
+
+
+def add_command(sub) -> None:
+    p = sub.add_parser("eval", help="score a model on the six ShapesWorld benchmarks")
+    p.add_argument("--model", required=True, help="checkpoint directory (model + processor)")
+    p.add_argument("--out", required=True, help="results table (JSON Lines) to append to")
+    p.add_argument("--limit", type=_positive_int, help="items per benchmark (seeded subset)")
+    p.add_argument("--seed", type=_seed, default=0, help="subset and bootstrap seed")
+    p.add_argument("--benchmarks", help="comma-separated subset of GQA,SQA,POPE,MME-P,MME-C,MMMU")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.set_defaults(func=cmd_eval)
+
+    from studylib.models import ARCHS
+
+    p = sub.add_parser("teacher", help="train a toy MLLM from scratch on ShapesWorld")
+    p.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    p.add_argument("--size", default="default", choices=("default", "micro"))
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-eval", action="store_true", help="skip the benchmark run at the end")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_teacher)
+
+    p = sub.add_parser("data", help="write the ShapesWorld instruction set as LLaVA JSON + PNGs")
+    p.add_argument("--out", required=True)
+    p.add_argument("--images", type=_positive_int, default=1000)
+    p.add_argument("--turns", type=_positive_int, default=3)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.set_defaults(func=cmd_data)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage too by default)
+        print(f"studylib: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="studylib", description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=_positive_int, help="torch threads (default 2)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_command(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    set_threads(args.threads)
+    try:
+        return args.func(args)
+    except StudyError as exc:
+        print(f"studylib: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("studylib: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Answer parsing, the benchmarks' metrics, bootstrap CIs and the paper's AVG.
+
+Parsing is strict, and documented here because it decides scores:
+
+- **yes/no** (POPE, MME): the first word of the normalised answer must be "yes" or "no";
+  anything else is "other", which is wrong for both, and counts as a *negative* prediction
+  in POPE's F1 (positive = "yes").
+- **letter** (SQA, MMMU): the first token must be one of A-D, alone or followed by "." or
+  ")" ("B", "b.", "(b)" parse; "the answer is B" does not).
+- **short answer** (GQA): lower-cased, punctuation removed, whitespace collapsed, then
+  exact string match with the reference.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+PAPER_KEYS = ("MMMU", "GQA", "SQA", "MME-C", "MME-P", "POPE")
+# Divisors that put every benchmark on 0-100 before averaging (MME-C is 0-800, MME-P 0-2000).
+PAPER_SCALE = {"MMMU": 1.0, "GQA": 1.0, "SQA": 1.0, "MME-C": 8.0, "MME-P": 20.0, "POPE": 1.0}
+
+
+def average(scores: Mapping[str, float]) -> float:
+    """The paper's AVG: mean(MMMU, GQA, SQA, MME-C / 8, MME-P / 20, POPE)."""
+    missing = [k for k in PAPER_KEYS if k not in scores]
+    if missing:
+        raise KeyError(f"AVG needs all of {', '.join(PAPER_KEYS)}; missing {', '.join(missing)}")
+    return float(np.mean([scores[k] / PAPER_SCALE[k] for k in PAPER_KEYS]))
+
+
+def average_pct(scores: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    """AVG-%: AVG as a percentage of the unpruned model's AVG."""
+    return 100.0 * average(scores) / average(reference)
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+def normalize(text: str) -> str:
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+
+
+def parse_yes_no(text: str) -> str:
+    words = normalize(text).split()
+    return words[0] if words and words[0] in ("yes", "no") else "other"
+
+
+_LETTER = re.compile(r"^\(?([a-d])(?:[.)]|$)", re.IGNORECASE)
+
+
+def parse_letter(text: str) -> str:
+    tokens = text.strip().split()
+    match = _LETTER.match(tokens[0]) if tokens else None
+    return match.group(1).upper() if match else "other"
+
+
+def is_correct(benchmark: str, prediction: str, answer: str) -> bool:
+    if benchmark in ("POPE", "MME-P", "MME-C"):
+        return parse_yes_no(prediction) == answer
+    if benchmark in ("SQA", "MMMU"):
+        return parse_letter(prediction) == answer.upper()
+    return normalize(prediction) == normalize(answer)
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def accuracy(correct: Sequence[bool]) -> float:
+    return 100.0 * float(np.mean(correct)) if len(correct) else float("nan")
+
+
+def pope_f1(predictions: Sequence[str], answers: Sequence[str]) -> float:
+    """F1 with "yes" as the positive class; unparsable answers count as "no"."""
+    pred = np.array([parse_yes_no(p) == "yes" for p in predictions])
+    gold = np.array([a == "yes" for a in answers])
+    tp = float(np.sum(pred & gold))
+    precision = tp / pred.sum() if pred.sum() else 0.0
+    recall = tp / gold.sum() if gold.sum() else 0.0
+    return 100.0 * (2 * precision * recall / (precision + recall) if tp else 0.0)
+
+
+def mme_score(correct: Sequence[bool], subtasks: Sequence[str], groups: Sequence[str]) -> float:
+    """MME: per subtask, accuracy + accuracy+ (both questions of an image right), summed.
+
+    Each subtask scores 0-200; MME-P's 10 subtasks sum to 0-2000, MME-C's 4 to 0-800.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    subtasks, groups = np.asarray(subtasks), np.asarray(groups)
+    total = 0.0
+    for task in dict.fromkeys(subtasks):  # ordered unique
+        in_task = subtasks == task
+        acc = correct[in_task].mean()
+        by_image: dict[str, bool] = {}
+        for g, c in zip(groups[in_task], correct[in_task]):
+            by_image[g] = by_image.get(g, True) and bool(c)
+        total += 100.0 * (acc + np.mean(list(by_image.values())))
+    return total
+
+
+def _group_counts(benchmark: str, items: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Per group (an MME image's pair, else one item): counts every metric is built from."""
+    keys = [(it.get("subset", ""), it.get("group") or it["id"]) for it in items]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    n = len(index)
+    counts = {name: np.zeros(n) for name in ("items", "correct", "tp", "pred_yes", "gold_yes")}
+    counts["all_correct"] = np.ones(n)
+    counts["stratum"] = np.array([k[0] for k in index], dtype=object)
+    for it, key in zip(items, keys):
+        g = index[key]
+        ok = is_correct(benchmark, it["prediction"], it["answer"])
+        yes = parse_yes_no(it["prediction"]) == "yes"
+        gold = it["answer"] == "yes"
+        counts["items"][g] += 1
+        counts["correct"][g] += ok
+        counts["all_correct"][g] *= ok
+        counts["tp"][g] += yes and gold
+        counts["pred_yes"][g] += yes
+        counts["gold_yes"][g] += gold
+    return counts
+
+
+def _from_counts(benchmark: str, metric: str, c: dict[str, np.ndarray],
+                 sample: np.ndarray) -> float:
+    """A metric from group counts; `sample` indexes groups (with repeats when resampled)."""
+    if metric == "accuracy" or benchmark in ("GQA", "SQA", "MMMU"):
+        return 100.0 * c["correct"][sample].sum() / c["items"][sample].sum()
+    if benchmark == "POPE":
+        tp, pred, gold = (c[k][sample].sum() for k in ("tp", "pred_yes", "gold_yes"))
+        return 100.0 * (2 * tp / (pred + gold) if tp else 0.0)  # = 2PR / (P + R)
+    total = 0.0  # MME: acc + acc+ per subtask
+    strata = c["stratum"][sample]
+    for task in dict.fromkeys(strata):
+        s = sample[strata == task]
+        total += 100.0 * (c["correct"][s].sum() / c["items"][s].sum() + c["all_correct"][s].mean())
+    return total
+
+
+def score_with_ci(benchmark: str, items: Sequence[dict], metric: str = "score",
+                  n_boot: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float, float]:
+    """(value, ci_low, ci_high): the metric and its percentile bootstrap CI.
+
+    Whole groups (an MME image's yes/no pair) are resampled within each subset (POPE
+    split, MME subtask), so every bootstrap replicate keeps the benchmark's design.
+    """
+    counts = _group_counts(benchmark, items)
+    everything = np.arange(len(counts["items"]))
+    value = _from_counts(benchmark, metric, counts, everything)
+    if n_boot == 0:
+        return value, float("nan"), float("nan")
+    strata = [everything[counts["stratum"] == s] for s in dict.fromkeys(counts["stratum"])]
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_boot):
+        sample = np.concatenate([rng.choice(g, size=len(g)) for g in strata])
+        stats.append(_from_counts(benchmark, metric, counts, sample))
+    lo, hi = np.percentile(stats, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return value, float(lo), float(hi)
+
+
+def headline(benchmark: str, items: Sequence[dict]) -> float:
+    """The benchmark's headline score from item dicts with prediction/answer/subset/group."""
+    return score_with_ci(benchmark, items, n_boot=0)[0] if items else float("nan")
+
+
+CHANCE = {
+    # expected headline score of a uniform random guesser (yes/no 50%, 4 options 25%)
+    "GQA": None,  # open answers: chance depends on the answer prior, measured in tests
+    "SQA": 25.0,
+    "MMMU": 25.0,
+    "POPE": 50.0,  # F1 of random yes/no with balanced labels
+    "MME-P": 10 * (50.0 + 25.0),  # acc 50% + acc+ 25% per subtask
+    "MME-C": 4 * (50.0 + 25.0),
+}

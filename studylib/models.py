@@ -1,0 +1,277 @@
+"""Testbed MLLMs built from the real transformers classes, and loading of any checkpoint.
+
+Every toy model is a `LlavaForConditionalGeneration` (vision tower -> mlp2x-gelu projector ->
+LLM), the class llava-hf's LLaVA-1.5 checkpoints use, so pruning, LoRA, distillation,
+saving and loading all run the code path a GPU user runs on the real model:
+
+- `toy-llava`: CLIP vision tower + Llama text model with grouped-query attention;
+- `toy-bunny`: SigLIP vision tower + Phi text model (parallel attention/MLP, partial
+  rotary, biases), Bunny-v1.0's LLM family.
+
+Each comes in a `default` size (the study's teachers) and a `micro` size (tests). The
+processor (word-level tokenizer over the ShapesWorld vocabulary, image processor, chat
+template) is saved next to the weights, so `AutoProcessor.from_pretrained(dir)` and
+`AutoModelForImageTextToText.from_pretrained(dir)` load a teacher without studylib.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from studylib.errors import StudyError
+from studylib.shapes import IMAGE_SIZE
+
+PATCH = 8
+IMAGE_TOKEN = "<image>"
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN)
+# LLaVA-1.5's conversation format ("USER: <image>\n... ASSISTANT: ...</s>"), as in
+# llava-hf's chat template, restricted to one image in the first user turn.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ 'USER: ' }}"
+    "{% for c in message['content'] if c['type'] == 'image' %}{{ '<image>\n' }}{% endfor %}"
+    "{% for c in message['content'] if c['type'] == 'text' %}{{ c['text'] + ' ' }}{% endfor %}"
+    "{% else %}{{ 'ASSISTANT: ' }}"
+    "{% for c in message['content'] if c['type'] == 'text' %}{{ c['text'] }}{% endfor %}"
+    "{{ '</s>' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    text_intermediate: int
+
+
+# Sized by measurement on the 2-core CPU (see README, "Testbed"): a default teacher trains
+# in <= 10 minutes and the LLM holds most of the parameters, as in the paper's models.
+ARCHS: dict[str, dict[str, Size]] = {
+    "toy-llava": {
+        "default": Size(64, 2, 4, 128, 8, 4, 2, 352),
+        "micro": Size(32, 1, 2, 64, 4, 4, 2, 128),
+    },
+    "toy-bunny": {
+        "default": Size(64, 2, 4, 128, 8, 4, 4, 384),
+        "micro": Size(32, 1, 2, 64, 4, 4, 4, 256),
+    },
+}
+
+
+@functools.lru_cache(maxsize=1)
+def build_tokenizer():
+    """A word-level fast tokenizer trained (by `tokenizers`) on the ShapesWorld corpus."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from studylib import shapes
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = [CHAT_TEMPLATE.replace("{", " ").replace("}", " "), "USER: ASSISTANT:"]
+    corpus += [" ".join(v) for v in (shapes.SHAPES, shapes.COLORS, shapes.SIZES, shapes.ROWS,
+                                      shapes.COLS, shapes.NUMBERS, shapes.LETTERS)]
+    corpus += [shapes._plural(s) for s in shapes.SHAPES] + [str(k) for k in range(30)]
+    for rec in shapes.instruction_set(3000, seed=12345):
+        corpus += [turn["value"] for turn in rec["conversations"]]
+    for name in shapes.BENCHMARKS:
+        corpus += [f"{it.prompt} {it.answer}" for it in shapes.benchmark(name)]
+    trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS), min_frequency=1)
+    tok.train_from_iterator(corpus, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 1)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        padding_side="left",  # batched generation; training pads right itself
+    )
+    return fast
+
+
+def build_processor(arch: str):
+    from transformers import CLIPImageProcessorPil, LlavaProcessor, SiglipImageProcessorPil
+
+    if arch == "toy-llava":
+        image_processor = CLIPImageProcessorPil(
+            size={"shortest_edge": IMAGE_SIZE},
+            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        )
+        strategy, extra = "default", 1  # CLIP's CLS token is added, then dropped
+    else:
+        image_processor = SiglipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+        strategy, extra = "full", 0  # SigLIP has no CLS token
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=build_tokenizer(),
+        patch_size=PATCH,
+        vision_feature_select_strategy=strategy,
+        num_additional_image_tokens=extra,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_config(arch: str, size: str = "default", vocab_size: int | None = None):
+    """The LlavaConfig of a toy architecture (no weights)."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        PhiConfig,
+        SiglipVisionConfig,
+    )
+
+    if arch not in ARCHS:
+        raise StudyError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
+    if size not in ARCHS[arch]:
+        raise StudyError(f"unknown size {size!r}; choose from {', '.join(ARCHS[arch])}")
+    s = ARCHS[arch][size]
+    vocab_size = vocab_size or len(build_tokenizer())
+    vision = dict(
+        hidden_size=s.vision_hidden,
+        intermediate_size=4 * s.vision_hidden,
+        num_hidden_layers=s.vision_layers,
+        num_attention_heads=s.vision_heads,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH,
+    )
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=s.text_hidden,
+        intermediate_size=s.text_intermediate,
+        num_hidden_layers=s.text_layers,
+        num_attention_heads=s.text_heads,
+        num_key_value_heads=s.text_kv_heads,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
+    if arch == "toy-llava":
+        vision_config = CLIPVisionConfig(**vision)
+        text_config = LlamaConfig(**text, head_dim=s.text_hidden // s.text_heads)
+        strategy = "default"
+    else:
+        vision_config = SiglipVisionConfig(**vision)
+        text_config = PhiConfig(**text, partial_rotary_factor=0.5, resid_pdrop=0.0,
+                                embd_pdrop=0.0, attention_dropout=0.0)
+        strategy = "full"
+    return LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_id=SPECIAL_TOKENS.index(IMAGE_TOKEN),
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy=strategy,
+        vision_feature_layer=-1,  # two-layer towers: the last layer (LLaVA-1.5 uses -2 of 24)
+        image_seq_length=(IMAGE_SIZE // PATCH) ** 2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+    )
+
+
+def build(arch: str, size: str = "default", seed: int = 0):
+    """A freshly initialised (untrained) toy MLLM and its processor."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    processor = build_processor(arch)
+    config = build_config(arch, size, vocab_size=len(processor.tokenizer))
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = 0
+    model.generation_config.eos_token_id = 2
+    model.generation_config.bos_token_id = 1
+    return model, processor
+
+
+def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
+         dtype: Any = None, device: str | None = None):
+    """Load any image-text-to-text checkpoint (llava-hf layout) with its processor.
+
+    A local path must exist and hold a config; a hub id is passed through to transformers
+    (which needs network access). Failures become one clear StudyError line.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(path_or_id)
+    looks_local = path.exists() or str(path_or_id).startswith((".", "/")) or path.suffix
+    if looks_local:
+        if not path.is_dir():
+            raise StudyError(f"model directory not found: {path}")
+        if not (path / "config.json").is_file():
+            raise StudyError(f"not a checkpoint (no config.json): {path}")
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(path_or_id), trust_remote_code=trust_remote_code, dtype=dtype or "float32"
+        )
+        processor = AutoProcessor.from_pretrained(str(path_or_id),
+                                                  trust_remote_code=trust_remote_code)
+    except StudyError:
+        raise
+    except Exception as exc:  # transformers raises many types; the user needs one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot load checkpoint {path_or_id}: {first}") from exc
+    if device:
+        model.to(device)
+    model.eval()
+    return model, processor
+
+
+def save(model, processor, out: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Save weights (safetensors), config and processor; write `extra` JSON files atomically.
+
+    Writes into a temporary sibling directory and renames it, so an interrupted save never
+    leaves a half-written checkpoint under `out`.
+    """
+    import shutil
+    import tempfile
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        for name, payload in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def parameter_counts(model) -> dict[str, int]:
+    """Parameters by part: total, vision tower, projector, LLM (text model + LM head)."""
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    inner = model.model
+    vision = count(inner.vision_tower)
+    projector = count(inner.multi_modal_projector)
+    llm = count(inner.language_model) + count(model.lm_head)
+    return {"total": count(model), "vision": vision, "projector": projector, "llm": llm}
+
+
+def text_layers(model):
+    """The LLM's decoder layers (an nn.ModuleList)."""
+    return model.model.language_model.layers

@@ -1,0 +1,133 @@
+"""Training on the Hugging Face stack: teachers from scratch (`studylib teacher`).
+
+Training goes through `transformers.Trainer`, so `accelerate launch` / `torchrun` with DDP,
+FSDP or DeepSpeed runs the same code on several GPUs. On the CPU the defaults are fp32:
+the study's reference CPU has no avx512_bf16, where bf16 autocast measured 2.6x slower.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from studylib import models, shapes
+from studylib.data import ConversationCollator
+from studylib.errors import StudyError
+
+# Teacher recipe per size: images x turns = question/answer pairs seen per epoch.
+TEACHER_RECIPES: dict[str, dict[str, Any]] = {
+    "default": dict(n_images=9000, turns=4, epochs=1, batch_size=16, lr=2e-3, logging_steps=10),
+    "micro": dict(n_images=600, turns=3, epochs=1, batch_size=16, lr=3e-3, logging_steps=2),
+}
+
+
+class LossLog:
+    """A Trainer callback keeping (step, loss) pairs, for summaries and the loss plot."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        log = self
+
+        class _Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    log.rows.append({"step": state.global_step, "loss": float(logs["loss"])})
+
+        self.rows: list[dict[str, float]] = []
+        self.callback = _Callback()
+
+
+def training_arguments(out_dir: str, *, epochs: float, batch_size: int, lr: float, seed: int,
+                       logging_steps: int = 10, warmup_ratio: float = 0.03, **overrides):
+    """TrainingArguments shared by teacher and recovery runs (no checkpoints mid-run)."""
+    from transformers import TrainingArguments
+
+    kwargs = dict(
+        output_dir=out_dir,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=warmup_ratio,
+        weight_decay=0.0,
+        logging_steps=logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        disable_tqdm=False,
+    )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def train_teacher(arch: str, out: str | Path, size: str = "default", seed: int = 0,
+                  evaluate_after: bool = True, **recipe_overrides) -> dict[str, Any]:
+    """Train a toy MLLM from scratch on the ShapesWorld instruction set and save it.
+
+    The loss is cross-entropy on answer tokens only. Deterministic for a given seed and
+    thread count (`torch.get_num_threads()` is recorded in the summary).
+    """
+    from transformers import Trainer, set_seed
+
+    recipe = {**TEACHER_RECIPES[size], **recipe_overrides}
+    set_seed(seed)
+    model, processor = models.build(arch, size, seed=seed)
+    records = shapes.instruction_set(recipe["n_images"], turns=recipe["turns"], seed=seed)
+    collator = ConversationCollator(processor)
+    losses = LossLog()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = training_arguments(tmp, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+                                  lr=recipe["lr"], seed=seed,
+                                  logging_steps=recipe["logging_steps"])
+        trainer = Trainer(model=model, args=args, train_dataset=records, data_collator=collator,
+                          callbacks=[losses.callback])
+        result = trainer.train()
+    wall = time.perf_counter() - start
+    model.eval()
+    tokens = _count_tokens(collator, records) * recipe["epochs"]
+    summary: dict[str, Any] = {
+        "arch": arch,
+        "size": size,
+        "seed": seed,
+        "recipe": recipe,
+        "steps": result.global_step,
+        "tokens": tokens,
+        "wall_time_s": round(wall, 1),
+        "tokens_per_s": round(tokens / wall),
+        "threads": torch.get_num_threads(),
+        "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
+        "loss_log": losses.rows,
+        "parameters": models.parameter_counts(model),
+    }
+    if evaluate_after:
+        from studylib.evaluate import evaluate
+
+        report = evaluate(model, processor)
+        summary["eval"] = report.summary()
+        summary["eval_wall_time_s"] = round(report.wall_time, 1)
+    models.save(model, processor, out, extra={"training_summary.json": summary})
+    return summary
+
+
+def _count_tokens(collator: ConversationCollator, records) -> int:
+    return sum(len(collator.encode(r)[0]) for r in records)
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    f = Path(path) / "training_summary.json"
+    if not f.is_file():
+        raise StudyError(f"no training_summary.json in {path}")
+    return json.loads(f.read_text())

@@ -1,0 +1,118 @@
+"""Testbed models: real transformers classes, plain-transformers loading, determinism."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from studylib import data, models, shapes
+from studylib.errors import StudyError
+from studylib.train import train_teacher
+
+
+@pytest.mark.parametrize("arch,text_cls,vision_cls", [
+    ("toy-llava", "LlamaForCausalLM", "CLIPVisionModel"),
+    ("toy-bunny", "PhiForCausalLM", "SiglipVisionModel"),
+])
+def test_architectures_use_the_real_classes(arch, text_cls, vision_cls):
+    model, processor = models.build(arch, "micro")
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert type(model.model.vision_tower).__name__ == vision_cls
+    text = model.config.text_config
+    assert text.model_type == text_cls.replace("ForCausalLM", "").lower()
+    if arch == "toy-llava":
+        assert text.num_key_value_heads < text.num_attention_heads  # GQA
+    else:
+        assert text.rope_parameters["partial_rotary_factor"] < 1  # Phi: partial rotary
+        assert model.model.language_model.layers[0].mlp.fc1.bias is not None
+    counts = models.parameter_counts(model)
+    assert counts["total"] == counts["vision"] + counts["projector"] + counts["llm"]
+
+
+@pytest.mark.parametrize("arch", sorted(models.ARCHS))
+def test_default_models_put_most_parameters_in_the_llm(arch):
+    config = models.build_config(arch, "default", vocab_size=200)
+    with torch.device("meta"):
+        from transformers import LlavaForConditionalGeneration
+
+        model = LlavaForConditionalGeneration(config)
+    counts = models.parameter_counts(model)
+    assert 0.86 <= counts["llm"] / counts["total"] <= 0.96  # the paper: 86-95%
+
+
+def test_collator_matches_the_processor_and_labels_only_answers():
+    _, processor = models.build("toy-llava", "micro")
+    record = shapes.instruction_set(1, turns=2, seed=5)[0]
+    ids, labels = data.ConversationCollator(processor).encode(record)
+    turns = record["conversations"]
+    messages = []
+    for human, gpt in zip(turns[0::2], turns[1::2]):
+        content = [{"type": "text", "text": human["value"].replace("<image>\n", "")}]
+        if "<image>" in human["value"]:
+            content.insert(0, {"type": "image"})
+        messages += [{"role": "user", "content": content},
+                     {"role": "assistant", "content": [{"type": "text", "text": gpt["value"]}]}]
+    text = processor.apply_chat_template(messages)
+    reference = processor(text=text, images=shapes.load_image(record["image"]),
+                          return_tensors="pt")["input_ids"][0].tolist()
+    assert ids == reference
+    supervised = [t for t, lab in zip(ids, labels) if lab != data.IGNORE]
+    expected = []
+    for gpt in turns[1::2]:
+        expected += processor.tokenizer(gpt["value"], add_special_tokens=False)["input_ids"]
+        expected.append(processor.tokenizer.eos_token_id)
+    assert supervised == expected
+
+
+def test_save_then_plain_transformers_load_in_fresh_process(tmp_path):
+    model, processor = models.build("toy-bunny", "micro", seed=3)
+    models.save(model, processor, tmp_path / "ckpt")
+    batch = data.ConversationCollator(processor)(shapes.instruction_set(2, seed=9))
+    batch.pop("labels")
+    with torch.no_grad():
+        expected = model(**batch).logits
+    torch.save(dict(batch), tmp_path / "batch.pt")
+    script = f"""
+import sys, torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+model = AutoModelForImageTextToText.from_pretrained({str(tmp_path / 'ckpt')!r}).eval()
+processor = AutoProcessor.from_pretrained({str(tmp_path / 'ckpt')!r})
+assert "studylib" not in sys.modules
+batch = torch.load({str(tmp_path / 'batch.pt')!r})
+with torch.no_grad():
+    torch.save(model(**batch).logits, {str(tmp_path / 'logits.pt')!r})
+print(type(processor).__name__, processor.tokenizer.convert_ids_to_tokens([4]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LlavaProcessor" in proc.stdout and "<image>" in proc.stdout
+    assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
+
+
+def test_same_seed_same_weights_and_loss_goes_down(tmp_path):
+    a = train_teacher("toy-llava", tmp_path / "a", size="micro", seed=1, evaluate_after=False,
+                      n_images=96, batch_size=8)
+    b = train_teacher("toy-llava", tmp_path / "b", size="micro", seed=1, evaluate_after=False,
+                      n_images=96, batch_size=8)
+    wa, wb = (load_file(tmp_path / d / "model.safetensors") for d in ("a", "b"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    losses = [r["loss"] for r in a["loss_log"]]
+    assert losses == [r["loss"] for r in b["loss_log"]]
+    assert losses[-1] < 0.75 * losses[0]
+    summary = json.loads((tmp_path / "a" / "training_summary.json").read_text())
+    assert {"steps", "tokens", "wall_time_s", "final_loss", "parameters"} <= set(summary)
+    fresh, _ = models.build("toy-llava", "micro", seed=1)
+    assert not torch.equal(fresh.lm_head.weight, wa["lm_head.weight"])  # it did train
+
+
+def test_load_errors_are_one_line(tmp_path):
+    with pytest.raises(StudyError, match="unknown arch"):
+        models.build_config("toy-gpt")
+    with pytest.raises(StudyError, match="not found"):
+        models.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StudyError, match="no config.json"):
+        models.load(tmp_path / "empty")

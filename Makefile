@@ -31,8 +31,9 @@ teachers: setup
 	$(PY) -m studylib.cli --threads $(THREADS) teacher --arch toy-llava --out teachers/toy-llava --overwrite
 	$(PY) -m studylib.cli --threads $(THREADS) teacher --arch toy-bunny --out teachers/toy-bunny --overwrite
 
+# `make book PROFILE=smoke WORKERS=2` for the CI-sized book on two 1-thread kernels.
 book: setup
-	$(PY) -m studylib.cli study
+	$(PY) -m studylib.cli study --profile $(or $(PROFILE),default) --workers $(or $(WORKERS),1)
 
 lab: setup
 	$(PIP) install --quiet torch==2.13.0 -e ".[book,lab,dev]"

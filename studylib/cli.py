@@ -18,7 +18,7 @@ from pathlib import Path
 
 from studylib.errors import StudyError
 
-COMMAND_MODULES = ("studylib.cli",)
+COMMAND_MODULES = ("studylib.cli", "studylib.recover", "studylib.runner")
 
 
 def _positive_int(text: str) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 from studylib.errors import StudyError
 from studylib.shapes import IMAGE_SIZE
 
-PATCH = 8
+PATCH = 16  # one patch per grid cell: 9 image tokens
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN)
 # LLaVA-1.5's conversation format ("USER: <image>\n... ASSISTANT: ...</s>"), as in

@@ -612,20 +612,42 @@ def _any_question(scene: Scene, rng: random.Random) -> tuple[str, str]:
             return f"{qa[0]}\n{suffix}", qa[1]
 
 
-def instruction_set(n_images: int, turns: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+DESCRIBE = "Describe the image cell by cell."
+
+
+def caption(scene: Scene) -> str:
+    """The nine grid cells in reading order, "empty" or the object there: dense visual
+    supervision (like LLaVA's caption data) whose i-th part describes image patch i."""
+    at = {(o.row, o.col): o for o in scene.objects}
+    parts = []
+    for r in range(3):
+        for c in range(3):
+            o = at.get((r, c))
+            parts.append(f"{o.size} {o.color} {o.shape}" if o else "empty")
+    return " ; ".join(parts)
+
+
+def instruction_set(n_images: int, turns: int = 3, seed: int = 0,
+                    caption_rate: float = 0.5) -> list[dict[str, Any]]:
     """LLaVA-format conversations over training scenes (seeds disjoint from benchmarks).
 
     Each record: {"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."},
     {"from": "gpt", "value": "..."}, ...]} with `turns` question/answer pairs per image,
-    as in LLaVA-v1.5-mix665k. `image` names the scene ("shapesworld/<seed>.png").
+    as in LLaVA-v1.5-mix665k. `image` names the scene ("shapesworld/<seed>.png"). With
+    probability `caption_rate` the first turn asks for a description of every object, the
+    dense grounding signal that LLaVA's captioning data gives.
     """
     rng = random.Random(seed)
     records = []
     for i in range(n_images):
         scene = make_scene(TRAIN_SEED_BASE + seed * n_images + i)
         conv = []
+        described = rng.random() < caption_rate
         for t in range(turns):
-            q, a = _any_question(scene, rng)
+            if t == 0 and described:
+                q, a = DESCRIBE, caption(scene)
+            else:
+                q, a = _any_question(scene, rng)
             conv.append({"from": "human", "value": ("<image>\n" if t == 0 else "") + q})
             conv.append({"from": "gpt", "value": a})
         records.append({"id": f"shapes-{scene.seed}", "image": image_name(scene.seed),

@@ -1,0 +1,414 @@
+"""Typed study parameters: the one place a params file, a `--set` override or a notebook's
+`parameters` cell becomes a validated object.
+
+A study file (`params/<study>.yaml`) has three required keys and one optional one::
+
+    notebook: notebooks/00_testbed.ipynb     # the template papermill executes
+    defaults: {limit: 200, ...}              # what every run starts from
+    runs: [{key: teacher, model: toy-llava}, ...]   # a run is {**defaults, **run}
+    profiles: {smoke: {defaults: {...}, runs: [...]}}  # optional named overrides
+
+Why dataclasses with strict checks rather than free dicts: a typo in a knob (`ratio` for
+`ratios`) would otherwise silently run the default, and a run grid costs hours. Every
+problem becomes one `StudyError` line naming the file, the run and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import platform
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from studylib.errors import StudyError
+
+FILE_KEYS = ("notebook", "defaults", "runs", "profiles")
+PROFILE_KEYS = ("defaults", "runs")
+PROFILES = ("smoke", "default")
+# Knobs that change how or where a run executes but not what it computes: left out of run_id.
+NOT_IN_RUN_ID = ("key", "threads", "results", "figures")
+# The paper's model each toy architecture stands in for (figures draw them side by side).
+PAPER_MODEL = {"toy-llava": "LLaVA-v1.5-7B", "toy-bunny": "Bunny-v1.0-3B",
+               "llava-1.5-7b": "LLaVA-v1.5-7B"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyParams:
+    """Knobs every study shares."""
+
+    key: str = "default"  # run name: executed notebook is <model>__<key>.ipynb
+    model: str = "toy-llava"  # model name used in results and file names
+    checkpoint: str = ""  # checkpoint directory; "" means teachers/<model>
+    arch: str = ""  # architecture label for results ("" = the model name)
+    seed: int = 0  # evaluation subset and bootstrap seed
+    limit: int = 12  # benchmark items per benchmark (seeded, stratified subset); 0 = all
+    batch_size: int = 64  # evaluation batch size
+    device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    threads: int = 2  # torch threads in the kernel
+    results: str = "results/results.jsonl"  # results table (JSON Lines)
+    figures: str = "book/figures"  # where figures are saved
+
+    STUDY: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        if not self.model or "/" in self.model or "__" in self.model:
+            raise StudyError(f"model must be a short name without '/' or '__', got {self.model!r}")
+        if not self.key or "/" in self.key or "__" in self.key:
+            raise StudyError(f"key must be a short name without '/' or '__', got {self.key!r}")
+        _check(self.limit >= 0, f"limit must be >= 0, got {self.limit}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        _check(self.dtype in ("float32", "bfloat16", "float16"),
+               f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+    # --- derived values -------------------------------------------------------------
+    @property
+    def study(self) -> str:
+        return self.STUDY
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.checkpoint or f"teachers/{self.model}")
+
+    @property
+    def arch_label(self) -> str:
+        return self.arch or self.model
+
+    @property
+    def eval_limit(self) -> int | None:
+        return self.limit or None
+
+    @property
+    def paper_model(self) -> str | None:
+        return PAPER_MODEL.get(self.arch_label)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def config(self) -> dict[str, Any]:
+        """What the run computes: every knob except how/where it runs, plus the study and a
+        fingerprint of the checkpoint (a retrained teacher is a new run)."""
+        cfg = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_RUN_ID}
+        cfg["study"] = self.study
+        cfg["checkpoint"] = checkpoint_fingerprint(self.checkpoint_dir)
+        return cfg
+
+    def run_id(self) -> str:
+        from studylib.results import run_id
+
+        return run_id(self.config())
+
+    def output_name(self) -> str:
+        return f"{self.model}__{self.key}"
+
+    def common(self, **extra: Any) -> dict[str, Any]:
+        """Columns every result row of this run carries (the house schema plus provenance)."""
+        return {"study": self.study, "arch": self.arch_label, "method": "none", "ratio": 0.0,
+                "recipe": "none", "data_fraction": None, "limit": self.limit, "key": self.key,
+                **environment(self.threads), **extra}
+
+    def apply(self) -> None:
+        """Set the kernel's thread count from the params (parallel workers get 1 each), quietly."""
+        import warnings
+
+        # before anything imports tqdm.auto (transformers does): no ipywidgets in the kernel
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import torch
+        import transformers
+
+        os.environ["STUDYLIB_THREADS"] = str(self.threads)
+        torch.set_num_threads(self.threads)
+        # A chapter shows results, not progress bars (they also render badly in the book).
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+
+
+@dataclasses.dataclass(frozen=True)
+class TestbedParams(StudyParams):
+    """00_testbed: the data, the models and the teacher's scores against chance."""
+
+    STUDY: typing.ClassVar[str] = "00_testbed"
+    n_scenes: int = 6  # example scenes rendered in the data section
+    examples_per_benchmark: int = 2  # example questions shown per benchmark
+    chance_draws: int = 20  # random-guess replicates averaged for the chance level
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(1 <= self.n_scenes <= 24, f"n_scenes must be 1..24, got {self.n_scenes}")
+        _check(self.examples_per_benchmark >= 0,
+               f"examples_per_benchmark must be >= 0, got {self.examples_per_benchmark}")
+        _check(self.chance_draws >= 1, f"chance_draws must be >= 1, got {self.chance_draws}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningParams(StudyParams):
+    """01_pruning_comparison: layerwise vs widthwise pruning without recovery (paper Table 6,
+    Fig. 2 'prune only'). The notebook is added once studylib.prune exists."""
+
+    STUDY: typing.ClassVar[str] = "01_pruning_comparison"
+    methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
+    ratios: tuple[float, ...] = (0.15, 0.3)  # fractions of LLM parameters removed
+    calib_n: int = 10  # calibration samples (the paper's n = 10)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [m for m in self.methods if m not in ("layer", "width")]
+        _check(not bad, f"methods: unknown method {bad[0]!r}; choose from layer, width"
+               if bad else "")
+        _check(bool(self.methods), "methods must not be empty")
+        _check(bool(self.ratios) and all(0.0 < r < 1.0 for r in self.ratios),
+               f"ratios must be in (0, 1), got {list(self.ratios)}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+
+
+STUDIES: dict[str, type[StudyParams]] = {
+    cls.STUDY: cls for cls in (TestbedParams, PruningParams)
+}
+
+
+def register(cls: type[StudyParams]) -> type[StudyParams]:
+    """Add a study's params class (later chapters register theirs here)."""
+    STUDIES[cls.STUDY] = cls
+    return cls
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise StudyError(message)
+
+
+def _fields(cls: type[StudyParams]) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check one value against its field type (YAML gives int where float is meant: allow)."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint, origin = args[0], typing.get_origin(args[0])
+    if origin in (tuple, list, Sequence):
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        if isinstance(value, str | int | float):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise StudyError(f"{name}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise StudyError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StudyError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise StudyError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if isinstance(value, bool) or value is None:
+            raise StudyError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def validate(study: str, values: Mapping[str, Any], where: str = "") -> StudyParams:
+    """Values -> the study's params object; unknown keys and bad types are one-line errors."""
+    prefix = f"{where}: " if where else ""
+    if study not in STUDIES:
+        raise StudyError(f"{prefix}unknown study {study!r}; known: {', '.join(sorted(STUDIES))}")
+    cls = STUDIES[study]
+    fields = _fields(cls)
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        raise StudyError(f"{prefix}unknown key {unknown[0]!r} for study {study}; "
+                         f"valid keys: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    try:
+        clean = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
+        return cls(**clean)
+    except StudyError as exc:
+        raise StudyError(f"{prefix}{exc}") from None
+
+
+def from_notebook(study: str, namespace: Mapping[str, Any]) -> StudyParams:
+    """Validate a notebook's `parameters` cell: the study's fields, read from its globals."""
+    values = {k: namespace[k] for k in _fields(STUDIES[study]) if k in namespace}
+    return validate(study, values, where=f"notebook {study}")
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value, YAML-parsed: `0.5` -> 0.5, `[0.3,0.5]` -> list, `toy-bunny` -> str."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StudyError(f"cannot parse value {text!r}: {str(exc).splitlines()[0]}") from None
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise StudyError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+# --- study files --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyFile:
+    path: Path
+    study: str
+    notebook: Path
+    runs: tuple[StudyParams, ...]
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise StudyError(f"params file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise StudyError(f"{path}: expected a mapping with notebook, defaults, runs")
+    return data
+
+
+def load_study(path: str | os.PathLike, profile: str = "default",
+               overrides: Mapping[str, Any] | None = None,
+               strict_overrides: bool = True) -> StudyFile:
+    """Read, merge and validate a study file: run = {**defaults, **run, **overrides}.
+
+    With a profile other than "default", the file's `profiles.<name>.defaults` update the
+    defaults and `profiles.<name>.runs`, when given, replace the runs.
+    """
+    path = Path(path)
+    data = read_yaml(path)
+    unknown = [k for k in data if k not in FILE_KEYS]
+    if unknown:
+        raise StudyError(f"{path}: unknown top-level key {unknown[0]!r}; "
+                         f"expected {', '.join(FILE_KEYS)}")
+    for key in ("notebook", "defaults", "runs"):
+        if key not in data:
+            raise StudyError(f"{path}: missing top-level key {key!r}")
+    notebook = Path(str(data["notebook"]))
+    study = notebook.stem
+    if study not in STUDIES:
+        raise StudyError(f"{path}: notebook {notebook} is not a known study; "
+                         f"known: {', '.join(sorted(STUDIES))}")
+    if profile not in PROFILES:
+        raise StudyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    defaults = dict(data["defaults"] or {})
+    runs = data["runs"]
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise StudyError(f"{path}: profiles must be a mapping of profile name -> overrides")
+    for name, prof in profiles.items():
+        if name not in PROFILES:
+            raise StudyError(f"{path}: unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+        bad = [k for k in (prof or {}) if k not in PROFILE_KEYS]
+        if bad:
+            raise StudyError(f"{path}: profiles.{name}: unknown key {bad[0]!r}; "
+                             f"expected {', '.join(PROFILE_KEYS)}")
+    chosen = profiles.get(profile) or {}
+    defaults.update(chosen.get("defaults") or {})
+    if chosen.get("runs") is not None:
+        runs = chosen["runs"]
+    if not isinstance(runs, list) or not runs:
+        raise StudyError(f"{path}: runs must be a non-empty list of mappings")
+    fields = _fields(STUDIES[study])
+    sets = {k: v for k, v in (overrides or {}).items() if k in fields}
+    if strict_overrides and len(sets) != len(overrides or {}):
+        bad = next(k for k in overrides or {} if k not in fields)
+        raise StudyError(f"--set: unknown key {bad!r} for study {study}; "
+                         f"valid keys: {', '.join(sorted(fields))}")
+    merged: list[StudyParams] = []
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise StudyError(f"{path}: runs[{i}] must be a mapping, got {run!r}")
+        where = f"{path}: runs[{i}]" + (f" ({run['key']})" if "key" in run else "")
+        merged.append(validate(study, {**defaults, **run, **sets}, where=where))
+    names = [p.output_name() for p in merged]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise StudyError(f"{path}: two runs write the same notebook {dupes[0]}.ipynb "
+                         "(give them different keys)")
+    return StudyFile(path, study, notebook, tuple(merged))
+
+
+def validate_file(path: str | os.PathLike) -> list[StudyParams]:
+    """Every profile of a file validates (used by the tests and `studylib study --check`)."""
+    out: list[StudyParams] = []
+    for profile in PROFILES:
+        out.extend(load_study(path, profile=profile).runs)
+    return out
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+
+def checkpoint_fingerprint(path: Path) -> str:
+    """A short hash of a checkpoint's weights (size+mtime for very large files), so a
+    retrained teacher at the same path gets a new run_id; the path itself if absent."""
+    if not path.is_dir():
+        return f"missing:{path}"
+    digest = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("config.json")):
+        stat = f.stat()
+        digest.update(f.name.encode())
+        if stat.st_size > 256 * 2**20:
+            digest.update(f"{stat.st_size}:{int(stat.st_mtime)}".encode())
+        else:
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Versions and machine facts recorded beside every result row (the provenance page)."""
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "host": platform.node(),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpus",
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "threads": threads, "git_dirty": git_dirty()}
+
+
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (a run's git_sha alone would hide it)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None

@@ -1,0 +1,147 @@
+"""Every params file validates; bad keys and values fail with one clear line."""
+
+import ast
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studylib import params
+from studylib.errors import StudyError
+
+REPO = Path(__file__).resolve().parents[1]
+PARAM_FILES = sorted((REPO / "params").rglob("*.yaml"))
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """notebook: notebooks/00_testbed.ipynb
+defaults: {limit: 12}
+runs:
+  - {key: a, model: toy-llava}
+"""
+
+
+def test_there_are_params_files():
+    assert any(p.name == "00_testbed.yaml" for p in PARAM_FILES)
+
+
+@pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_params_file_validates_in_every_profile(path):
+    runs = params.validate_file(path)
+    assert runs
+    assert all(isinstance(r, params.StudyParams) for r in runs)
+    assert all(len(r.run_id()) == 16 for r in runs)
+
+
+def test_runs_merge_defaults_and_profiles(tmp_path):
+    path = write(tmp_path, GOOD + "profiles:\n  smoke:\n    defaults: {limit: 3}\n")
+    (run,) = params.load_study(path).runs
+    assert (run.key, run.model, run.limit, run.seed) == ("a", "toy-llava", 12, 0)
+    (smoke,) = params.load_study(path, profile="smoke").runs
+    assert smoke.limit == 3
+    (over,) = params.load_study(path, overrides={"model": "toy-bunny", "limit": 5}).runs
+    assert (over.model, over.limit) == ("toy-bunny", 5)
+
+
+@pytest.mark.parametrize("text, needle", [
+    (GOOD.replace("limit: 12", "limits: 12"), "unknown key 'limits'"),
+    (GOOD.replace("model: toy-llava", "model: toy-llava, ratio: 0.3"), "unknown key 'ratio'"),
+    (GOOD + "extra: 1\n", "unknown top-level key 'extra'"),
+    (GOOD.replace("limit: 12", "limit: twelve"), "limit: expected an integer"),
+    (GOOD.replace("limit: 12", "limit: -1"), "limit must be >= 0"),
+    (GOOD + "profiles:\n  fast: {}\n", "unknown profile 'fast'"),
+    (GOOD + "profiles:\n  smoke: {defaults: {}, runz: []}\n", "unknown key 'runz'"),
+    (GOOD.replace("notebook: notebooks/00_testbed", "notebook: notebooks/99_nope"),
+     "not a known study"),
+    (GOOD + "  - {key: a, model: toy-llava, seed: 1}\n", "same notebook toy-llava__a"),
+])
+def test_bad_params_fail_with_one_line(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(StudyError) as err:
+        params.validate_file(path)
+    message = str(err.value)
+    assert needle in message
+    assert "\n" not in message
+    assert str(path) in message or "profile" in message
+
+
+def test_unknown_key_via_cli_is_one_line_exit_2(tmp_path):
+    path = write(tmp_path, GOOD.replace("limit: 12", "limt: 12"))
+    proc = subprocess.run([sys.executable, "-m", "studylib.cli", "study", str(path), "--check"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown key 'limt'" in lines[0] and lines[0].startswith("studylib:")
+
+
+def test_set_values_are_yaml_parsed():
+    sets = params.parse_sets(["model=toy-bunny", "ratios=[0.5]", "limit=20", "device=cuda"])
+    assert sets == {"model": "toy-bunny", "ratios": [0.5], "limit": 20, "device": "cuda"}
+    with pytest.raises(StudyError, match="expects key=value"):
+        params.parse_sets(["model"])
+
+
+def test_list_knobs_accept_yaml_lists_and_scalars():
+    p = params.validate("01_pruning_comparison", {"ratios": [0.5], "methods": "width"})
+    assert p.ratios == (0.5,) and p.methods == ("width",)
+    with pytest.raises(StudyError, match="ratios must be in"):
+        params.validate("01_pruning_comparison", {"ratios": [1.5]})
+    with pytest.raises(StudyError, match="unknown method 'depth'"):
+        params.validate("01_pruning_comparison", {"methods": ["depth"]})
+
+
+def test_set_applies_to_studies_that_have_the_knob(tmp_path):
+    from studylib.runner import plan
+
+    jobs = plan([write(tmp_path, GOOD)], "default", {"model": "toy-bunny", "ratios": [0.5]},
+                tmp_path / "book", None, 2)
+    assert [(j.params.model, j.threads) for j in jobs] == [("toy-bunny", 1)]
+    assert jobs[0].out == tmp_path / "book" / "runs" / "00_testbed" / "toy-bunny__a.ipynb"
+
+
+def test_unknown_set_key_is_an_error(tmp_path):
+    from studylib.runner import plan
+
+    with pytest.raises(StudyError, match="unknown key 'modle'"):
+        plan([write(tmp_path, GOOD)], "default", {"modle": "x"}, tmp_path / "book", None, 1)
+
+
+def test_run_id_ignores_how_a_run_executes_not_what_it_computes(tmp_path):
+    base = params.validate("00_testbed", {"checkpoint": str(tmp_path)})
+    same = params.validate("00_testbed", {"checkpoint": str(tmp_path), "threads": 1,
+                                          "results": "x.jsonl", "key": "other"})
+    other = params.validate("00_testbed", {"checkpoint": str(tmp_path), "limit": 13})
+    assert base.run_id() == same.run_id() != other.run_id()
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_parameters_cell_matches_params_class(nb):
+    """The template's `parameters` cell: literals only, a comment per knob, exactly the
+    study's fields; outputs stripped."""
+    data = json.loads(nb.read_text())
+    code = [c for c in data["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in code[0]["metadata"].get("tags", [])
+    source = "".join(code[0]["source"])
+    names = []
+    for node in ast.parse(source).body:
+        assert isinstance(node, ast.Assign), ast.dump(node)
+        ast.literal_eval(node.value)
+        names.append(node.targets[0].id)
+    fields = {f.name for f in dataclasses.fields(params.STUDIES[nb.stem])}
+    assert set(names) == fields
+    assert all("#" in line for line in source.splitlines() if line.strip())
+    assert "studylib.params" in "".join(code[1]["source"]) or "params." in "".join(code[1]["source"])
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    # defaults are a valid (smoke-sized) run
+    values = {}
+    exec(source, {}, values)
+    assert params.validate(nb.stem, values).limit <= 20

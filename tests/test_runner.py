@@ -1,0 +1,122 @@
+"""`studylib study`: runs execute into book/runs, failures are isolated and reported,
+recorded runs are skipped, and a kill at any moment leaves nothing half-done."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from studylib.results import ResultsTable
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "00_testbed.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+def make_book(root: Path) -> Path:
+    """A scratch copy of the book's static files (the real book/ is left alone)."""
+    book = root / "book"
+    book.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / "book" / name, book / name)
+    for md in (REPO / "book").glob("*.md"):
+        shutil.copy(md, book / md.name)
+    shutil.copytree(REPO / "book" / "data", book / "data")
+    return book
+
+
+def study_file(path: Path, runs: list[dict], **defaults) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"notebook": str(NOTEBOOK),
+                                    "defaults": {"limit": 6, "chance_draws": 2, **defaults},
+                                    "runs": runs}))
+    return path
+
+
+def study(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "studylib.cli", "study", *args],
+                          capture_output=True, text=True, cwd=REPO, **kw)
+
+
+def test_failed_run_is_reported_others_complete_and_rerun_skips(tmp_path, micro_checkpoint):
+    book, table = make_book(tmp_path), tmp_path / "results.jsonl"
+    good = study_file(tmp_path / "good.yaml", [{"key": "good", "model": "micro"}],
+                      checkpoint=str(micro_checkpoint))
+    broken = tmp_path / "broken-checkpoint"  # a directory without config.json
+    broken.mkdir()
+    bad = study_file(tmp_path / "bad.yaml", [{"key": "bad", "model": "micro"}],
+                     checkpoint=str(broken))
+    common = ["--book", str(book), "--results", str(table), "--no-build"]
+    proc = study(str(good), str(bad), *common, "--workers", "2", timeout=240)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    runs = book / "runs" / "00_testbed"
+    assert "[ok    ] 00_testbed/micro__good" in proc.stdout
+    failed = runs / "micro__bad.failed.ipynb"
+    assert "run 00_testbed/micro__bad failed: " in proc.stderr
+    assert "not a checkpoint (no config.json)" in proc.stderr and str(failed) in proc.stderr
+    assert failed.is_file() and (runs / "micro__bad.log").is_file()
+    assert not (runs / "micro__bad.ipynb").exists()
+    executed = runs / "micro__good.ipynb"
+    assert executed.is_file()
+    assert not list(runs.glob(".*.tmp.ipynb"))
+    # two workers: each kernel got one torch thread, injected as a parameter
+    injected = [c for c in json.loads(executed.read_text())["cells"]
+                if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert "threads = 1" in "".join(injected[0]["source"])
+    rows = ResultsTable(table).frame()
+    assert set(rows.key) == {"good"} and rows.run_id.nunique() == 1
+    assert set(rows[rows.model == "micro"].benchmark) == {"GQA", "SQA", "POPE", "MME-P",
+                                                          "MME-C", "MMMU", "AVG"}
+    assert (rows.model == "chance").any() and rows.wall_s.gt(0).all()
+    # rerun: the recorded run is skipped, nothing is executed again
+    mtime = executed.stat().st_mtime
+    again = study(str(good), *common, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "1 already recorded, 0 to execute" in again.stdout
+    assert executed.stat().st_mtime == mtime
+    assert len(ResultsTable(table).frame()) == len(rows)
+
+
+def test_missing_checkpoint_fails_fast_without_a_kernel(tmp_path):
+    book, table = make_book(tmp_path), tmp_path / "results.jsonl"
+    spec = study_file(tmp_path / "missing.yaml", [{"key": "m", "model": "micro"}],
+                      checkpoint=str(tmp_path / "nowhere"))
+    proc = study(str(spec), "--book", str(book), "--results", str(table), "--no-build",
+                 timeout=120)
+    assert proc.returncode == 1
+    assert f"run 00_testbed/micro__m failed: checkpoint not found: {tmp_path / 'nowhere'}" \
+        in proc.stderr
+
+
+def test_kill_at_any_moment_then_rerun_completes(tmp_path, micro_checkpoint):
+    book, table = make_book(tmp_path), tmp_path / "results.jsonl"
+    spec = study_file(tmp_path / "kill.yaml", [{"key": "kill", "model": "micro"}],
+                      checkpoint=str(micro_checkpoint))
+    args = [sys.executable, "-m", "studylib.cli", "study", str(spec), "--book", str(book),
+            "--results", str(table), "--no-build"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    runs = book / "runs" / "00_testbed"
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(runs.glob(".micro__kill.*.tmp.ipynb")):
+        time.sleep(0.2)
+    assert list(runs.glob(".micro__kill.*.tmp.ipynb")), "papermill never started"
+    time.sleep(2)  # mid-run: the kernel is executing
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (runs / "micro__kill.ipynb").exists()  # no half-executed chapter
+    assert ResultsTable(table).frame().empty  # no partial rows
+    done = study(str(spec), "--book", str(book), "--results", str(table), "--no-build",
+                 timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (runs / "micro__kill.ipynb").is_file()
+    assert not list(runs.glob(".*.tmp.ipynb"))  # the killed run's temp file is gone
+    assert ResultsTable(table).frame().run_id.nunique() == 1

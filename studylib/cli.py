@@ -18,7 +18,8 @@ from pathlib import Path
 
 from studylib.errors import StudyError
 
-COMMAND_MODULES = ("studylib.cli", "studylib.recover", "studylib.runner")
+COMMAND_MODULES = ("studylib.cli", "studylib.recover", "studylib.runner", "studylib.prune",
+                   "studylib.measure")
 
 
 def _positive_int(text: str) -> int:

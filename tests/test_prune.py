@@ -1,0 +1,311 @@
+"""Pruning: exactness against masked/bypassed originals, GQA groups, checkpoints, the CLI."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from studylib import models, prune, shapes
+from studylib.data import ConversationCollator
+from studylib.errors import StudyError
+
+ARCHS = ("toy-llava", "toy-bunny")
+
+
+@pytest.fixture(scope="module")
+def micro():
+    """Untrained micro models of both backbones, with their processors (eval mode)."""
+    built = {}
+    for arch in ARCHS:
+        model, processor = models.build(arch, "micro", seed=0)
+        built[arch] = (model.eval(), processor)
+    return built
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return shapes.calibration_sample(3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def batch(micro, calib):
+    """Two image+text samples (padded) for comparing logits."""
+    processor = micro["toy-llava"][1]
+    full = ConversationCollator(processor)(calib[:2])
+    return {k: v for k, v in full.items() if k != "labels"}
+
+
+def logits(model, batch):
+    with torch.no_grad():
+        return model(**batch, use_cache=False).logits
+
+
+def masked_original(model, report):
+    """The original with the removed heads' o_proj and channels' down_proj columns zeroed."""
+    masked = copy.deepcopy(model)
+    tc = masked.config.text_config
+    hd = prune.head_dim(tc)
+    with torch.no_grad():
+        for info, layer in zip(report.layers, models.text_layers(masked), strict=True):
+            parts = prune._parts(layer)
+            for h in set(range(tc.num_attention_heads)) - set(info["kept_q_heads"]):
+                parts.o.weight[:, h * hd:(h + 1) * hd] = 0
+            gone = sorted(set(range(parts.mlp_out.in_features)) - set(info["kept_channels"]))
+            parts.mlp_out.weight[:, gone] = 0
+    return masked
+
+
+# --- widthwise ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_width_pruned_equals_zero_masked_original(micro, calib, batch, arch):
+    model, processor = micro[arch]
+    pruned = copy.deepcopy(model)
+    report = prune.prune(pruned, "width", 0.3, calib, processor)
+    tc, old = pruned.config.text_config, model.config.text_config
+    n_rep = old.num_attention_heads // old.num_key_value_heads
+    for info in report.layers:  # a kv head and its query heads go together
+        assert info["kept_q_heads"] == [h for h in range(old.num_attention_heads)
+                                        if h // n_rep in info["kept_kv_heads"]]
+    assert tc.num_key_value_heads < old.num_key_value_heads
+    assert tc.num_attention_heads == tc.num_key_value_heads * n_rep
+    assert tc.head_dim == prune.head_dim(old)
+    assert tc.intermediate_size < old.intermediate_size
+    assert abs(report.ratio_achieved - 0.3) < 0.01
+    assert report.params_after["vision"] == report.params_before["vision"]
+    assert report.params_after["projector"] == report.params_before["projector"]
+    before = models.parameter_counts(model)["total"] - prune.decoder_params(model)
+    assert report.params_after["total"] - report.decoder_params_after == before
+
+    ours, reference = logits(pruned, batch), logits(masked_original(model, report), batch)
+    assert (ours - reference).abs().max() <= 1e-4
+    assert (ours - logits(model, batch)).abs().max() > 1e-3  # something was really removed
+    for name, p in pruned.model.vision_tower.state_dict().items():
+        assert torch.equal(p, model.model.vision_tower.state_dict()[name])
+
+
+def test_taylor_group_score_is_summed_grad_times_weight(micro, calib):
+    model, processor = micro["toy-llava"]
+    scores = prune.width_scores(model, "taylor", [1], calib[:1], processor)
+    probe = copy.deepcopy(model)
+    probe.zero_grad()
+    probe(**ConversationCollator(processor)(calib[:1])).loss.backward()
+    attn, mlp = probe.model.language_model.layers[1].self_attn, \
+        probe.model.language_model.layers[1].mlp
+    hd = prune.head_dim(model.config.text_config)
+
+    def imp(w):
+        return (w.grad * w).abs()
+
+    q_heads = slice(2 * hd, 4 * hd)  # group 1 = kv head 1 with query heads 2 and 3
+    group1 = (imp(attn.q_proj.weight)[q_heads].sum() + imp(attn.o_proj.weight)[:, q_heads].sum()
+              + imp(attn.k_proj.weight)[hd:2 * hd].sum() + imp(attn.v_proj.weight)[hd:2 * hd].sum())
+    channel5 = (imp(mlp.gate_proj.weight)[5].sum() + imp(mlp.up_proj.weight)[5].sum()
+                + imp(mlp.down_proj.weight)[:, 5].sum())
+    assert torch.allclose(scores[0][0][1], group1, rtol=1e-5)
+    assert torch.allclose(scores[0][1][5], channel5, rtol=1e-5)
+    assert all(p.grad is None for p in model.parameters())  # the model is left clean
+
+
+def test_magnitude_and_random_importances(micro):
+    model, _ = micro["toy-bunny"]
+    magnitude = prune.width_scores(model, "magnitude", [0])
+    fc2 = model.model.language_model.layers[0].mlp.fc2.weight
+    fc1 = model.model.language_model.layers[0].mlp.fc1
+    expected = fc1.weight[7].abs().sum() + fc1.bias[7].abs() + fc2[:, 7].abs().sum()
+    assert torch.allclose(magnitude[0][1][7], expected)
+    r1, r2 = (prune.width_scores(model, "random", [0, 1], seed=3) for _ in range(2))
+    assert torch.equal(r1[1][1], r2[1][1])
+    pruned = copy.deepcopy(model)
+    report = prune.prune(pruned, "width", 0.45, importance="random", seed=1)
+    assert report.importance == "random" and abs(report.ratio_achieved - 0.45) < 0.01
+
+
+# --- layerwise ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_layer_pruned_equals_bypassed_original(micro, calib, batch, arch):
+    model, processor = micro[arch]
+    pruned = copy.deepcopy(model)
+    report = prune.prune(pruned, "layer", 0.5, calib, processor)
+    assert len(report.removed_layers) == 2 and report.ratio_achieved == 0.5
+    low = sorted(range(4), key=lambda i: report.layer_scores[i])[:2]
+    assert report.removed_layers == sorted(low)
+    assert pruned.config.text_config.num_hidden_layers == 2
+    assert [layer.self_attn.layer_idx for layer in models.text_layers(pruned)] == [0, 1]
+
+    def bypass(module, args, kwargs, output):
+        return args[0] if args else kwargs["hidden_states"]
+
+    layers = models.text_layers(model)
+    handles = [layers[i].register_forward_hook(bypass, with_kwargs=True)
+               for i in report.removed_layers]
+    try:
+        reference = logits(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    assert (logits(pruned, batch) - reference).abs().max() <= 1e-4
+    assert (reference - logits(model, batch)).abs().max() > 1e-3  # the bypass mattered
+
+
+def test_block_influence_matches_hidden_states(micro, calib):
+    """Hooks give 1 - cos(H_i, H_i+1) per token; hidden_states agree except the last layer."""
+    model, processor = micro["toy-llava"]
+    bi = prune.block_influence(model, calib[:1], processor)
+    b = ConversationCollator(processor)(calib[:1])
+    with torch.no_grad():
+        hs = model(input_ids=b["input_ids"], pixel_values=b["pixel_values"],
+                   output_hidden_states=True).hidden_states
+    for i in range(3):
+        cos = torch.nn.functional.cosine_similarity(hs[i], hs[i + 1], dim=-1).mean()
+        assert abs(bi[i] - (1 - cos.item())) < 1e-5
+
+
+def test_generate_with_kv_cache_after_layer_pruning(micro, calib):
+    model, processor = micro["toy-llava"]
+    pruned = copy.deepcopy(model)
+    prune.prune(pruned, "layer", 0.25, calib, processor)
+    b = ConversationCollator(processor)(calib[:1])
+    kwargs = dict(input_ids=b["input_ids"][:, :20], attention_mask=b["attention_mask"][:, :20],
+                  pixel_values=b["pixel_values"], max_new_tokens=6, min_new_tokens=6,
+                  do_sample=False)
+    with torch.no_grad():
+        cached = pruned.generate(**kwargs, use_cache=True)
+        plain = pruned.generate(**kwargs, use_cache=False)
+    assert torch.equal(cached, plain)
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(method="layer", ratio=0.0), "(0, 1)"),
+    (dict(method="layer", ratio=1.0), "(0, 1)"),
+    (dict(method="width", ratio=float("nan")), "(0, 1)"),
+    (dict(method="width", ratio="lots"), "(0, 1)"),
+    (dict(method="depth", ratio=0.3), "unknown pruning method"),
+    (dict(method="layer", ratio=0.3, importance="taylor"), "does not apply"),
+    (dict(method="layer", ratio=0.9), "every layer"),
+    (dict(method="layer", ratio=0.1), "removes no layer"),
+    (dict(method="width", ratio=0.9), "every attention head"),
+    (dict(method="width", ratio=0.3, layer_range=(2, 9)), "not inside"),
+])
+def test_bad_input_is_a_study_error(micro, calib, kwargs, needle):
+    model, processor = micro["toy-llava"]
+    victim = copy.deepcopy(model)
+    with pytest.raises(StudyError, match=None) as info:
+        prune.prune(victim, calib_records=calib, processor=processor, **kwargs)
+    assert needle in str(info.value)
+    assert prune.decoder_params(victim) == prune.decoder_params(model)
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+RELOAD = """
+import sys, torch
+torch.set_num_threads(1)
+from transformers import AutoModelForImageTextToText
+for path in sys.argv[1:]:
+    model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    saved = torch.load(path + "/check.pt")
+    with torch.no_grad():
+        out = model(**saved["batch"], use_cache=False).logits
+    diff = (out - saved["logits"]).abs().max().item()
+    print(path, type(model.model.language_model).__name__, diff)
+"""
+
+
+def test_checkpoints_load_with_plain_transformers_in_a_fresh_process(micro, calib, batch, tmp_path):
+    cases = {"llava-width": ("toy-llava", "width"), "bunny-width": ("toy-bunny", "width"),
+             "llava-layer": ("toy-llava", "layer")}
+    for name, (arch, method) in cases.items():
+        model, processor = micro[arch]
+        pruned = copy.deepcopy(model)
+        report = prune.prune(pruned, method, 0.5 if method == "layer" else 0.3, calib, processor,
+                             seed=7)
+        prune.save_pruned(pruned, processor, report, tmp_path / name)
+        torch.save({"batch": batch, "logits": logits(pruned, batch)}, tmp_path / name / "check.pt")
+        saved = json.loads((tmp_path / name / "pruning_report.json").read_text())
+        assert saved["method"] == method and saved["seed"] == 7
+        assert saved["ratio_requested"] == report.ratio_requested
+        assert saved["ratio_achieved"] == pytest.approx(report.ratio_achieved)
+    text = json.loads((tmp_path / "llava-width" / "config.json").read_text())["text_config"]
+    assert text["model_type"] == "mistral"  # 2 heads x 16 != 64: Llama's check would refuse it
+    assert text["head_dim"] == 16 and text["sliding_window"] is None
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", RELOAD, *(str(tmp_path / n) for n in cases)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert float(line.split()[-1]) <= 1e-5, line
+    assert "MistralModel" in lines[0] and "PhiModel" in lines[1] and "LlamaModel" in lines[2]
+
+
+def test_layer_range_checkpoint_loads_with_load_pruned(micro, calib, batch, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    model, processor = micro["toy-llava"]
+    pruned = copy.deepcopy(model)
+    report = prune.prune(pruned, "width", 0.3, calib, processor, layer_range=(1, 3))
+    assert not report.uniform and abs(report.ratio_achieved - 0.3) < 0.01
+    layers = models.text_layers(pruned)
+    assert layers[0].mlp.down_proj.in_features == 128 == layers[3].mlp.down_proj.in_features
+    assert layers[1].mlp.down_proj.in_features < 128
+    prune.save_pruned(pruned, processor, report, tmp_path / "ranged")
+    with pytest.raises(Exception, match="mismatch|size"):  # never silently re-initialised
+        AutoModelForImageTextToText.from_pretrained(tmp_path / "ranged")
+    loaded, _ = prune.load_pruned(tmp_path / "ranged")
+    assert torch.equal(logits(loaded, batch), logits(pruned, batch))
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _cli(capsys, *args):
+    from studylib import cli
+
+    try:
+        code = cli.main(["--threads", str(torch.get_num_threads()), *args])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_prunes_and_writes_a_checkpoint(micro_checkpoint, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    code, stdout, err = _cli(capsys, "prune", "--model", str(micro_checkpoint), "--method",
+                             "width", "--ratio", "0.3", "--calib-samples", "2", "--out", str(out))
+    assert code == 0, err[-1000:]
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["importance"] == "taylor" and report["calib_samples"] == 2
+    assert (out / "model.safetensors").is_file() and "wrote" in stdout
+
+
+def test_cli_bad_input_one_line_exit_2_nothing_written(micro_checkpoint, tmp_path, capsys):
+    base = ["prune", "--model", str(micro_checkpoint)]
+    cases = {
+        "(0, 1)": [*base, "--method", "width", "--ratio", "1.5"],
+        "invalid choice": [*base, "--method", "depth", "--ratio", "0.3"],
+        "every layer": [*base, "--method", "layer", "--ratio", "0.9", "--calib-samples", "1"],
+        "model directory not found": ["prune", "--model", str(tmp_path / "nope"), "--method",
+                                      "layer", "--ratio", "0.3"],
+        "does not apply": [*base, "--method", "layer", "--ratio", "0.3", "--importance",
+                           "magnitude"],
+        "START:END": [*base, "--method", "width", "--ratio", "0.3", "--layer-range", "1-3"],
+    }
+    for i, (needle, argv) in enumerate(cases.items()):
+        out = tmp_path / f"out{i}"
+        code, _, err = _cli(capsys, *argv, "--out", str(out))
+        lines = [ln for ln in err.splitlines() if ln.startswith("studylib:")]
+        assert code == 2 and len(lines) == 1 and needle in lines[0], (needle, err[-500:])
+        assert not out.exists()

@@ -50,7 +50,7 @@ class ConversationCollator:
     def encode(self, record: dict[str, Any]) -> tuple[list[int], list[int]]:
         ids, labels = [self.tokenizer.bos_token_id], [IGNORE]
         turns = record["conversations"]
-        for human, gpt in zip(turns[0::2], turns[1::2]):
+        for human, gpt in zip(turns[0::2], turns[1::2], strict=False):
             prompt = f"USER: {human['value'].strip()} ASSISTANT:"
             prompt_ids = []
             for tok in self._ids(prompt):

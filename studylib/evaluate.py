@@ -34,7 +34,7 @@ class EvalReport:
 
     def headline(self) -> dict[str, float]:
         main = self.scores[self.scores.metric == "score"]
-        return dict(zip(main.benchmark, main.value))
+        return dict(zip(main.benchmark, main.value, strict=True))
 
     def summary(self) -> dict[str, Any]:
         rows = self.scores.to_dict("records")
@@ -91,7 +91,7 @@ def generate_answers(model, processor, items: Sequence[shapes.Item], batch_size:
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=processor.tokenizer.pad_token_id)
         new = out[:, batch["input_ids"].shape[1] :]
-        for i, text in zip(idx, processor.batch_decode(new, skip_special_tokens=True)):
+        for i, text in zip(idx, processor.batch_decode(new, skip_special_tokens=True), strict=True):
             answers[i] = text.strip()
     return answers
 
@@ -103,7 +103,7 @@ def score(benchmark: str, items: Sequence[shapes.Item], predictions: Sequence[st
         [{"benchmark": benchmark, "id": it.id, "subset": it.subset, "group": it.group,
           "answer": it.answer, "prediction": p,
           "correct": metrics.is_correct(benchmark, p, it.answer)}
-         for it, p in zip(items, predictions)]
+         for it, p in zip(items, predictions, strict=True)]
     )
     records = table.to_dict("records")
     rows = []

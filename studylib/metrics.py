@@ -96,7 +96,7 @@ def mme_score(correct: Sequence[bool], subtasks: Sequence[str], groups: Sequence
         in_task = subtasks == task
         acc = correct[in_task].mean()
         by_image: dict[str, bool] = {}
-        for g, c in zip(groups[in_task], correct[in_task]):
+        for g, c in zip(groups[in_task], correct[in_task], strict=True):
             by_image[g] = by_image.get(g, True) and bool(c)
         total += 100.0 * (acc + np.mean(list(by_image.values())))
     return total
@@ -110,7 +110,7 @@ def _group_counts(benchmark: str, items: Sequence[dict]) -> dict[str, np.ndarray
     counts = {name: np.zeros(n) for name in ("items", "correct", "tp", "pred_yes", "gold_yes")}
     counts["all_correct"] = np.ones(n)
     counts["stratum"] = np.array([k[0] for k in index], dtype=object)
-    for it, key in zip(items, keys):
+    for it, key in zip(items, keys, strict=True):
         g = index[key]
         ok = is_correct(benchmark, it["prediction"], it["answer"])
         yes = parse_yes_no(it["prediction"]) == "yes"

@@ -217,6 +217,11 @@ def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
             raise StudyError(f"model directory not found: {path}")
         if not (path / "config.json").is_file():
             raise StudyError(f"not a checkpoint (no config.json): {path}")
+        if _non_uniform_pruned(path):  # layers of different widths: no standard config
+            from studylib.prune import load_pruned
+
+            model, processor = load_pruned(path)
+            return model.to(device or "cpu", dtype=_torch_dtype(dtype)), processor
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             str(path_or_id), trust_remote_code=trust_remote_code, dtype=dtype or "float32"
@@ -232,6 +237,19 @@ def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
         model.to(device)
     model.eval()
     return model, processor
+
+
+def _non_uniform_pruned(path: Path) -> bool:
+    report = path / "pruning_report.json"
+    return report.is_file() and json.loads(report.read_text()).get("uniform", True) is False
+
+
+def _torch_dtype(dtype: Any):
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
 
 def save(model, processor, out: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:

@@ -206,7 +206,7 @@ def _choices(rng: random.Random, answer: str, pool: list[str]) -> tuple[str, str
     distractors = rng.sample([p for p in pool if p != answer], 3)
     options = distractors + [answer]
     rng.shuffle(options)
-    text = " ".join(f"{letter}. {opt}" for letter, opt in zip(LETTERS, options))
+    text = " ".join(f"{letter}. {opt}" for letter, opt in zip(LETTERS, options, strict=False))
     return text, LETTERS[options.index(answer)]
 
 
@@ -562,7 +562,7 @@ def _mme(name: str, subtasks, images: int, base: int) -> list[Item]:
             if pair is None:
                 continue
             group = f"{name}-{subtask}-{done:03d}"
-            for q, a in zip(pair, ("yes", "no")):
+            for q, a in zip(pair, ("yes", "no"), strict=True):
                 items.append(Item(name, f"{group}-{a}", scene.seed, q, YES_NO, a,
                                   subset=subtask, group=group))
             done += 1

@@ -76,7 +76,7 @@ def test_mme_score_hand_computed():
     groups = ["1", "1", "2", "2", "3", "3"]
     assert metrics.mme_score(correct, subtasks, groups) == pytest.approx(125.0)
     items = [{"id": str(i), "prediction": "yes" if c else "no", "answer": "yes",
-              "subset": s, "group": g} for i, (c, s, g) in enumerate(zip(correct, subtasks, groups))]
+              "subset": s, "group": g} for i, (c, s, g) in enumerate(zip(correct, subtasks, groups, strict=True))]
     assert metrics.headline("MME-P", items) == pytest.approx(125.0)
 
 

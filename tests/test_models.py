@@ -50,7 +50,7 @@ def test_collator_matches_the_processor_and_labels_only_answers():
     ids, labels = data.ConversationCollator(processor).encode(record)
     turns = record["conversations"]
     messages = []
-    for human, gpt in zip(turns[0::2], turns[1::2]):
+    for human, gpt in zip(turns[0::2], turns[1::2], strict=False):
         content = [{"type": "text", "text": human["value"].replace("<image>\n", "")}]
         if "<image>" in human["value"]:
             content.insert(0, {"type": "image"})
@@ -60,7 +60,7 @@ def test_collator_matches_the_processor_and_labels_only_answers():
     reference = processor(text=text, images=shapes.load_image(record["image"]),
                           return_tensors="pt")["input_ids"][0].tolist()
     assert ids == reference
-    supervised = [t for t, lab in zip(ids, labels) if lab != data.IGNORE]
+    supervised = [t for t, lab in zip(ids, labels, strict=True) if lab != data.IGNORE]
     expected = []
     for gpt in turns[1::2]:
         expected += processor.tokenizer(gpt["value"], add_special_tokens=False)["input_ids"]

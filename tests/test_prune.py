@@ -265,6 +265,8 @@ def test_layer_range_checkpoint_loads_with_load_pruned(micro, calib, batch, tmp_
         AutoModelForImageTextToText.from_pretrained(tmp_path / "ranged")
     loaded, _ = prune.load_pruned(tmp_path / "ranged")
     assert torch.equal(logits(loaded, batch), logits(pruned, batch))
+    via_models, _ = models.load(tmp_path / "ranged")  # what eval and recover call
+    assert torch.equal(logits(via_models, batch), logits(pruned, batch))
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ class StudyParams:
     figures: str = "book/figures"  # where figures are saved
 
     STUDY: typing.ClassVar[str] = ""
+    # A study that reads other studies' rows runs after them, and its run_id includes what
+    # it read (so new upstream rows make it run again instead of being skipped).
+    READS_RESULTS: typing.ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not self.model or "/" in self.model or "__" in self.model:
@@ -158,12 +161,15 @@ class TestbedParams(StudyParams):
 @dataclasses.dataclass(frozen=True)
 class PruningParams(StudyParams):
     """01_pruning_comparison: layerwise vs widthwise pruning without recovery (paper Table 6,
-    Fig. 2 'prune only'). The notebook is added once studylib.prune exists."""
+    Fig. 2 'prune only'), each method's importance score against random scores."""
 
     STUDY: typing.ClassVar[str] = "01_pruning_comparison"
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
     ratios: tuple[float, ...] = (0.15, 0.3)  # fractions of LLM parameters removed
     calib_n: int = 10  # calibration samples (the paper's n = 10)
+    # "default" = each method's own score (Block Influence / Taylor); "random" = the baseline
+    # that shows the score matters; "magnitude" (sum of |w|) applies to width only.
+    importances: tuple[str, ...] = ("default", "random")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -173,11 +179,150 @@ class PruningParams(StudyParams):
         _check(bool(self.methods), "methods must not be empty")
         _check(bool(self.ratios) and all(0.0 < r < 1.0 for r in self.ratios),
                f"ratios must be in (0, 1), got {list(self.ratios)}")
+        _check(len(set(self.ratios)) == len(self.ratios),
+               f"ratios must be distinct, got {list(self.ratios)}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        bad = [i for i in self.importances if i not in ("default", "random", "magnitude")]
+        _check(not bad, f"importances: unknown importance {bad[0]!r}; choose from default, "
+               "random, magnitude" if bad else "")
+        _check("default" in self.importances,
+               f"importances must include 'default', got {list(self.importances)}")
+
+
+def _check_grid(methods: Sequence[str], ratios: Sequence[float], recipe_names: Sequence[str],
+                seeds: Sequence[int]) -> None:
+    """Shared checks of the recovery chapters' grids (02, 04): one line per problem."""
+    from studylib import recipes
+
+    _check(bool(methods), "methods must not be empty")
+    bad = [m for m in methods if m not in ("layer", "width")]
+    _check(not bad, f"methods: unknown method {bad[0]!r}; choose from layer, width" if bad else "")
+    _check(bool(ratios) and all(0.0 < r < 1.0 for r in ratios),
+           f"ratios must be in (0, 1), got {list(ratios)}")
+    _check(bool(recipe_names), "recipes must not be empty")
+    bad = [r for r in recipe_names if r not in recipes.PRESETS]
+    _check(not bad, f"recipes: unknown recipe {bad[0]!r}; choose from "
+           f"{', '.join(recipes.PRESETS)}" if bad else "")
+    _check(bool(seeds) and all(s >= 0 for s in seeds), f"seeds must be >= 0, got {list(seeds)}")
+    _check(len(set(seeds)) == len(seeds), f"seeds must be distinct, got {list(seeds)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTRecoveryParams(StudyParams):
+    """02_sft_recovery: pruning only vs finetuning the projector (`sft-mm`) vs the projector
+    plus LoRA on the LLM (`sft`), for layerwise and widthwise pruning (paper Fig. 2)."""
+
+    STUDY: typing.ClassVar[str] = "02_sft_recovery"
+    methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
+    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
+    recipes: tuple[str, ...] = ("sft-mm", "sft")  # recovery presets (studylib.recipes)
+    data_fraction: float = 0.05  # seeded share of the 4,000-image recovery set
+    seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
+    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
+        _check(0.0 < self.data_fraction <= 1.0,
+               f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
         _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
 
 
+@dataclasses.dataclass(frozen=True)
+class DataEfficiencyParams(StudyParams):
+    """04_data_efficiency: recovered AVG-% against the share of recovery data used
+    (5/10/20/100%, paper Fig. 4), for a few recipes and pruning settings."""
+
+    STUDY: typing.ClassVar[str] = "04_data_efficiency"
+    methods: tuple[str, ...] = ("width",)  # pruning methods
+    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
+    recipes: tuple[str, ...] = ("sft",)  # recovery presets (studylib.recipes)
+    fractions: tuple[float, ...] = (0.025, 0.05)  # data fractions, each a seeded subset
+    seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
+    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
+        _check(bool(self.fractions) and all(0.0 < f <= 1.0 for f in self.fractions),
+               f"fractions must be in (0, 1], got {list(self.fractions)}")
+        _check(len(set(self.fractions)) == len(self.fractions),
+               f"fractions must be distinct, got {list(self.fractions)}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+
+
+@dataclasses.dataclass(frozen=True)
+class KDAblationParams(StudyParams):
+    """03_kd_ablation: recovery recipes compared on one pruned student per method (paper
+    Figs. 3, 5-7, Tables 2 and 5): SFT, logits KD (forward / reverse KL), hidden-state L2,
+    their sums, and which hidden layers to match."""
+
+    STUDY: typing.ClassVar[str] = "03_kd_ablation"
+    methods: tuple[str, ...] = ("layer", "width")  # pruning methods (one student each)
+    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
+    recipes: tuple[str, ...] = ("sft", "kl", "rkl", "l2", "sft+kl", "sft+rkl", "sft+l2",
+                                "sft+rkl+l2", "sft+l2@last2", "sft+l2@last3")  # presets
+    data_fraction: float = 0.1  # seeded share of the recovery set (same subset for all)
+    seeds: tuple[int, ...] = (0,)  # training seeds (LoRA init, data order); pruning fixed
+    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+    tau: float = 2.0  # temperature of the logits-KD recipes (the paper's 2.0)
+    cache_check: bool = True  # also time sft+l2 with the teacher online (cache speedup)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
+        _check(len(set(self.recipes)) == len(self.recipes),
+               f"recipes must be distinct, got {list(self.recipes)}")
+        _check(0.0 < self.data_fraction <= 1.0,
+               f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        _check(self.tau > 0, f"tau must be > 0, got {self.tau}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BestPracticesParams(StudyParams):
+    """05_best_practices: the paper's five findings judged on the results of chapters
+    00-04, its Table 3 beside ours, and Fig. 1's spider plots. Trains nothing."""
+
+    STUDY: typing.ClassVar[str] = "05_best_practices"
+    READS_RESULTS: typing.ClassVar[bool] = True
+    studies: tuple[str, ...] = ("00_testbed", "01_pruning_comparison", "02_sft_recovery",
+                                "03_kd_ablation", "04_data_efficiency")  # chapters read
+    archs: tuple[str, ...] = ()  # architectures judged; empty = every one in the table
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(bool(self.studies), "studies must not be empty")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """No model: the chapter reads the results table only (the runner's checkpoint check
+        passes on the working directory, and run_id does not depend on a checkpoint)."""
+        return Path(self.checkpoint or ".")
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "inputs": results_fingerprint(self.results, self.studies)}
+
+
+def results_fingerprint(path: str, studies: Sequence[str]) -> str:
+    """A short hash of the run_ids recorded for `studies` in a results table."""
+    from studylib.results import ResultsTable
+
+    rows = ResultsTable(path).rows() if Path(path).is_file() else []
+    ids = sorted({r["run_id"] for r in rows if r.get("study") in studies})
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids else "none"
+
+
 STUDIES: dict[str, type[StudyParams]] = {
-    cls.STUDY: cls for cls in (TestbedParams, PruningParams)
+    cls.STUDY: cls for cls in (TestbedParams, PruningParams, SFTRecoveryParams,
+                              DataEfficiencyParams, KDAblationParams,
+                              BestPracticesParams)
 }
 
 

@@ -41,10 +41,10 @@ DEFAULT_GLOB = "params/[0-9][0-9]_*.yaml"
 STUDY_TITLES = {
     "00_testbed": "00 · The testbed",
     "01_pruning_comparison": "01 · Layerwise vs widthwise pruning",
-    "02_recovery_recipes": "02 · Recovery recipes",
-    "03_distillation": "03 · Distillation losses",
-    "04_data_fraction": "04 · How much data",
-    "05_best_practice": "05 · Best practice",
+    "02_sft_recovery": "02 · Recovery by finetuning",
+    "03_kd_ablation": "03 · Distillation: which loss recovers best",
+    "04_data_efficiency": "04 · How much data",
+    "05_best_practices": "05 · Best practices: the findings, replicated?",
 }
 
 
@@ -347,9 +347,16 @@ def cmd_study(args) -> int:
     jobs = plan(files, args.profile, sets, book, args.results, args.workers)
     from studylib.results import ResultsTable
 
-    for job in jobs:
-        if ResultsTable(job.params.results).has(job.run_id) and job.out.is_file():
-            job.status = "skipped"
+    def mark_skipped(some: Sequence[Job]) -> None:
+        for job in some:
+            if ResultsTable(job.params.results).has(job.run_id) and job.out.is_file():
+                job.status = "skipped"
+
+    # Chapters that read other chapters' rows (05) run last, re-identified after the others.
+    readers = [j for j in jobs if j.params.READS_RESULTS]
+    mark_skipped([j for j in jobs if j not in readers])
+    if not any(j.status == "pending" for j in jobs):
+        mark_skipped(readers)  # nothing upstream changes: the readers' ids are final
     pending = [j for j in jobs if j.status == "pending"]
     print(f"{len(jobs)} runs ({args.profile} profile): {len(jobs) - len(pending)} already "
           f"recorded, {len(pending)} to execute with {args.workers} worker(s)", flush=True)
@@ -359,7 +366,13 @@ def cmd_study(args) -> int:
     if args.check:
         return 0
     start = time.perf_counter()
-    run_jobs(jobs, args.workers, Path.cwd(), args.timeout)
+    run_jobs([j for j in jobs if j not in readers], args.workers, Path.cwd(), args.timeout)
+    for job in readers:
+        if job.status == "pending":
+            job.run_id = job.params.run_id()
+    mark_skipped([j for j in readers if j.status == "pending"])
+    run_jobs(readers, args.workers, Path.cwd(), args.timeout)
+    pending = [j for j in jobs if j.status != "skipped"]
     failed = [j for j in jobs if j.status == "failed"]
     done = [j for j in jobs if j.status == "done"]
     print(f"executed {len(done)}, skipped {len(jobs) - len(pending)}, failed {len(failed)} "

@@ -258,7 +258,7 @@ def write_provenance(book: Path, tables: Sequence[str]) -> Path:
     frames = [ResultsTable(t).frame() for t in dict.fromkeys(tables)]
     df = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(
         not f.empty for f in frames) else pd.DataFrame()
-    executed = {nb.stem: study for study, nbs in executed_notebooks(book).items() for nb in nbs}
+    executed = {(study, nb.stem) for study, nbs in executed_notebooks(book).items() for nb in nbs}
     lines = ["## This build\n",
              _md_table([{"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          "git sha": git_sha() + ("+dirty" if P.git_dirty() else ""),
@@ -275,7 +275,7 @@ def write_provenance(book: Path, tables: Sequence[str]) -> Path:
         for rid, g in df.groupby("run_id", sort=False):
             first = g.iloc[0].to_dict()
             name = f"{first.get('model')}__{first.get('key')}"
-            if executed.get(name) != first.get("study"):
+            if (first.get("study"), name) not in executed:  # chapters share run names
                 continue
             runs.append({"study": first.get("study"), "run": name, "run_id": rid,
                          "git sha": f"{first.get('git_sha')}"

@@ -17,7 +17,6 @@ Parallel workers (`--workers N`) each run one kernel with `threads // N` torch t
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import dataclasses
 import datetime as dt
@@ -395,17 +394,9 @@ def cmd_study(args) -> int:
     return status
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_command(sub) -> None:
+    from studylib.cli import _positive_int
+
     p = sub.add_parser("study", help="execute the study notebooks from params files, then "
                                      "build the book")
     p.add_argument("params", nargs="*", help="params files or study names (default: "
@@ -416,10 +407,10 @@ def add_command(sub) -> None:
     p.add_argument("--profile", choices=P.PROFILES, default="default",
                    help="smoke: minutes, for CI; default: what `make book` runs")
     p.add_argument("--no-build", action="store_true", help="execute runs, skip the book")
-    p.add_argument("--workers", type=_workers, default=1,
+    p.add_argument("--workers", type=_positive_int, default=1,
                    help="parallel kernels; each gets threads // workers torch threads")
     p.add_argument("--book", default="book", help="book directory (default: book)")
     p.add_argument("--results", help="results table for every run (default: from params)")
-    p.add_argument("--timeout", type=_workers, help="per-cell execution timeout (s)")
+    p.add_argument("--timeout", type=_positive_int, help="per-cell execution timeout (s)")
     p.add_argument("--check", action="store_true", help="validate and list the runs only")
     p.set_defaults(func=cmd_study)

@@ -354,7 +354,7 @@ def cmd_study(args) -> int:
     # Chapters that read other chapters' rows (05) run last, re-identified after the others.
     readers = [j for j in jobs if j.params.READS_RESULTS]
     mark_skipped([j for j in jobs if j not in readers])
-    if not any(j.status == "pending" for j in jobs):
+    if not any(j.status == "pending" for j in jobs if j not in readers):
         mark_skipped(readers)  # nothing upstream changes: the readers' ids are final
     pending = [j for j in jobs if j.status == "pending"]
     print(f"{len(jobs)} runs ({args.profile} profile): {len(jobs) - len(pending)} already "

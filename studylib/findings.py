@@ -550,7 +550,8 @@ def paper_retention(paper: pd.DataFrame, model: str) -> pd.DataFrame:
 def headline(ev: pd.DataFrame) -> pd.DataFrame:
     """Per architecture and ratio: AVG-% pruned only (best method) and recovered (best
     setting), the issue's headline retained-performance numbers."""
-    e = ev[ev.method != "none"].dropna(subset=["AVG_pct"])
+    # the unpruned teacher and chapter 01's random-importance baselines are not candidates
+    e = ev[(ev.method != "none") & ~ev.method.str.endswith("-random")].dropna(subset=["AVG_pct"])
     if e.empty:
         return pd.DataFrame(columns=["arch", "ratio", "pruned only", "recovered", "setting"])
     s = summary(e)

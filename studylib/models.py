@@ -69,9 +69,19 @@ ARCHS: dict[str, dict[str, Size]] = {
 }
 
 
-@functools.lru_cache(maxsize=1)
 def build_tokenizer():
-    """A word-level fast tokenizer trained (by `tokenizers`) on the ShapesWorld corpus."""
+    """A word-level fast tokenizer trained (by `tokenizers`) on the ShapesWorld corpus.
+
+    A fresh copy each call: tokenizers are mutable (`add_tokens`), and a change made to one
+    model's tokenizer must not leak into the vocabulary of the next model built.
+    """
+    import copy
+
+    return copy.deepcopy(_trained_tokenizer())
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_tokenizer():
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 

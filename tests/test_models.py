@@ -118,3 +118,11 @@ def test_load_errors_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(StudyError, match="no config.json"):
         models.load(tmp_path / "empty")
+
+
+def test_a_changed_tokenizer_does_not_leak_into_the_next_model():
+    _, processor = models.build("toy-llava", "micro")
+    size = len(processor.tokenizer)
+    processor.tokenizer.add_tokens(["zebra-stripes"])
+    _, fresh = models.build("toy-llava", "micro")
+    assert len(fresh.tokenizer) == size

@@ -26,15 +26,9 @@ STUDIES = ("00_testbed", "01_pruning_comparison", "02_sft_recovery", "03_kd_abla
 
 
 @pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
+def smoke_book(tmp_path_factory, scratch_book):
     root = tmp_path_factory.mktemp("smoke")
-    book = root / "book"
-    book.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / "book" / name, book / name)
-    for md in (REPO / "book").glob("*.md"):
-        shutil.copy(md, book / md.name)
-    shutil.copytree(REPO / "book" / "data", book / "data")
+    book = scratch_book(root)
     table = root / "results.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "studylib.cli", "study", "--workers", "2",

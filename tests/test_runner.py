@@ -3,7 +3,6 @@ recorded runs are skipped, and a kill at any moment leaves nothing half-done."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,18 +19,6 @@ NOTEBOOK = REPO / "notebooks" / "00_testbed.ipynb"
 pytestmark = pytest.mark.slow
 
 
-def make_book(root: Path) -> Path:
-    """A scratch copy of the book's static files (the real book/ is left alone)."""
-    book = root / "book"
-    book.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / "book" / name, book / name)
-    for md in (REPO / "book").glob("*.md"):
-        shutil.copy(md, book / md.name)
-    shutil.copytree(REPO / "book" / "data", book / "data")
-    return book
-
-
 def study_file(path: Path, runs: list[dict], **defaults) -> Path:
     import yaml
 
@@ -46,8 +33,8 @@ def study(*args: str, **kw) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=REPO, **kw)
 
 
-def test_failed_run_is_reported_others_complete_and_rerun_skips(tmp_path, micro_checkpoint):
-    book, table = make_book(tmp_path), tmp_path / "results.jsonl"
+def test_failed_run_is_reported_others_complete_and_rerun_skips(scratch_book, tmp_path, micro_checkpoint):
+    book, table = scratch_book(tmp_path), tmp_path / "results.jsonl"
     good = study_file(tmp_path / "good.yaml", [{"key": "good", "model": "micro"}],
                       checkpoint=str(micro_checkpoint))
     broken = tmp_path / "broken-checkpoint"  # a directory without config.json
@@ -85,8 +72,8 @@ def test_failed_run_is_reported_others_complete_and_rerun_skips(tmp_path, micro_
     assert len(ResultsTable(table).frame()) == len(rows)
 
 
-def test_missing_checkpoint_fails_fast_without_a_kernel(tmp_path):
-    book, table = make_book(tmp_path), tmp_path / "results.jsonl"
+def test_missing_checkpoint_fails_fast_without_a_kernel(scratch_book, tmp_path):
+    book, table = scratch_book(tmp_path), tmp_path / "results.jsonl"
     spec = study_file(tmp_path / "missing.yaml", [{"key": "m", "model": "micro"}],
                       checkpoint=str(tmp_path / "nowhere"))
     proc = study(str(spec), "--book", str(book), "--results", str(table), "--no-build",
@@ -96,8 +83,8 @@ def test_missing_checkpoint_fails_fast_without_a_kernel(tmp_path):
         in proc.stderr
 
 
-def test_kill_at_any_moment_then_rerun_completes(tmp_path, micro_checkpoint):
-    book, table = make_book(tmp_path), tmp_path / "results.jsonl"
+def test_kill_at_any_moment_then_rerun_completes(scratch_book, tmp_path, micro_checkpoint):
+    book, table = scratch_book(tmp_path), tmp_path / "results.jsonl"
     spec = study_file(tmp_path / "kill.yaml", [{"key": "kill", "model": "micro"}],
                       checkpoint=str(micro_checkpoint))
     args = [sys.executable, "-m", "studylib.cli", "study", str(spec), "--book", str(book),

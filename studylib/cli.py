@@ -19,7 +19,7 @@ from pathlib import Path
 from studylib.errors import StudyError
 
 COMMAND_MODULES = ("studylib.cli", "studylib.recover", "studylib.runner", "studylib.prune",
-                   "studylib.measure")
+                   "studylib.measure", "studylib.lmms", "studylib.advise")
 
 
 def _positive_int(text: str) -> int:

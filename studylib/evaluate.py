@@ -63,29 +63,35 @@ def select(items: Sequence[shapes.Item], limit: int | None, seed: int) -> list[s
     return chosen
 
 
-def _prompts(processor, items: Sequence[shapes.Item]) -> list[str]:
+def chat_prompts(processor, questions: Sequence[str]) -> list[str]:
+    """Each question as one user turn (an image, then the text), ready for generation."""
     return [
         processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": it.prompt}]}],
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
             add_generation_prompt=True,
         )
-        for it in items
+        for q in questions
     ]
 
 
 @torch.no_grad()
-def generate_answers(model, processor, items: Sequence[shapes.Item], batch_size: int = 64,
-                     max_new_tokens: int = 4, progress: bool = True) -> list[str]:
-    """Greedy answers, batched with left padding; items are sorted by prompt length."""
-    prompts = _prompts(processor, items)
-    order = sorted(range(len(items)), key=lambda i: len(prompts[i]))
-    answers: list[str] = [""] * len(items)
+def generate_texts(model, processor, questions: Sequence[str], images: Sequence,
+                   batch_size: int = 64, max_new_tokens: int = 4,
+                   progress: bool = True) -> list[str]:
+    """Greedy answers, batched with left padding; prompts are sorted by length.
+
+    Batches depend only on the order of `questions`, so callers that pass the same items in
+    the same order (`studylib eval`, the lmms-eval plugin) get the same batches and answers.
+    """
+    prompts = chat_prompts(processor, questions)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
     processor.tokenizer.padding_side = "left"
     for start in tqdm(range(0, len(order), batch_size), desc="generate", leave=False,
                       disable=not progress):
         idx = order[start : start + batch_size]
-        batch = processor(text=[prompts[i] for i in idx], images=[items[i].image for i in idx],
+        batch = processor(text=[prompts[i] for i in idx], images=[images[i] for i in idx],
                           return_tensors="pt", padding=True).to(device)
         batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
@@ -94,6 +100,14 @@ def generate_answers(model, processor, items: Sequence[shapes.Item], batch_size:
         for i, text in zip(idx, processor.batch_decode(new, skip_special_tokens=True), strict=True):
             answers[i] = text.strip()
     return answers
+
+
+def generate_answers(model, processor, items: Sequence[shapes.Item], batch_size: int = 64,
+                     max_new_tokens: int = 4, progress: bool = True) -> list[str]:
+    """Greedy answers to benchmark items (see `generate_texts`)."""
+    return generate_texts(model, processor, [it.prompt for it in items],
+                          [it.image for it in items], batch_size=batch_size,
+                          max_new_tokens=max_new_tokens, progress=progress)
 
 
 def score(benchmark: str, items: Sequence[shapes.Item], predictions: Sequence[str],

@@ -1,0 +1,209 @@
+"""lmms-eval export, results import and the cross-check's contract, in the core environment.
+
+The run of lmms-eval itself (plugin + exported tasks) is `make lmms-check`: it needs the
+separate lmms-eval environment (tests_lmms/ and `studylib lmms-check`).
+"""
+
+import json
+import random
+import stat
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from studylib import cli, evaluate, lmms, lmms_tasks, metrics, shapes
+from studylib.errors import StudyError
+from studylib.results import ResultsTable
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Reads lmms-eval task YAMLs: `!function utils.x` becomes the string 'utils.x'."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return lmms.export_tasks(tmp_path_factory.mktemp("lmms") / "tasks", limit=30, seed=3)
+
+
+def test_export_holds_the_items_studylib_eval_scores(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["tasks"] == [lmms_tasks.TASKS[b] for b in shapes.BENCHMARKS]
+    for bench in shapes.BENCHMARKS:
+        items = evaluate.select(shapes.benchmark(bench), 30, seed=3)
+        docs = [json.loads(line) for line in
+                (exported / f"{lmms_tasks.TASKS[bench]}.jsonl").read_text().splitlines()]
+        assert [d["id"] for d in docs] == [it.id for it in items]
+        assert manifest["items"][bench] == len(items)
+        for doc, it in list(zip(docs, items, strict=True))[:5]:
+            assert lmms_tasks.doc_to_text(doc, {}) == it.prompt
+            (image,) = lmms_tasks.doc_to_visual(doc, exported)
+            assert np.array_equal(np.asarray(image), np.asarray(it.image))  # PNG is lossless
+        config = yaml.load((exported / f"{lmms_tasks.TASKS[bench]}.yaml").read_text(),
+                           Loader=_TaskLoader)
+        assert config["dataset_kwargs"]["data_files"]["test"] == str(
+            exported / f"{lmms_tasks.TASKS[bench]}.jsonl")
+        assert config["generation_kwargs"]["max_new_tokens"] == evaluate.MAX_NEW_TOKENS[bench]
+        names = [m["metric"] for m in config["metric_list"]]
+        assert names == (["score", "accuracy"] if bench == "POPE" else ["score"])
+    group = yaml.safe_load((exported / "shapesworld.yaml").read_text())
+    assert group["task"] == manifest["tasks"]
+
+
+@pytest.mark.parametrize("bench", shapes.BENCHMARKS)
+def test_task_metrics_equal_studylib_scores(bench):
+    """process_results + aggregation (what lmms-eval runs) == evaluate.score, on noisy answers."""
+    items = evaluate.select(shapes.benchmark(bench), 80, seed=0)
+    rng = random.Random(bench)
+    pool = ["yes", "no", "maybe", "A", "b.", "(C)", "red", "two", ""] + [it.answer for it in items]
+    preds = [it.answer if rng.random() < 0.5 else rng.choice(pool) for it in items]
+    _, ours = evaluate.score(bench, items, preds, n_boot=0)
+    records: dict[str, list] = {}
+    for it, p in zip(items, preds, strict=True):
+        doc = {"benchmark": bench, "id": it.id, "subset": it.subset, "group": it.group,
+               "answer": it.answer}
+        for metric, record in lmms_tasks.process_results(doc, [f" {p} "]).items():
+            records.setdefault(metric, []).append(record)
+    assert lmms_tasks.aggregate_score(records["score"]) == pytest.approx(
+        ours.set_index("metric").loc["score", "value"])
+    if bench == "POPE":
+        assert lmms_tasks.aggregate_accuracy(records["accuracy"]) == pytest.approx(
+            ours.set_index("metric").loc["accuracy", "value"])
+
+
+def _paper_llava_results():
+    """An lmms-eval results file for the real benchmarks, with the paper's LLaVA-1.5-7B row."""
+    return {"results": {
+        "mmmu_val": {"alias": "mmmu_val", "mmmu_acc,none": 0.351},
+        "gqa": {"alias": "gqa", "exact_match,none": 0.6198, "exact_match_stderr,none": 0.004},
+        "scienceqa_img": {"alias": "scienceqa_img", "exact_match,none": 0.6867},
+        "mme": {"alias": "mme", "mme_cognition_score,none": 363.21,
+                "mme_perception_score,none": 1511.33},
+        "pope": {"alias": "pope", "pope_f1_score,none": 0.8699, "pope_accuracy,none": 0.88},
+    }, "n-samples": {"gqa": {"original": 12578, "effective": 12578}}}
+
+
+def test_import_maps_real_benchmarks_and_computes_the_papers_avg():
+    rows = lmms.import_results(_paper_llava_results(), model="llava-1.5-7b")
+    got = {(r["benchmark"], r["metric"]): r["value"] for r in rows}
+    assert got[("GQA", "score")] == pytest.approx(61.98)
+    assert got[("MME-P", "score")] == pytest.approx(1511.33)
+    assert got[("POPE", "accuracy")] == pytest.approx(88.0)
+    paper = pd.read_csv("book/data/paper/table6_pruning_only.csv").iloc[0]
+    assert paper["ratio"] == 0 and "LLaVA" in paper["model"]
+    assert got[("AVG", "paper")] == pytest.approx(paper["AVG"], abs=0.01)
+    assert next(r["n"] for r in rows if r["benchmark"] == "GQA") == 12578
+
+
+def test_import_without_all_six_has_no_avg_and_unknown_tasks_are_an_error():
+    data = _paper_llava_results()
+    del data["results"]["pope"]
+    rows = lmms.import_results(data, model="m")
+    assert "AVG" not in {r["benchmark"] for r in rows}
+    with pytest.raises(StudyError, match="none of the known tasks"):
+        lmms.import_results({"results": {"textvqa": {"exact_match,none": 0.5}}}, model="m")
+
+
+def test_import_cli_records_rows_once(tmp_path, capsys):
+    out = tmp_path / "run" / "20260101_results.json"
+    out.parent.mkdir()
+    out.write_text(json.dumps(_paper_llava_results()))
+    table = tmp_path / "results.jsonl"
+    argv = ["import-lmms", str(out.parent), "--model", "llava-width30", "--table", str(table)]
+    assert cli.main(argv) == 0
+    rows = ResultsTable(table).rows()
+    assert len(rows) == 8 and {r["study"] for r in rows} == {"lmms-eval"}
+    assert cli.main(argv) == 0 and len(ResultsTable(table).rows()) == 8
+    assert "already recorded" in capsys.readouterr().out
+
+
+def test_imported_rows_join_the_findings_as_conditions(tmp_path):
+    """An unpruned and a pruned import of one arch give AVG-% like the chapters' rows do."""
+    from studylib import findings
+
+    teacher, student = tmp_path / "t.json", tmp_path / "s.json"
+    teacher.write_text(json.dumps(_paper_llava_results()))
+    pruned = _paper_llava_results()
+    pruned["results"]["gqa"]["exact_match,none"] = 0.55
+    student.write_text(json.dumps(pruned))
+    table = tmp_path / "results.jsonl"
+    assert cli.main(["import-lmms", str(teacher), "--model", "llava", "--arch", "llava-7b",
+                     "--table", str(table)]) == 0
+    assert cli.main(["import-lmms", str(student), "--model", "llava-w30", "--arch", "llava-7b",
+                     "--method", "width", "--ratio", "0.3", "--recipe", "sft+l2",
+                     "--data-fraction", "1", "--table", str(table)]) == 0
+    ev = findings.evaluations(ResultsTable(table).frame()).set_index("method")
+    assert ev.loc["none", "AVG_pct"] == pytest.approx(100.0)
+    assert ev.loc["width", "AVG_pct"] == pytest.approx(
+        100 * (62.28 - (61.98 - 55.0) / 6) / 62.28, abs=0.02)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export-lmms", "{tmp}/x", "--benchmarks", "VQA"], "unknown benchmark 'VQA'"),
+    (["export-lmms", "{tmp}/x", "--limit", "0"], "positive integer"),
+    (["import-lmms", "{tmp}/missing.json", "--model", "m"], "not found"),
+    (["import-lmms", "{tmp}/bad.json", "--model", "m"], "not an lmms-eval results file"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message, capsys):
+    (tmp_path / "bad.json").write_text('{"config": {}}')
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(cli.main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_export_refuses_a_non_empty_directory_and_leaves_nothing_on_failure(tmp_path,
+                                                                            monkeypatch):
+    target = tmp_path / "tasks"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not empty"):
+        lmms.export_tasks(target, limit=5)
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(lmms, "_task_yaml", boom)
+    with pytest.raises(RuntimeError):
+        lmms.export_tasks(tmp_path / "new", limit=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tasks"]  # no temp dir left
+
+
+def test_an_lmms_eval_run_without_results_is_an_error(tmp_path, exported):
+    """lmms-eval 0.7.3 logs errors and exits 0; no results file must still fail the check."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'ERROR | Error during evaluation: boom'\nexit 0\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(StudyError, match="boom"):
+        lmms.run_lmms_eval("teachers/toy-llava", exported, tmp_path / "out", python=fake)
+
+
+def test_check_passes_only_within_tolerance():
+    table = pd.DataFrame({"diff": [0.0, -0.5, 0.3]})
+    assert lmms.check_passes(table)
+    assert not lmms.check_passes(table.assign(diff=[0.0, 0.51, 0.0]))
+    assert not lmms.check_passes(table.assign(diff=[0.0, float("nan"), 0.0]))  # missing score
+
+
+def test_lmms_python_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STUDYLIB_LMMS_PYTHON", str(tmp_path / "nope"))
+    with pytest.raises(StudyError, match="make lmms-env"):
+        lmms.lmms_python()
+
+
+def test_core_environment_stays_free_of_lmms_eval_and_torchvision():
+    import importlib.util
+
+    assert importlib.util.find_spec("lmms_eval") is None
+    assert importlib.util.find_spec("torchvision") is None
+    assert metrics.PAPER_KEYS  # the core package imports without them

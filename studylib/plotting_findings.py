@@ -142,3 +142,39 @@ def fig_retained(ev: pd.DataFrame, table3: pd.DataFrame | None = None):
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+def fig_advice(adv: pd.DataFrame):
+    """Paper Fig. 1's decision flow as measured (`advise.advice_table`): per architecture,
+    the AVG-% (95% CI) of the recommended pipeline at each asked ratio, one line per
+    budget; the marker's colour is the pruning method, a hollow marker flags thin evidence,
+    and the label is the recovery recipe."""
+    adv = adv[adv.method != ""] if not adv.empty else adv
+    archs = sorted(set(adv.arch)) if not adv.empty else []
+    fig, axes = plt.subplots(1, max(len(archs), 1), figsize=(4.6 * max(len(archs), 1), 3.6),
+                             squeeze=False, sharey=True)
+    styles = {"none": ":", "projector": "--", "full": "-"}
+    for ax, arch in zip(axes[0], archs, strict=False):
+        for budget, g in adv[adv.arch == arch].groupby("budget", sort=False):
+            g = g.sort_values("ratio")
+            ax.errorbar(g.ratio, g.AVG_pct, yerr=[g.AVG_pct - g.ci_low, g.ci_high - g.AVG_pct],
+                        ls=styles.get(budget, "-"), color="#555555", lw=1, capsize=2,
+                        label=f"budget {budget}")
+            for r in g.itertuples(index=False):
+                c = color(str(r.method).split("-")[0])
+                ax.plot(r.ratio, r.AVG_pct, "o", ms=7, mec=c, mfc="white" if r.thin else c)
+                ax.annotate(r.recipe, (r.ratio, r.AVG_pct), xytext=(4, 4),
+                            textcoords="offset points", fontsize=6.5)
+        ax.set_title(arch, fontsize=10)
+        ax.set_xlabel("asked pruning ratio")
+    for m in ("layer", "width"):
+        axes[0][-1].plot([], [], "o", color=color(m), label=f"{m}wise")
+    axes[0][-1].plot([], [], "o", mec="#555555", mfc="white", label="thin evidence")
+    axes[0][0].set_ylabel("AVG-% of the unpruned model")
+    if not archs:
+        axes[0][0].set_title("no recommendations yet: run chapters 01-04 first")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("Which pipeline? The best measured one per budget and ratio (paper Fig. 1)",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -45,6 +45,16 @@ class EvalReport:
         return out
 
 
+def check_selection(benchmarks: Sequence[str], limit: int | None) -> None:
+    """Known benchmark names and a positive `limit` (or None), else one StudyError line."""
+    unknown = [b for b in benchmarks if b not in shapes.BENCHMARKS]
+    if unknown:
+        raise StudyError(f"unknown benchmark {unknown[0]!r}; choose from "
+                         f"{', '.join(shapes.BENCHMARKS)}")
+    if limit is not None and limit < 1:
+        raise StudyError(f"--limit must be a positive integer, got {limit}")
+
+
 def select(items: Sequence[shapes.Item], limit: int | None, seed: int) -> list[shapes.Item]:
     """A seeded subset of about `limit` items, stratified by subset and keeping MME pairs."""
     if limit is None:
@@ -132,12 +142,7 @@ def evaluate(model, processor, benchmarks: Sequence[str] = shapes.BENCHMARKS,
              limit: int | None = None, seed: int = 0, batch_size: int = 64,
              progress: bool = True) -> EvalReport:
     """Run the benchmarks; `limit` caps items per benchmark (a seeded, stratified subset)."""
-    unknown = [b for b in benchmarks if b not in shapes.BENCHMARKS]
-    if unknown:
-        raise StudyError(f"unknown benchmark {unknown[0]!r}; choose from "
-                         f"{', '.join(shapes.BENCHMARKS)}")
-    if limit is not None and limit < 1:
-        raise StudyError(f"--limit must be a positive integer, got {limit}")
+    check_selection(benchmarks, limit)
     model.eval()
     start = time.perf_counter()
     tables, scores = [], []

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,9 @@ from typing import Any
 
 from studylib import metrics, shapes
 from studylib.errors import StudyError
-from studylib.evaluate import MAX_NEW_TOKENS, select
+from studylib.evaluate import MAX_NEW_TOKENS, check_selection, select
 from studylib.lmms_tasks import BENCHMARK_OF, GROUP, TASKS
+from studylib.results import atomic_dir
 
 LMMS_EVAL_VERSION = "0.7.3"
 TOLERANCE = 0.5  # points: the largest lmms-eval vs studylib difference `check` accepts
@@ -93,20 +93,13 @@ def export_tasks(out: str | os.PathLike, benchmarks: Sequence[str] = shapes.BENC
     The YAMLs hold the data files' absolute paths: export again after moving the directory.
     Written to a temporary sibling and renamed, so a failure leaves nothing behind.
     """
-    unknown = [b for b in benchmarks if b not in shapes.BENCHMARKS]
-    if unknown:
-        raise StudyError(f"unknown benchmark {unknown[0]!r}; choose from "
-                         f"{', '.join(shapes.BENCHMARKS)}")
-    if limit is not None and limit < 1:
-        raise StudyError(f"--limit must be a positive integer, got {limit}")
+    check_selection(benchmarks, limit)
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise StudyError(f"{out} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise StudyError(f"{out} exists and is not empty (pass --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "images").mkdir()
         counts = {}
         for name in benchmarks:
@@ -129,12 +122,6 @@ def export_tasks(out: str | os.PathLike, benchmarks: Sequence[str] = shapes.BENC
         (tmp / "manifest.json").write_text(json.dumps(
             {"benchmarks": list(benchmarks), "limit": limit, "seed": seed, "items": counts,
              "tasks": [TASKS[b] for b in benchmarks]}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from studylib.errors import StudyError
 
 COMMAND_MODULES = ("studylib.cli", "studylib.recover", "studylib.runner", "studylib.prune",
-                   "studylib.measure", "studylib.lmms", "studylib.advise")
+                   "studylib.measure", "studylib.lmms", "studylib.advise", "studylib.quantize")
 
 
 def _positive_int(text: str) -> int:

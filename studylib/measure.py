@@ -126,10 +126,22 @@ def build_meta(name: str, dtype: torch.dtype = torch.float16):
 # Inputs
 
 
+def _pair(value) -> tuple[int, int]:
+    """InternVL's vision config gives sizes as (height, width), CLIP/SigLIP as one int."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
 def image_tokens(config) -> int:
-    """LLM positions one image takes: patches, plus CLIP's CLS unless the strategy drops it."""
+    """LLM positions one image takes: patches, plus CLIP's CLS unless the strategy drops it.
+
+    InternVL drops its CLS and merges each 2 x 2 block of patches (pixel shuffle at
+    `downsample_ratio` 0.5), so it has a quarter of the patches.
+    """
     vc = config.vision_config
-    n = (vc.image_size // vc.patch_size) ** 2
+    (height, width), (ph, pw) = _pair(vc.image_size), _pair(vc.patch_size)
+    n = (height // ph) * (width // pw)
+    if config.model_type == "internvl":
+        return round(n * config.downsample_ratio ** 2)
     if vc.model_type == "clip_vision_model":
         n += 1
     if config.vision_feature_select_strategy == "default":
@@ -148,7 +160,7 @@ def example_inputs(model, text_tokens: int, batch: int = 1) -> dict[str, torch.T
     row = [1] + [config.image_token_id] * image_tokens(config) + [text_id] * (text_tokens - 1)
     ids = torch.tensor([row] * batch, dtype=torch.long, device=param.device) % vocab
     vc = config.vision_config
-    pixels = torch.zeros(batch, vc.num_channels, vc.image_size, vc.image_size,
+    pixels = torch.zeros(batch, vc.num_channels, *_pair(vc.image_size),
                          dtype=param.dtype, device=param.device)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": pixels}
 

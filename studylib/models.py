@@ -1,12 +1,18 @@
 """Testbed MLLMs built from the real transformers classes, and loading of any checkpoint.
 
-Every toy model is a `LlavaForConditionalGeneration` (vision tower -> mlp2x-gelu projector ->
-LLM), the class llava-hf's LLaVA-1.5 checkpoints use, so pruning, LoRA, distillation,
-saving and loading all run the code path a GPU user runs on the real model:
+Every toy model is a vision tower -> projector -> LLM in the class the real checkpoints use
+(`LlavaForConditionalGeneration`, as llava-hf's LLaVA-1.5; `InternVLForConditionalGeneration`,
+as OpenGVLab's InternVL "-hf" checkpoints), so pruning, LoRA, distillation, saving and
+loading all run the code path a GPU user runs on the real model:
 
-- `toy-llava`: CLIP vision tower + Llama text model with grouped-query attention;
-- `toy-bunny`: SigLIP vision tower + Phi text model (parallel attention/MLP, partial
-  rotary, biases), Bunny-v1.0's LLM family.
+- `toy-llava`: CLIP vision tower + mlp2x-gelu + Llama text model with grouped-query attention;
+- `toy-bunny`: SigLIP vision tower + mlp2x-gelu + Phi text model (parallel attention/MLP,
+  partial rotary, biases), Bunny-v1.0's LLM family;
+- `toy-internvl`: InternViT-style tower (CLS, layer scale, qkv biases) on 8-px patches, a
+  2 x 2 pixel shuffle and InternVL's LayerNorm + MLP projector, and a Qwen2 text model (GQA,
+  q/k/v biases), the LLM of the InternVL-hf checkpoints. The paper's Mini-InternVL-4B uses
+  Phi-3-mini, whose fused qkv_proj / gate_up_proj would need their own pruning surgery;
+  Qwen2 keeps the separate projections `studylib.prune` and the LoRA targets work on.
 
 Each comes in a `default` size (the study's teachers) and a `micro` size (tests). The
 processor (word-level tokenizer over the ShapesWorld vocabulary, image processor, chat
@@ -27,6 +33,9 @@ from studylib.errors import StudyError
 from studylib.shapes import IMAGE_SIZE
 
 PATCH = 16  # one patch per grid cell: 9 image tokens
+# InternVL: four 8-px patches per grid cell, merged into one token by the 2 x 2 pixel shuffle
+# (downsample_ratio 0.5): 36 patches -> the same 9 image tokens, one per cell.
+INTERNVL_PATCH = 8
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN)
 # LLaVA-1.5's conversation format ("USER: <image>\n... ASSISTANT: ...</s>"), as in
@@ -66,7 +75,17 @@ ARCHS: dict[str, dict[str, Size]] = {
         "default": Size(64, 2, 4, 128, 8, 4, 4, 384),
         "micro": Size(32, 1, 2, 64, 4, 4, 4, 256),
     },
+    "toy-internvl": {
+        "default": Size(64, 2, 4, 128, 8, 4, 2, 352),
+        "micro": Size(32, 1, 2, 64, 4, 4, 2, 128),
+    },
 }
+# The model class of each config's model_type (InternVL is not a Llava subclass).
+MODEL_CLASSES = {"llava": "LlavaForConditionalGeneration",
+                 "internvl": "InternVLForConditionalGeneration"}
+# InternVL normalises with ImageNet statistics (InternViT's preprocessing, as in the InternVL
+# -hf checkpoints' image-processor configs; GotOcr2's class defaults are CLIP's).
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def build_tokenizer():
@@ -116,6 +135,15 @@ def _trained_tokenizer():
 
 
 def build_processor(arch: str):
+    """The processor of a toy architecture: a `LlavaProcessor` for all three.
+
+    toy-internvl too: transformers' `InternVLProcessor` cannot be built or loaded without
+    torchvision (its video-processor slot needs `VideoProcessorMixin`, which transformers
+    only defines with torchvision; transformers issue #48558), and torchvision does not work
+    next to the CPU torch here. A LlavaProcessor whose "patch" is one 16-px cell gives the
+    same 9 image tokens as InternVL's 36 patches after pixel shuffle; what is lost is only
+    InternVL's `<img>`/`</img>` markers around them.
+    """
     from transformers import CLIPImageProcessorPil, LlavaProcessor, SiglipImageProcessorPil
 
     if arch == "toy-llava":
@@ -124,6 +152,13 @@ def build_processor(arch: str):
             crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         )
         strategy, extra = "default", 1  # CLIP's CLS token is added, then dropped
+    elif arch == "toy-internvl":
+        image_processor = CLIPImageProcessorPil(
+            size={"shortest_edge": IMAGE_SIZE},
+            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+            image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+        )
+        strategy, extra = "full", 0  # counts tokens after pixel shuffle (CLS dropped there)
     else:
         image_processor = SiglipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
         strategy, extra = "full", 0  # SigLIP has no CLS token
@@ -138,7 +173,7 @@ def build_processor(arch: str):
 
 
 def build_config(arch: str, size: str = "default", vocab_size: int | None = None):
-    """The LlavaConfig of a toy architecture (no weights)."""
+    """The LlavaConfig (InternVLConfig for toy-internvl) of a toy architecture (no weights)."""
     from transformers import (
         CLIPVisionConfig,
         LlamaConfig,
@@ -174,6 +209,8 @@ def build_config(arch: str, size: str = "default", vocab_size: int | None = None
         eos_token_id=2,
         tie_word_embeddings=False,
     )
+    if arch == "toy-internvl":
+        return _internvl_config(vision, text, s)
     if arch == "toy-llava":
         vision_config = CLIPVisionConfig(**vision)
         text_config = LlamaConfig(**text, head_dim=s.text_hidden // s.text_heads)
@@ -196,15 +233,45 @@ def build_config(arch: str, size: str = "default", vocab_size: int | None = None
     )
 
 
+def _internvl_config(vision: dict[str, Any], text: dict[str, Any], s: Size):
+    """InternVLConfig: InternViT-style tower on 8-px patches, pixel shuffle, Qwen2 with GQA."""
+    from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
+
+    vision_config = InternVLVisionConfig(**{**vision, "patch_size": INTERNVL_PATCH},
+                                         attention_bias=True)  # InternViT has qkv biases
+    text_config = Qwen2Config(**text, head_dim=s.text_hidden // s.text_heads,
+                              use_sliding_window=False)
+    return InternVLConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_id=SPECIAL_TOKENS.index(IMAGE_TOKEN),
+        image_seq_length=(IMAGE_SIZE // INTERNVL_PATCH) ** 2 // 4,
+        downsample_ratio=0.5,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",  # drop CLS before the pixel shuffle
+        tie_word_embeddings=False,
+    )
+
+
+def model_class(config):
+    """The transformers class that builds `config` (Llava or InternVL)."""
+    import transformers
+
+    if config.model_type not in MODEL_CLASSES:
+        raise StudyError(f"unsupported model type {config.model_type!r}; "
+                         f"expected one of {', '.join(MODEL_CLASSES)}")
+    return getattr(transformers, MODEL_CLASSES[config.model_type])
+
+
 def build(arch: str, size: str = "default", seed: int = 0):
     """A freshly initialised (untrained) toy MLLM and its processor."""
     import torch
-    from transformers import LlavaForConditionalGeneration
 
     processor = build_processor(arch)
     config = build_config(arch, size, vocab_size=len(processor.tokenizer))
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
+    model = model_class(config)(config)
     model.generation_config.pad_token_id = 0
     model.generation_config.eos_token_id = 2
     model.generation_config.bos_token_id = 1
@@ -268,23 +335,14 @@ def save(model, processor, out: str | os.PathLike, extra: dict[str, Any] | None 
     Writes into a temporary sibling directory and renames it, so an interrupted save never
     leaves a half-written checkpoint under `out`.
     """
-    import shutil
-    import tempfile
+    from studylib.results import atomic_dir
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
         for name, payload in (extra or {}).items():
             (tmp / name).write_text(json.dumps(payload, indent=2, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -36,7 +36,7 @@ PROFILES = ("smoke", "default")
 NOT_IN_RUN_ID = ("key", "threads", "results", "figures")
 # The paper's model each toy architecture stands in for (figures draw them side by side).
 PAPER_MODEL = {"toy-llava": "LLaVA-v1.5-7B", "toy-bunny": "Bunny-v1.0-3B",
-               "llava-1.5-7b": "LLaVA-v1.5-7B"}
+               "toy-internvl": "Mini-InternVL-Chat-4B-V1-5", "llava-1.5-7b": "LLaVA-v1.5-7B"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,6 +310,67 @@ class BestPracticesParams(StudyParams):
         return {**super().config(), "inputs": results_fingerprint(self.results, self.studies)}
 
 
+@dataclasses.dataclass(frozen=True)
+class QuantizationParams(StudyParams):
+    """07_quantization: int8 weights on top of pruning and recovery (paper Table 9): the
+    teacher and pruned + recovered students, each in fp32 and int8, for memory, latency
+    and scores."""
+
+    STUDY: typing.ClassVar[str] = "07_quantization"
+    students: tuple[str, ...] = ("layer:0.15", "width:0.3")  # method:ratio, pruned + recovered
+    recipe: str = "sft+l2"  # recovery recipe of every student (the paper's FT + L2)
+    data_fraction: float = 0.02  # seeded share of the 4,000-image recovery set
+    max_steps: int = 3  # cap on optimizer steps per recovery (0 = one epoch over the subset)
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+    repeats: int = 5  # latency rounds; every model is timed once per round
+    text_tokens: int = 50  # prompt tokens after the image for the latency input
+    decode_tokens: int = 8  # decode steps timed per round
+    lm_head: bool = False  # quantize the LM head too (bitsandbytes keeps it float)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(bool(self.students), "students must not be empty")
+        for s in self.students:
+            method, sep, ratio = s.partition(":")
+            _check(bool(sep) and method in ("layer", "width"),
+                   f"students: expected method:ratio with method layer or width, got {s!r}")
+            try:
+                value = float(ratio)
+            except ValueError:
+                value = -1.0
+            _check(0.0 < value < 1.0, f"students: ratio of {s!r} must be in (0, 1)")
+        _check(len(set(self.students)) == len(self.students),
+               f"students must be distinct, got {list(self.students)}")
+        from studylib.recipes import PRESETS
+
+        _check(self.recipe in PRESETS or self.recipe.endswith((".yaml", ".yml")),
+               f"recipe must be a preset ({', '.join(PRESETS)}) or a .yaml file, "
+               f"got {self.recipe!r}")
+        _check(0.0 < self.data_fraction <= 1.0,
+               f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
+        _check(self.text_tokens >= 1, f"text_tokens must be >= 1, got {self.text_tokens}")
+        _check(self.decode_tokens >= 1, f"decode_tokens must be >= 1, got {self.decode_tokens}")
+
+    @property
+    def student_pairs(self) -> list[tuple[str, float]]:
+        """students as (method, ratio) pairs."""
+        return [(s.partition(":")[0], float(s.partition(":")[2])) for s in self.students]
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneralizationParams(SFTRecoveryParams):
+    """06_generalization: the practices on a third architecture (paper Tables 10-11,
+    Mini-InternVL): layerwise vs widthwise pruning of toy-internvl, recovered by the
+    projector only (`sft-mm`), projector + LoRA (`sft`) and SFT + L2 distillation (`sft+l2`)."""
+
+    STUDY: typing.ClassVar[str] = "06_generalization"
+    model: str = "toy-internvl"  # model name used in results and file names
+    recipes: tuple[str, ...] = ("sft-mm", "sft", "sft+l2")  # recovery presets
+
+
 def results_fingerprint(path: str, studies: Sequence[str]) -> str:
     """A short hash of the run_ids recorded for `studies` in a results table."""
     from studylib.results import ResultsTable
@@ -322,7 +383,7 @@ def results_fingerprint(path: str, studies: Sequence[str]) -> str:
 STUDIES: dict[str, type[StudyParams]] = {
     cls.STUDY: cls for cls in (TestbedParams, PruningParams, SFTRecoveryParams,
                               DataEfficiencyParams, KDAblationParams,
-                              BestPracticesParams)
+                              BestPracticesParams, QuantizationParams, GeneralizationParams)
 }
 
 

@@ -42,7 +42,7 @@ def paper_fig2(paper_model: str | None) -> pd.DataFrame:
     "FT" column, the projector + LLM finetuning baseline of its KD comparison (our `sft`).
     AVG-% is recomputed as AVG / AVG(unpruned): Table 6's printed AVG-% for Bunny width
     disagrees with its own AVG column (see study.md). Nothing is printed for "+ finetune
-    projector" on LLaVA or Bunny (only InternVL, Tables 10/11, a model we do not emulate).
+    projector" on LLaVA or Bunny (only InternVL, Tables 10/11: chapter 06, toy-internvl).
     """
     cols = ["method", "ratio", "recipe", "avg_pct", "source"]
     if not paper_model:

@@ -44,6 +44,8 @@ STUDY_TITLES = {
     "03_kd_ablation": "03 · Distillation: which loss recovers best",
     "04_data_efficiency": "04 · How much data",
     "05_best_practices": "05 · Best practices: the findings, replicated?",
+    "06_generalization": "06 · Generalization: a third architecture (InternVL)",
+    "07_quantization": "07 · int8 on top of pruning",
 }
 
 

@@ -33,7 +33,17 @@ def cell_labels(scene: shapes.Scene) -> torch.Tensor:
 
 
 class CellProbe(nn.Module):
-    """The MLLM's vision tower plus linear heads on the patch features the projector sees."""
+    """The MLLM's vision tower plus linear heads on the patch features the projector sees.
+
+    InternVL merges each 2 x 2 block of patches by pixel shuffle (one token per grid cell,
+    4x the tower's width) and its probe reads the cell tokens *after the projector*, which
+    trains here with the tower (and keeps training in the later stages), as InternVL's MLP
+    projector is trained on InternViT before the LLM. Measured on toy-internvl (seed 0): with
+    a probe on the merged tower features (99.6% colour, 95% shape, linearly) the caption loss
+    still sat at 0.44-0.47 after the 500 alignment steps at lr 2e-4, 5e-4 or 1e-3, and with
+    a Llama LLM instead of Qwen2 (colour and shape guessed, occupancy and size right); with
+    the probe after the projector it reached 0.14.
+    """
 
     def __init__(self, llava):
         super().__init__()
@@ -41,12 +51,22 @@ class CellProbe(nn.Module):
         self.layer = llava.config.vision_feature_layer
         self.drop_cls = llava.config.vision_feature_select_strategy == "default"
         hidden = llava.config.vision_config.hidden_size
+        self.downsample = getattr(llava.config, "downsample_ratio", None)  # InternVL only
+        if self.downsample:
+            self.pixel_shuffle = llava.model.pixel_shuffle  # a function, not a submodule
+            self.projector = llava.model.multi_modal_projector  # trains with the tower
+            hidden = llava.config.text_config.hidden_size
         self.heads = nn.ModuleDict({k: nn.Linear(hidden, n) for k, n in HEADS.items()})
 
     def forward(self, pixel_values, labels=None):
         states = self.tower(pixel_values, output_hidden_states=True).hidden_states[self.layer]
         if self.drop_cls:
             states = states[:, 1:]
+        if self.downsample:  # as InternVLModel.get_image_features
+            side = int(states.shape[1] ** 0.5)
+            grid = states.reshape(states.shape[0], side, side, -1)
+            states = self.pixel_shuffle(grid, scale_factor=self.downsample)
+            states = self.projector(states.reshape(states.shape[0], -1, states.shape[-1]))
         logits = {k: head(states) for k, head in self.heads.items()}  # (B, 9, n)
         out = {"logits": logits}
         if labels is not None:

@@ -22,7 +22,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 pytestmark = pytest.mark.slow
 STUDIES = ("00_testbed", "01_pruning_comparison", "02_sft_recovery", "03_kd_ablation",
-           "04_data_efficiency", "05_best_practices")
+           "04_data_efficiency", "05_best_practices", "06_generalization",
+           "07_quantization")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,14 @@ def micro():
     return model.eval(), processor
 
 
-def test_flops_count_image_tokens_and_grow_with_text(micro):
-    model, _ = micro
+@pytest.mark.parametrize("arch", ["toy-llava", "toy-internvl"])
+def test_flops_count_image_tokens_and_grow_with_text(arch):
+    model = models.build(arch, "micro", seed=0)[0].eval()  # InternVL: 36 patches -> 9 tokens
     short, long = measure.count_flops(model, 10), measure.count_flops(model, 20)
     n_image = measure.image_tokens(model.config)
     assert n_image == 9 and short["sequence_length"] == 9 + 10
     assert long["total"] > short["total"] and long["vision"] == short["vision"] > 0
+    assert short["projector"] > 0
     assert short["total"] == short["vision"] + short["projector"] + short["llm"]
     # The LLM's share equals a text-only forward over the same number of positions: the
     # image's tokens are counted as sequence positions.

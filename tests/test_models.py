@@ -13,19 +13,25 @@ from studylib.errors import StudyError
 from studylib.train import train_teacher
 
 
-@pytest.mark.parametrize("arch,text_cls,vision_cls", [
-    ("toy-llava", "LlamaForCausalLM", "CLIPVisionModel"),
-    ("toy-bunny", "PhiForCausalLM", "SiglipVisionModel"),
+@pytest.mark.parametrize("arch,mllm_cls,text_cls,vision_cls", [
+    ("toy-llava", "LlavaForConditionalGeneration", "LlamaForCausalLM", "CLIPVisionModel"),
+    ("toy-bunny", "LlavaForConditionalGeneration", "PhiForCausalLM", "SiglipVisionModel"),
+    ("toy-internvl", "InternVLForConditionalGeneration", "Qwen2ForCausalLM",
+     "InternVLVisionModel"),
 ])
-def test_architectures_use_the_real_classes(arch, text_cls, vision_cls):
+def test_architectures_use_the_real_classes(arch, mllm_cls, text_cls, vision_cls):
     model, processor = models.build(arch, "micro")
-    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert type(model).__name__ == mllm_cls
     assert type(model.model.vision_tower).__name__ == vision_cls
     text = model.config.text_config
     assert text.model_type == text_cls.replace("ForCausalLM", "").lower()
-    if arch == "toy-llava":
+    if arch in ("toy-llava", "toy-internvl"):
         assert text.num_key_value_heads < text.num_attention_heads  # GQA
-    else:
+    if arch == "toy-internvl":
+        attn = model.model.language_model.layers[0].self_attn
+        assert attn.q_proj.bias is not None and attn.o_proj.bias is None  # Qwen2's biases
+        assert model.config.downsample_ratio == 0.5
+    elif arch == "toy-bunny":
         assert text.rope_parameters["partial_rotary_factor"] < 1  # Phi: partial rotary
         assert model.model.language_model.layers[0].mlp.fc1.bias is not None
     counts = models.parameter_counts(model)
@@ -36,16 +42,16 @@ def test_architectures_use_the_real_classes(arch, text_cls, vision_cls):
 def test_default_models_put_most_parameters_in_the_llm(arch):
     config = models.build_config(arch, "default", vocab_size=200)
     with torch.device("meta"):
-        from transformers import LlavaForConditionalGeneration
-
-        model = LlavaForConditionalGeneration(config)
+        model = models.model_class(config)(config)
     counts = models.parameter_counts(model)
-    # the paper: 86% (Bunny) to 95% (LLaVA); ours: 85.9% (toy-bunny), 89.7% (toy-llava)
+    # the paper: 86% (Bunny) to 95% (LLaVA); ours: 85.9% (toy-bunny), 89.7% (toy-llava),
+    # 90.2% (toy-internvl)
     assert 0.85 <= counts["llm"] / counts["total"] <= 0.96
 
 
-def test_collator_matches_the_processor_and_labels_only_answers():
-    _, processor = models.build("toy-llava", "micro")
+@pytest.mark.parametrize("arch", ["toy-llava", "toy-internvl"])
+def test_collator_matches_the_processor_and_labels_only_answers(arch):
+    _, processor = models.build(arch, "micro")
     record = shapes.instruction_set(1, turns=2, seed=5)[0]
     ids, labels = data.ConversationCollator(processor).encode(record)
     turns = record["conversations"]
@@ -68,8 +74,23 @@ def test_collator_matches_the_processor_and_labels_only_answers():
     assert supervised == expected
 
 
-def test_save_then_plain_transformers_load_in_fresh_process(tmp_path):
-    model, processor = models.build("toy-bunny", "micro", seed=3)
+def test_internvl_image_tokens_are_the_grid_cells_in_reading_order():
+    """Pixel shuffle merges each cell's 2 x 2 patches into image token 3 * row + col, the
+    same token per cell as the one-patch-per-cell towers, and the processor counts 9."""
+    from studylib import measure
+
+    model, processor = models.build("toy-internvl", "micro")
+    side = shapes.IMAGE_SIZE // models.INTERNVL_PATCH
+    grid = torch.tensor([[3 * (r // 2) + c // 2 for c in range(side)] for r in range(side)])
+    merged = model.model.pixel_shuffle(grid[None, :, :, None].float(), scale_factor=0.5)
+    assert merged.reshape(9, 4).tolist() == [[cell] * 4 for cell in range(9)]
+    assert data.ConversationCollator(processor).n_image_tokens == 9
+    assert measure.image_tokens(model.config) == 9 == model.config.image_seq_length
+
+
+@pytest.mark.parametrize("arch", ["toy-bunny", "toy-internvl"])
+def test_save_then_plain_transformers_load_in_fresh_process(tmp_path, arch):
+    model, processor = models.build(arch, "micro", seed=3)
     models.save(model, processor, tmp_path / "ckpt")
     batch = data.ConversationCollator(processor)(shapes.instruction_set(2, seed=9))
     batch.pop("labels")
@@ -85,11 +106,14 @@ assert "studylib" not in sys.modules
 batch = torch.load({str(tmp_path / 'batch.pt')!r})
 with torch.no_grad():
     torch.save(model(**batch).logits, {str(tmp_path / 'logits.pt')!r})
-print(type(processor).__name__, processor.tokenizer.convert_ids_to_tokens([4]))
+print(type(model).__name__, type(processor).__name__,
+      processor.tokenizer.convert_ids_to_tokens([4]))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # toy-internvl too: InternVLProcessor needs torchvision (see models.build_processor)
     assert "LlavaProcessor" in proc.stdout and "<image>" in proc.stdout
+    assert type(model).__name__ in proc.stdout
     assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
 
 

@@ -13,12 +13,12 @@ from studylib import models, prune, shapes
 from studylib.data import ConversationCollator
 from studylib.errors import StudyError
 
-ARCHS = ("toy-llava", "toy-bunny")
+ARCHS = ("toy-llava", "toy-bunny", "toy-internvl")
 
 
 @pytest.fixture(scope="module")
 def micro():
-    """Untrained micro models of both backbones, with their processors (eval mode)."""
+    """Untrained micro models of every backbone, with their processors (eval mode)."""
     built = {}
     for arch in ARCHS:
         model, processor = models.build(arch, "micro", seed=0)
@@ -87,6 +87,12 @@ def test_width_pruned_equals_zero_masked_original(micro, calib, batch, arch):
     assert (ours - logits(model, batch)).abs().max() > 1e-3  # something was really removed
     for name, p in pruned.model.vision_tower.state_dict().items():
         assert torch.equal(p, model.model.vision_tower.state_dict()[name])
+    if arch == "toy-internvl":  # Qwen2: q/k/v biases lose the rows of the removed heads
+        hd, attn = tc.head_dim, models.text_layers(pruned)[0].self_attn
+        kept = report.layers[0]["kept_kv_heads"]
+        full_k = models.text_layers(model)[0].self_attn.k_proj.bias.view(-1, hd)
+        assert attn.q_proj.bias.numel() == tc.num_attention_heads * hd
+        assert torch.equal(attn.k_proj.bias.view(-1, hd), full_k[kept])
 
 
 def test_taylor_group_score_is_summed_grad_times_weight(micro, calib):
@@ -224,7 +230,8 @@ for path in sys.argv[1:]:
 
 def test_checkpoints_load_with_plain_transformers_in_a_fresh_process(micro, calib, batch, tmp_path):
     cases = {"llava-width": ("toy-llava", "width"), "bunny-width": ("toy-bunny", "width"),
-             "llava-layer": ("toy-llava", "layer")}
+             "llava-layer": ("toy-llava", "layer"), "internvl-width": ("toy-internvl", "width"),
+             "internvl-layer": ("toy-internvl", "layer")}
     for name, (arch, method) in cases.items():
         model, processor = micro[arch]
         pruned = copy.deepcopy(model)
@@ -244,10 +251,13 @@ def test_checkpoints_load_with_plain_transformers_in_a_fresh_process(micro, cali
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.strip().splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 5
     for line in lines:
         assert float(line.split()[-1]) <= 1e-5, line
     assert "MistralModel" in lines[0] and "PhiModel" in lines[1] and "LlamaModel" in lines[2]
+    assert "Qwen2Model" in lines[3] and "Qwen2Model" in lines[4]  # no divisibility check
+    text = json.loads((tmp_path / "internvl-width" / "config.json").read_text())["text_config"]
+    assert text["model_type"] == "qwen2" and text["num_attention_heads"] == 2
 
 
 def test_layer_range_checkpoint_loads_with_load_pruned(micro, calib, batch, tmp_path):

@@ -112,8 +112,9 @@ def test_subsets_are_seeded_nested_and_hashed(tmp_path, records):
 # --- what trains -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", ["toy-llava", "toy-bunny"])
+@pytest.mark.parametrize("arch", ["toy-llava", "toy-bunny", "toy-internvl"])
 def test_lora_targets_only_the_language_model_and_projector_trains_fully(arch):
+    # InternViT's attention also has q/k/v_proj and its MLP fc1/fc2: the regex must skip them
     model, _ = models.build(arch, "micro", seed=0)
     peft_model = recover.prepare_student(model, recipes.get("sft"))
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]

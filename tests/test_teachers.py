@@ -1,7 +1,7 @@
 """The committed default teachers are what `studylib teacher` produces, bit for bit.
 
 `make book` starts from the safetensors under teachers/ instead of retraining (about six
-minutes each). This test retrains both from scratch with the recorded seed and thread count
+minutes each). This test retrains all three from scratch with the recorded seed and thread count
 and compares every tensor, so the committed files cannot drift from the code.
 """
 
@@ -27,7 +27,7 @@ def threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("arch", ["toy-llava", "toy-bunny"])
+@pytest.mark.parametrize("arch", ["toy-llava", "toy-bunny", "toy-internvl"])
 def test_committed_teacher_is_reproduced_by_studylib_teacher(arch, tmp_path, threads):
     committed = TEACHERS / arch
     summary = json.loads((committed / "training_summary.json").read_text())

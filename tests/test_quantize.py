@@ -1,0 +1,195 @@
+"""int8 quantization of the LLM (torch dynamic int8 on CPU): close to fp32, smaller, works on
+pruned checkpoints, bad input is one clear error.
+
+Measured on the committed teachers (answer positions of 16 training conversations, torch
+2.13 CPU): max |logit difference| 0.37 (toy-llava) and 0.15 (toy-bunny) with logits up to
+~13, relative L2 error 2.2% / 0.6%, argmax identical at every position, mean KL 4e-5 / 2e-6.
+The tolerances below leave about 2x headroom on those.
+"""
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from studylib import evaluate, losses, models, prune, quant_study, quantize, shapes
+from studylib.errors import StudyError
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_ABS_DIFF = 0.75  # logits of the answer positions
+MAX_REL_L2 = 0.05
+MAX_AVG_DIFF = 3.0  # AVG points at limit=20 (measured: 0.10 toy-llava, 0.00 toy-bunny)
+MIN_SAME_ANSWERS = 0.9  # share of items answered identically (measured: 0.97 / 1.00)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return models.load(ROOT / "teachers" / "toy-llava")
+
+
+@pytest.fixture(scope="module")
+def batch(teacher):
+    from studylib.data import ConversationCollator
+
+    out = ConversationCollator(teacher[1])(shapes.instruction_set(16, turns=2, seed=123))
+    return out, losses.kd_mask(out.pop("labels"))
+
+
+def answer_logits(model, batch):
+    inputs, mask = batch
+    with torch.no_grad():
+        return model(**inputs).logits[mask]
+
+
+@pytest.mark.parametrize("arch", ["toy-llava", "toy-bunny"])
+def test_int8_logits_close_to_fp32(arch, batch):
+    model, _ = models.load(ROOT / "teachers" / arch)
+    int8, report = quantize.quantize_int8(copy.deepcopy(model))
+    a, b = answer_logits(model, batch), answer_logits(int8, batch)
+    assert (a - b).abs().max() <= MAX_ABS_DIFF
+    assert (a - b).norm() / a.norm() <= MAX_REL_L2
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() >= 0.98
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.model.language_model.modules())
+    assert report.backend == "torch" and report.quantized_layers == n_linear > 0
+    # only the LLM's Linear layers are int8: vision tower, projector, LM head unchanged
+    assert isinstance(int8.lm_head, torch.nn.Linear)
+    assert torch.equal(int8.model.multi_modal_projector.linear_1.weight,
+                       model.model.multi_modal_projector.linear_1.weight)
+    assert report.bytes_after["vision"] == report.bytes_before["vision"]
+
+
+def test_scores_within_tolerance(teacher):
+    model, processor = teacher
+    int8, _ = quantize.quantize_int8(copy.deepcopy(model))
+    fp = evaluate.evaluate(model, processor, limit=20, progress=False)
+    q = evaluate.evaluate(int8, processor, limit=20, progress=False)
+    assert abs(fp.summary()["AVG"] - q.summary()["AVG"]) <= MAX_AVG_DIFF
+    assert (fp.items.prediction == q.items.prediction).mean() >= MIN_SAME_ANSWERS
+
+
+def test_weight_memory_is_measured_and_smaller(teacher):
+    model, _ = teacher
+    int8, report = quantize.quantize_int8(copy.deepcopy(model))
+    assert report.bytes_before == quantize.weight_bytes(model)
+    assert report.bytes_before["total"] == sum(p.numel() * 4 for p in model.parameters())
+    # int8: 1 byte per LLM Linear weight + a float64 scale and an int64 zero point per
+    # output channel; everything else stays 4 bytes
+    linears = [m for m in model.model.language_model.modules() if isinstance(m, torch.nn.Linear)]
+    q_weights = sum(m.weight.numel() for m in linears)
+    channels = sum(m.out_features for m in linears)
+    expected = report.bytes_before["total"] - 4 * q_weights + q_weights + 16 * channels
+    assert report.bytes_after["total"] == expected
+    assert 0.3 < report.ratio < 0.45  # measured 0.371 on toy-llava
+    # the bytes torch itself writes shrink alike
+    import io
+
+    def saved(m):
+        buf = io.BytesIO()
+        torch.save(m.state_dict(), buf)
+        return buf.tell()
+
+    assert saved(int8) / saved(model) < 0.45
+    # fp16 view: the same model with its float tensors at 2 bytes
+    assert quantize.weight_bytes(model, float_bytes=2)["total"] == report.bytes_before["total"] // 2
+
+
+def test_lm_head_option(teacher):
+    model, _ = teacher
+    int8, report = quantize.quantize_int8(copy.deepcopy(model), lm_head=True)
+    assert type(int8.lm_head) is not torch.nn.Linear  # a dynamic int8 Linear
+    assert "lm_head" not in report.kept_float
+    assert report.quantized_layers == 7 * len(models.text_layers(model)) + 1
+
+
+@pytest.mark.parametrize("layer_range", [None, (1, 3)], ids=["uniform", "non-uniform"])
+def test_quantize_pruned_checkpoint(tmp_path, layer_range):
+    model, processor = models.build("toy-llava", "micro", seed=0)
+    calib = shapes.calibration_sample(4, seed=0)
+    report = prune.prune(model.eval(), "width", 0.3, calib, processor, layer_range=layer_range)
+    prune.save_pruned(model, processor, report, tmp_path / "pruned")
+    loaded, _ = models.load(tmp_path / "pruned")
+    inputs = shapes_batch(processor)
+    with torch.no_grad():
+        ref = loaded(**inputs).logits
+    int8, q = quantize.quantize_int8(loaded)
+    with torch.no_grad():
+        out = int8(**inputs).logits
+    assert q.bytes_after["llm"] < 0.5 * q.bytes_before["llm"]
+    assert (out - ref).abs().max() <= MAX_ABS_DIFF
+    widths = {layer.mlp.down_proj.weight().shape[1] for layer in models.text_layers(int8)}
+    assert len(widths) == (1 if layer_range is None else 2)
+
+
+def shapes_batch(processor):
+    from studylib.data import ConversationCollator
+
+    out = ConversationCollator(processor)(shapes.instruction_set(2, turns=1, seed=5))
+    out.pop("labels")
+    return out
+
+
+def test_bad_input_is_one_line(teacher):
+    model, _ = teacher
+    int8, _ = quantize.quantize_int8(copy.deepcopy(model))
+    cases = [
+        (lambda: quantize.quantize_int8(int8), "already quantized"),
+        (lambda: quantize.quantize_int8(copy.deepcopy(model), backend="fp4"), "unknown backend"),
+        (lambda: quantize.quantize_int8(torch.nn.Linear(2, 2)), "Llava-layout"),
+        (lambda: quant_study.paired_latency({"a": model}, repeats=0), "repeats must be"),
+        (lambda: quant_study.check_students([("depth", 0.3)]), "unknown pruning method"),
+    ]
+    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+        cases.append((lambda: quantize.quantize_int8(copy.deepcopy(model),
+                                                     backend="bitsandbytes"), "bitsandbytes"))
+    for call, needle in cases:
+        with pytest.raises(StudyError) as err:
+            call()
+        assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_paired_latency_gives_ratios(teacher):
+    model, _ = teacher
+    int8, _ = quantize.quantize_int8(copy.deepcopy(model))
+    lat = quant_study.paired_latency({"fp32": model, "int8": int8}, text_tokens=10, repeats=3,
+                                     decode_tokens=2)
+    assert lat["fp32"]["prefill"]["n"] == 3 and "prefill_ratio" not in lat["fp32"]
+    r = lat["int8"]["decode_per_token_ratio"]
+    assert r["q1"] <= r["median"] <= r["q3"] and r["median"] > 0
+
+
+def test_paper_table9_is_read_in_the_chapter_layout():
+    from studylib import plotting
+
+    paper = quant_study.paper_table9(plotting.paper_table("table9_pruning_vs_int8"))
+    assert list(zip(paper.variant, paper.precision, strict=True))[:2] == [("teacher", "int8"),
+                                                                          ("teacher", "fp16")]
+    t = paper.set_index(["variant", "precision"])
+    assert t.memory_mib["teacher", "int8"] / t.memory_mib["teacher", "fp16"] == pytest.approx(
+        0.555, abs=1e-3)
+
+
+def test_cli_writes_a_report(micro_checkpoint, tmp_path, capsys):
+    from studylib.cli import main
+
+    out = tmp_path / "q.json"
+    assert main(["--threads", "1", "quantize", "--model", str(micro_checkpoint), "--repeats",
+                 "2", "--text-tokens", "5", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["quantization"]["ratio"] < 0.6  # micro: the float parts weigh more
+    assert report["latency"]["int8"]["prefill_ratio"]["n"] == 2
+    assert "int8/float" in capsys.readouterr().out
+
+
+def test_cli_bad_input_exit_2_nothing_written(micro_checkpoint, tmp_path, capsys):
+    from studylib.cli import main
+
+    assert main(["quantize", "--model", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "q.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model directory not found" in err[0]
+    assert main(["quantize", "--model", str(micro_checkpoint), "--out", str(tmp_path)]) == 2
+    assert "must be a file" in capsys.readouterr().err
+    assert not (tmp_path / "q.json").exists()

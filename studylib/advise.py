@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from studylib import findings, recipes
-from studylib.errors import StudyError
+from studylib.errors import StudyError, check_fraction, check_ratio
 
 # What each budget lets you train; budgets are ordered, each includes the cheaper ones.
 BUDGETS = {
@@ -73,21 +73,8 @@ def paper_choice(ratio: float, budget: str) -> tuple[str, str, str]:
 
 def check_query(ratio: Any, data_fraction: Any = None, budget: str = "full") -> tuple:
     """(ratio, data_fraction, budget) validated: 0 < ratio < 1, 0 < fraction <= 1."""
-    try:
-        r = float(ratio)
-    except (TypeError, ValueError):
-        raise StudyError(f"ratio must be a number in (0, 1), got {ratio!r}") from None
-    if math.isnan(r) or not 0 < r < 1:
-        raise StudyError(f"ratio must be in (0, 1), got {ratio!r}")
-    f = None
-    if data_fraction is not None:
-        try:
-            f = float(data_fraction)
-        except (TypeError, ValueError):
-            raise StudyError(f"data fraction must be a number in (0, 1], "
-                             f"got {data_fraction!r}") from None
-        if math.isnan(f) or not 0 < f <= 1:
-            raise StudyError(f"data fraction must be in (0, 1], got {data_fraction!r}")
+    r = check_ratio(ratio)
+    f = None if data_fraction is None else check_fraction(data_fraction)
     if budget not in BUDGETS:
         raise StudyError(f"unknown budget {budget!r}; choose from {', '.join(BUDGETS)}")
     return r, f, budget

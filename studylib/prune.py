@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -56,7 +55,7 @@ import torch
 from torch import nn
 
 from studylib import models
-from studylib.errors import StudyError
+from studylib.errors import StudyError, check_ratio
 
 METHODS = ("layer", "width")
 IMPORTANCES = {"layer": ("bi", "random"), "width": ("taylor", "magnitude", "random")}
@@ -170,16 +169,6 @@ def _unit_params(layer: nn.Module, hd: int, n_rep: int) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------------
 # Validation
-
-
-def check_ratio(ratio: Any) -> float:
-    try:
-        value = float(ratio)
-    except (TypeError, ValueError):
-        raise StudyError(f"ratio must be a number in (0, 1), got {ratio!r}") from None
-    if math.isnan(value) or not 0 < value < 1:
-        raise StudyError(f"ratio must be in (0, 1), got {ratio!r}")
-    return value
 
 
 def _check(method: str, importance: str | None) -> str:

@@ -37,7 +37,7 @@ import torch
 
 from studylib import losses, models, recipes, shapes
 from studylib.data import ConversationCollator
-from studylib.errors import StudyError
+from studylib.errors import StudyError, check_fraction
 from studylib.recipes import RecoveryRecipe
 
 # The "100%" recovery set: 4000 images x 3 turns = 12,000 question/answer pairs.
@@ -80,16 +80,6 @@ def _records_hash(records: Sequence[dict[str, Any]]) -> str:
     for rec in records:
         h.update(json.dumps(rec, sort_keys=True).encode())
     return h.hexdigest()
-
-
-def check_fraction(fraction: float) -> float:
-    try:
-        value = float(fraction)
-    except (TypeError, ValueError):
-        raise StudyError(f"data fraction must be a number in (0, 1], got {fraction!r}") from None
-    if not 0 < value <= 1 or math.isnan(value):
-        raise StudyError(f"data fraction must be in (0, 1], got {fraction!r}")
-    return value
 
 
 def select_subset(records: Sequence[dict[str, Any]], fraction: float, seed: int = 0) -> Subset:

@@ -12,12 +12,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import io
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +24,7 @@ import torch
 
 from studylib import evaluate, losses, prune, recipes, recover, shapes
 from studylib.results import eval_rows
+from studylib.sweep import quiet
 
 # Paper Table 2 (Bunny, layerwise) columns and the study's preset names.
 PAPER_TABLE2 = {"FT": "sft", "L2": "l2", "L2+FT": "sft+l2", "RKL": "rkl", "RKL+FT": "sft+rkl"}
@@ -226,7 +224,7 @@ def run_grid(teacher, processor, *, model_name: str, methods: Sequence[str],
         for ratio in ratios:
             t0 = time.perf_counter()
             student = copy.deepcopy(teacher)
-            with contextlib.redirect_stderr(io.StringIO()):  # pruning's progress bar
+            with quiet():  # pruning's progress bar
                 pr = prune.prune(student, method, ratio, calib, processor, seed=eval_seed)
             where = dict(method=method, ratio=float(ratio), ratio_achieved=pr.ratio_achieved)
             avg = evaluated(student, eval_seed, recipe="none", data_fraction=None, **where)
@@ -235,7 +233,7 @@ def run_grid(teacher, processor, *, model_name: str, methods: Sequence[str],
             for seed in seeds:
                 for recipe in chosen:
                     t0 = time.perf_counter()
-                    with _quiet():
+                    with quiet():
                         rep = recover.recover((copy.deepcopy(student), processor),
                                               (teacher, processor), recipe,
                                               data_fraction=data_fraction, seed=seed,
@@ -256,20 +254,11 @@ def run_grid(teacher, processor, *, model_name: str, methods: Sequence[str],
     return rows
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Training without the Trainer's printed log dicts and transformers' deprecation notes
-    (the chapter reports losses and timings from the recovery report instead)."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
-
-
 def _online_check(student, teacher, processor, where, data_fraction, seed, model_name,
                   max_steps, log) -> list[dict[str, Any]]:
     """Time `sft+l2` once with the teacher online (no cache): the cache's speedup."""
     steps = max_steps or 12
-    with _quiet():
+    with quiet():
         rep = recover.recover((copy.deepcopy(student), processor), (teacher, processor),
                               "sft+l2", data_fraction=data_fraction, seed=seed,
                               subset_seed=seed, progress=False, use_cache=False,

@@ -23,9 +23,7 @@ quantized model for the float one (chapter 01 does the same with its random base
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +35,7 @@ import pandas as pd
 from studylib import evaluate, measure, metrics, prune, quantize, shapes
 from studylib.errors import StudyError
 from studylib.results import eval_rows
+from studylib.sweep import quiet
 
 DEFAULT_STUDENTS = (("layer", 0.15), ("width", 0.30))  # the paper's Table 9 rows
 VARIANT_ORDER = ("teacher", "layer", "width")
@@ -115,7 +114,6 @@ def build_students(teacher, processor, students=DEFAULT_STUDENTS, *, recipe: str
     """Prune a copy of the teacher per (method, ratio) and recover it; returns one dict per
     variant (the teacher first) with its float model and how it was made."""
     from studylib import recover
-    from studylib.kd_ablation import _quiet
 
     students = check_students(students)
     variants = [{"variant": "teacher", "method": "none", "ratio": 0.0, "ratio_achieved": 0.0,
@@ -125,9 +123,9 @@ def build_students(teacher, processor, students=DEFAULT_STUDENTS, *, recipe: str
     for method, ratio in students:
         t0 = time.perf_counter()
         student = copy.deepcopy(teacher)
-        with contextlib.redirect_stderr(io.StringIO()):  # calibration progress bars
+        with quiet():  # calibration progress bars
             pr = prune.prune(student, method, ratio, calib, processor, seed=seed)
-        with _quiet():
+        with quiet():
             rep = recover.recover((student, processor), (teacher, processor), recipe,
                                   data_fraction=data_fraction, seed=seed, subset_seed=seed,
                                   progress=False, max_steps=max_steps or None)

@@ -36,7 +36,7 @@ GRID = ["method", "ratio", "recipe", "data_fraction", "seed"]
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """Keep progress bars, the Trainer's printed logs and deprecation warnings out of the
     chapter (the summary lines and the recorded rows say what happened)."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
@@ -95,7 +95,7 @@ def run_grid(teacher, processor, *, model: str, methods: Sequence[str],
         for method in methods:
             for ratio in ratios:
                 pruned = copy.deepcopy(teacher).to(device)
-                with _quiet():  # calibration progress bars
+                with quiet():  # calibration progress bars
                     p_report = prune.prune(pruned, method, ratio, calib, processor, seed=seed)
                 where = {"method": method, "ratio": float(ratio),
                          "ratio_achieved": round(p_report.ratio_achieved, 4),
@@ -110,7 +110,7 @@ def run_grid(teacher, processor, *, model: str, methods: Sequence[str],
                 for name in recipe_names:
                     for fraction in fractions:
                         student = copy.deepcopy(pruned).to(device)
-                        with _quiet():  # the Trainer prints its log dicts
+                        with quiet():  # the Trainer prints its log dicts
                             rec = recover.recover((student, processor), (teacher, processor),
                                                   name, data_fraction=fraction, seed=seed,
                                                   subset_seed=seed,

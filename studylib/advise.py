@@ -272,12 +272,9 @@ def cmd_advise(args) -> int:
 
     check_query(args.ratio, args.data_fraction, args.budget)
     path = Path(args.table)
-    if not path.is_file():
+    if not path.exists():
         raise StudyError(f"results table not found: {path} (run `studylib study` first)")
-    try:
-        rows = ResultsTable(path).frame()
-    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
-        raise StudyError(f"{path} is not a JSON Lines results table ({exc})") from None
+    rows = ResultsTable(path).frame()
     adv = advise(rows, args.ratio, args.data_fraction, args.budget, arch=args.arch)
     print(format_advice(adv))
     return 0

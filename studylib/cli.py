@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from studylib.errors import StudyError
+from studylib.outputs import atomic_dir, check_out_dir, check_out_file
 
 COMMAND_MODULES = ("studylib.cli", "studylib.recover", "studylib.runner", "studylib.prune",
                    "studylib.measure", "studylib.lmms", "studylib.advise", "studylib.quantize")
@@ -50,15 +51,12 @@ def set_threads(threads: int | None) -> None:
 
 def cmd_eval(args) -> int:
     from studylib import models, results, shapes
-    from studylib.evaluate import evaluate, format_table
+    from studylib.evaluate import check_selection, evaluate, format_table
 
     benchmarks = args.benchmarks.split(",") if args.benchmarks else list(shapes.BENCHMARKS)
-    bad = [b for b in benchmarks if b not in shapes.BENCHMARKS]
-    if bad:
-        raise StudyError(f"unknown benchmark {bad[0]!r}; choose from {', '.join(shapes.BENCHMARKS)}")
-    out = Path(args.out)
-    if out.is_dir():
-        raise StudyError(f"--out must be a file, not a directory: {out}")
+    check_selection(benchmarks, args.limit)
+    out = check_out_file(args.out)
+    results.ResultsTable(out).rows()  # a table that is not JSON Lines fails before the work
     model, processor = models.load(args.model)
     report = evaluate(model, processor, benchmarks=benchmarks, limit=args.limit, seed=args.seed,
                       batch_size=args.batch_size)
@@ -75,9 +73,7 @@ def cmd_eval(args) -> int:
 def cmd_teacher(args) -> int:
     from studylib.train import train_teacher
 
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise StudyError(f"{out} exists and is not empty (pass --overwrite to replace it)")
+    out = check_out_dir(args.out, args.overwrite)
     summary = train_teacher(args.arch, out, size=args.size, seed=args.seed,
                             evaluate_after=not args.no_eval)
     short = {k: v for k, v in summary.items() if k not in ("loss_log", "eval")}
@@ -87,17 +83,25 @@ def cmd_teacher(args) -> int:
     return 0
 
 
+# `studylib data` writes ~1 kB per image: the cap keeps a typo from filling the disk
+# (LLaVA-v1.5-mix665k, the largest real set here, has 665k records).
+MAX_DATA_IMAGES = 1_000_000
+
+
 def cmd_data(args) -> int:
     """Write the instruction set (LLaVA JSON) and its PNG images, as real data is laid out."""
-    from studylib import results, shapes
+    from studylib import shapes
 
-    out = Path(args.out)
+    out = check_out_dir(args.out, args.overwrite)
+    if args.images > MAX_DATA_IMAGES:
+        raise StudyError(f"--images {args.images} is more than {MAX_DATA_IMAGES:,}")
     records = shapes.instruction_set(args.images, turns=args.turns, seed=args.seed)
-    for rec in records:
-        path = out / rec["image"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shapes.load_image(rec["image"]).save(path)
-    results.atomic_write_text(out / "shapesworld_instruct.json", json.dumps(records, indent=1))
+    with atomic_dir(out, "data") as tmp:
+        for rec in records:
+            path = tmp / rec["image"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shapes.load_image(rec["image"]).save(path)
+        (tmp / "shapesworld_instruct.json").write_text(json.dumps(records, indent=1))
     print(f"wrote {len(records)} conversations and images to {out}")
     return 0
 
@@ -128,6 +132,7 @@ def add_command(sub) -> None:
     p.add_argument("--images", type=_positive_int, default=1000)
     p.add_argument("--turns", type=_positive_int, default=3)
     p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_data)
 
 

@@ -31,3 +31,18 @@ def check_fraction(fraction: Any) -> float:
     if math.isnan(value) or not 0 < value <= 1:
         raise StudyError(f"data fraction must be in (0, 1], got {fraction!r}")
     return value
+
+
+def check_positive(value: Any, name: str) -> float:
+    """A finite number > 0 (epochs, learning rate, temperature), else one StudyError line.
+
+    Infinity is refused as well as NaN: `inf > 0` holds, and an infinite epoch count reaches
+    the Trainer, which fails deep inside with an OverflowError.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise StudyError(f"{name} must be a number > 0, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise StudyError(f"{name} must be a finite number > 0, got {value!r}")
+    return number

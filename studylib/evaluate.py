@@ -46,11 +46,14 @@ class EvalReport:
 
 
 def check_selection(benchmarks: Sequence[str], limit: int | None) -> None:
-    """Known benchmark names and a positive `limit` (or None), else one StudyError line."""
+    """Known benchmark names, each once, and a positive `limit` (or None), else one error line."""
     unknown = [b for b in benchmarks if b not in shapes.BENCHMARKS]
     if unknown:
         raise StudyError(f"unknown benchmark {unknown[0]!r}; choose from "
                          f"{', '.join(shapes.BENCHMARKS)}")
+    repeated = [b for i, b in enumerate(benchmarks) if b in benchmarks[:i]]
+    if repeated:
+        raise StudyError(f"benchmark {repeated[0]!r} is listed twice")
     if limit is not None and limit < 1:
         raise StudyError(f"--limit must be a positive integer, got {limit}")
 

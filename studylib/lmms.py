@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from studylib import metrics, shapes
-from studylib.errors import StudyError
+from studylib.errors import StudyError, check_fraction, check_ratio
 from studylib.evaluate import MAX_NEW_TOKENS, check_selection, select
 from studylib.lmms_tasks import BENCHMARK_OF, GROUP, TASKS
-from studylib.results import atomic_dir
+from studylib.outputs import atomic_dir, atomic_write_text, check_out_dir, check_out_file
 
 LMMS_EVAL_VERSION = "0.7.3"
 TOLERANCE = 0.5  # points: the largest lmms-eval vs studylib difference `check` accepts
@@ -94,12 +94,8 @@ def export_tasks(out: str | os.PathLike, benchmarks: Sequence[str] = shapes.BENC
     Written to a temporary sibling and renamed, so a failure leaves nothing behind.
     """
     check_selection(benchmarks, limit)
-    out = Path(out).resolve()
-    if out.exists() and not out.is_dir():
-        raise StudyError(f"{out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise StudyError(f"{out} exists and is not empty (pass --overwrite to replace it)")
-    with atomic_dir(out) as tmp:
+    out = check_out_dir(out, overwrite).resolve()
+    with atomic_dir(out, "export-lmms") as tmp:
         (tmp / "images").mkdir()
         counts = {}
         for name in benchmarks:
@@ -154,10 +150,15 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
         raise StudyError(f"lmms-eval results not found: {path}")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError
         raise StudyError(f"{path} is not JSON: {exc}") from None
     if not isinstance(data, dict) or "results" not in data:
         raise StudyError(f"{path} has no 'results' section: not an lmms-eval results file")
+    for section in ("results", "n-samples"):
+        tasks = data.get(section, {})
+        if not isinstance(tasks, dict) or not all(isinstance(v, dict) for v in tasks.values()):
+            raise StudyError(f"{path}: '{section}' must map each task to a mapping: not an "
+                             "lmms-eval results file")
     return data
 
 
@@ -170,6 +171,9 @@ def import_results(data: dict[str, Any], model: str, seed: int = 0) -> list[dict
             spec = REAL_TASKS.get((task, key)) or SHAPES_TASKS.get((task, key))
             if spec is None or not isinstance(value, int | float):
                 continue
+            if not math.isfinite(value):  # JSON has no NaN: the table would not be JSON Lines
+                raise StudyError(f"results.{task}.{key} is {value}, not a score: refusing to "
+                                 "import it")
             bench, metric, factor = spec
             n = n_samples.get(task, {}).get("effective")
             rows.append({"model": model, "seed": seed, "benchmark": bench, "metric": metric,
@@ -294,9 +298,30 @@ def cmd_export(args) -> int:
     return 0
 
 
+def check_condition(method: str, ratio: float, recipe: str,
+                    data_fraction: float | None) -> None:
+    """The condition columns of an import, checked as `prune` and `recover` check them."""
+    from studylib import recipes
+
+    if method == "none":
+        if ratio or recipe != "none":
+            raise StudyError("--method none is the unpruned model: it takes no --ratio or "
+                             "--recipe")
+    else:
+        check_ratio(ratio)
+    if recipe != "none":
+        recipes.get(recipe)
+    if data_fraction is not None:
+        check_fraction(data_fraction)
+
+
 def cmd_import(args) -> int:
     from studylib import results
 
+    check_out_file(args.table, "--table")
+    check_condition(args.method, args.ratio, args.recipe, args.data_fraction)
+    table = results.ResultsTable(args.table)
+    table.rows()  # a table that is not JSON Lines fails before anything is printed
     data = read_results(args.results)
     rows = import_results(data, model=args.model, seed=args.seed)
     config = {"command": "import-lmms", "model": args.model, "seed": args.seed,
@@ -308,15 +333,15 @@ def cmd_import(args) -> int:
         print(f"{r['benchmark']:<8}{r['metric']:<10}{r['value']:>9.2f}   {r['source']}")
     condition = {"arch": args.arch or args.model, "method": args.method, "ratio": args.ratio,
                  "recipe": args.recipe, "data_fraction": args.data_fraction}
-    if args.method == "none" and (args.ratio or args.recipe != "none"):
-        raise StudyError("--method none is the unpruned model: it takes no --ratio or --recipe")
-    wrote = results.ResultsTable(args.table).record(
+    wrote = table.record(
         rid, rows, {"study": args.study, "command": "import-lmms", **condition})
     print(f"{'wrote' if wrote else 'already recorded'} run {rid} -> {args.table}")
     return 0
 
 
 def cmd_check(args) -> int:
+    if args.out is not None:
+        check_out_file(args.out)
     benchmarks = args.benchmarks.split(",") if args.benchmarks else list(shapes.BENCHMARKS)
     table = check(args.model, limit=args.limit, seed=args.seed, benchmarks=benchmarks,
                   batch_size=args.batch_size)
@@ -324,8 +349,6 @@ def cmd_check(args) -> int:
     print(f"lmms-eval {table.attrs['lmms_eval_s']:.1f} s (with its start-up), "
           f"studylib eval {table.attrs['studylib_s']:.1f} s")
     if args.out:
-        from studylib.results import atomic_write_text
-
         atomic_write_text(args.out, table.to_csv(index=False))
     if not check_passes(table):
         worst = table.loc[table["diff"].abs().idxmax()]

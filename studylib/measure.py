@@ -405,6 +405,8 @@ def cmd_measure(args) -> int:
             rows = [arch_row(args.arch, args.method, args.ratio, args.text_tokens)]
         print(json.dumps(rows, indent=2) if args.json else format_table(rows))
         return 0
+    if args.ratio is not None:
+        prune.rehearse(args.model, args.method, args.ratio)
     model, processor = models.load(args.model)
     if args.ratio is not None:
         prune.shrink(model, args.method, args.ratio)

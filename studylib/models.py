@@ -22,6 +22,7 @@ template) is saved next to the weights, so `AutoProcessor.from_pretrained(dir)` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -282,16 +283,16 @@ def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
          dtype: Any = None, device: str | None = None):
     """Load any image-text-to-text checkpoint (llava-hf layout) with its processor.
 
-    A local path must exist and hold a config; a hub id is passed through to transformers
-    (which needs network access). Failures become one clear StudyError line.
+    A local path (`is_local`) must be a directory holding a config; a hub id is passed
+    through to transformers (which needs network access). Failures become one clear
+    StudyError line.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    path = Path(path_or_id)
-    looks_local = path.exists() or str(path_or_id).startswith((".", "/")) or path.suffix
-    if looks_local:
+    path = Path(path_or_id).expanduser()
+    if is_local(path_or_id):
         if not path.is_dir():
-            raise StudyError(f"model directory not found: {path}")
+            raise StudyError(f"no checkpoint at {path_or_id}")
         if not (path / "config.json").is_file():
             raise StudyError(f"not a checkpoint (no config.json): {path}")
         if _non_uniform_pruned(path):  # layers of different widths: no standard config
@@ -299,26 +300,49 @@ def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
 
             model, processor = load_pruned(path)
             return model.to(device or "cpu", dtype=_torch_dtype(dtype)), processor
-    try:
+    with checkpoint_errors(path_or_id):
         model = AutoModelForImageTextToText.from_pretrained(
-            str(path_or_id), trust_remote_code=trust_remote_code, dtype=dtype or "float32"
+            str(path), trust_remote_code=trust_remote_code, dtype=dtype or "float32"
         )
-        processor = AutoProcessor.from_pretrained(str(path_or_id),
-                                                  trust_remote_code=trust_remote_code)
-    except StudyError:
-        raise
-    except Exception as exc:  # transformers raises many types; the user needs one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"cannot load checkpoint {path_or_id}: {first}") from exc
+        processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     if device:
         model.to(device)
     model.eval()
     return model, processor
 
 
+def is_local(path_or_id: str | os.PathLike) -> bool:
+    """Whether a model argument names a local directory rather than a Hugging Face Hub id.
+
+    Hub ids have the form `org/name`: exactly one slash, no leading `.` or `~`. Everything
+    else is local: a path that exists, one with no slash or several, one starting with `.`,
+    `/` or `~`, and an `org/name` whose `org` exists here (`teachers/toy-lava` is a typo in a
+    local path, not a hub repository). So a mistyped path fails at once, instead of after
+    transformers has retried the hub for about a minute.
+    """
+    text = os.fspath(path_or_id)
+    org, _, name = text.partition("/")
+    hub_shaped = bool(org and name) and "/" not in name and org[0] not in ".~"
+    return not hub_shaped or Path(text).exists() or Path(org).exists()
+
+
+@contextlib.contextmanager
+def checkpoint_errors(path_or_id: str | os.PathLike):
+    """Turn any failure to read a checkpoint into one StudyError line: transformers and
+    safetensors raise many types (a truncated file, a bad config), the user needs one line."""
+    try:
+        yield
+    except StudyError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot load checkpoint {path_or_id}: {first}") from exc
+
+
 def _non_uniform_pruned(path: Path) -> bool:
-    report = path / "pruning_report.json"
-    return report.is_file() and json.loads(report.read_text()).get("uniform", True) is False
+    from studylib.prune import read_report
+
+    return read_report(path).get("uniform", True) is False
 
 
 def _torch_dtype(dtype: Any):
@@ -329,16 +353,17 @@ def _torch_dtype(dtype: Any):
     return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
 
-def save(model, processor, out: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-    """Save weights (safetensors), config and processor; write `extra` JSON files atomically.
+def save(model, processor, out: str | os.PathLike, extra: dict[str, Any] | None = None,
+         command: str = "save") -> Path:
+    """Save weights (safetensors), config and processor, and `extra` JSON files, atomically.
 
-    Writes into a temporary sibling directory and renames it, so an interrupted save never
-    leaves a half-written checkpoint under `out`.
+    `studylib.outputs.atomic_dir` writes a hidden sibling and swaps it in, so a kill at any
+    moment leaves `out` whole (old or new), marked as studylib's for a later `--overwrite`.
     """
-    from studylib.results import atomic_dir
+    from studylib.outputs import atomic_dir
 
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, command) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
         for name, payload in (extra or {}).items():

@@ -494,9 +494,33 @@ class StudyFile:
     runs: tuple[StudyParams, ...]
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml's SafeLoader, but a key given twice in one mapping is an error: PyYAML keeps the
+    last one silently, so a second `limit:` further down would quietly win."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value!r} (line {key.start_mark.line + 1})")
+                seen.add(key.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """A mapping from the file (empty for a missing or null one), else one StudyError line."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise StudyError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_StrictLoader)
     except FileNotFoundError:
         raise StudyError(f"params file not found: {path}") from None
     except yaml.YAMLError as exc:
@@ -512,7 +536,8 @@ def load_study(path: str | os.PathLike, profile: str = "default",
     """Read, merge and validate a study file: run = {**defaults, **run, **overrides}.
 
     With a profile other than "default", the file's `profiles.<name>.defaults` update the
-    defaults and `profiles.<name>.runs`, when given, replace the runs.
+    defaults and `profiles.<name>.runs`, when given, replace the runs. Every profile is
+    validated, not only the selected one.
     """
     path = Path(path)
     data = read_yaml(path)
@@ -530,42 +555,49 @@ def load_study(path: str | os.PathLike, profile: str = "default",
                          f"known: {', '.join(sorted(STUDIES))}")
     if profile not in PROFILES:
         raise StudyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    defaults = dict(data["defaults"] or {})
-    runs = data["runs"]
-    profiles = data.get("profiles") or {}
-    if not isinstance(profiles, dict):
-        raise StudyError(f"{path}: profiles must be a mapping of profile name -> overrides")
+    profiles = _mapping(data.get("profiles"), f"{path}: profiles")
     for name, prof in profiles.items():
         if name not in PROFILES:
             raise StudyError(f"{path}: unknown profile {name!r}; choose from {', '.join(PROFILES)}")
-        bad = [k for k in (prof or {}) if k not in PROFILE_KEYS]
+        bad = [k for k in _mapping(prof, f"{path}: profiles.{name}") if k not in PROFILE_KEYS]
         if bad:
             raise StudyError(f"{path}: profiles.{name}: unknown key {bad[0]!r}; "
                              f"expected {', '.join(PROFILE_KEYS)}")
-    chosen = profiles.get(profile) or {}
-    defaults.update(chosen.get("defaults") or {})
-    if chosen.get("runs") is not None:
-        runs = chosen["runs"]
-    if not isinstance(runs, list) or not runs:
-        raise StudyError(f"{path}: runs must be a non-empty list of mappings")
     fields = _fields(STUDIES[study])
     sets = {k: v for k, v in (overrides or {}).items() if k in fields}
     if strict_overrides and len(sets) != len(overrides or {}):
         bad = next(k for k in overrides or {} if k not in fields)
         raise StudyError(f"--set: unknown key {bad!r} for study {study}; "
                          f"valid keys: {', '.join(sorted(fields))}")
+    runs = _profile_runs(path, data, study, profile, sets)
+    for other in PROFILES:  # a broken profile fails now, not when someone first selects it
+        if other != profile:
+            _profile_runs(path, data, study, other, {})
+    return StudyFile(path, study, notebook, runs)
+
+
+def _profile_runs(path: Path, data: dict[str, Any], study: str, profile: str,
+                  sets: Mapping[str, Any]) -> tuple[StudyParams, ...]:
+    """One profile's runs, each {**defaults, **run, **sets}, validated."""
+    chosen = _mapping(data.get("profiles"), f"{path}: profiles").get(profile) or {}
+    defaults = {**_mapping(data["defaults"], f"{path}: defaults"),
+                **_mapping(chosen.get("defaults"), f"{path}: profiles.{profile}.defaults")}
+    runs = data["runs"] if chosen.get("runs") is None else chosen["runs"]
+    in_profile = "" if profile == "default" else f" in profile {profile}"
+    if not isinstance(runs, list) or not runs:
+        raise StudyError(f"{path}: runs must be a non-empty list of mappings{in_profile}")
     merged: list[StudyParams] = []
     for i, run in enumerate(runs):
         if not isinstance(run, dict):
             raise StudyError(f"{path}: runs[{i}] must be a mapping, got {run!r}")
-        where = f"{path}: runs[{i}]" + (f" ({run['key']})" if "key" in run else "")
+        where = f"{path}: runs[{i}]" + (f" ({run['key']})" if "key" in run else "") + in_profile
         merged.append(validate(study, {**defaults, **run, **sets}, where=where))
     names = [p.output_name() for p in merged]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise StudyError(f"{path}: two runs write the same notebook {dupes[0]}.ipynb "
-                         "(give them different keys)")
-    return StudyFile(path, study, notebook, tuple(merged))
+                         f"(give them different keys){in_profile}")
+    return tuple(merged)
 
 
 def validate_file(path: str | os.PathLike) -> list[StudyParams]:

@@ -56,6 +56,7 @@ from torch import nn
 
 from studylib import models
 from studylib.errors import StudyError, check_ratio
+from studylib.outputs import check_out_dir
 
 METHODS = ("layer", "width")
 IMPORTANCES = {"layer": ("bi", "random"), "width": ("taylor", "magnitude", "random")}
@@ -502,8 +503,8 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
     return report
 
 
-def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed, report):
-    n_layers = len(models.text_layers(model))
+def _layers_to_drop(ratio: float, n_layers: int, layer_ids: Sequence[int]) -> int:
+    """round(ratio x layers), if that removes some layers but not all, else one error line."""
     n_drop = round(ratio * n_layers)
     if n_drop == 0:
         raise StudyError(f"ratio {ratio:g} removes no layer of {n_layers}; use a larger ratio")
@@ -513,6 +514,12 @@ def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed,
     if n_drop > len(layer_ids):
         raise StudyError(f"ratio {ratio:g} needs {n_drop} layers but the layer range has "
                          f"{len(layer_ids)}")
+    return n_drop
+
+
+def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed, report):
+    n_layers = len(models.text_layers(model))
+    n_drop = _layers_to_drop(ratio, n_layers, layer_ids)
     if importance == "bi":
         if records is None or processor is None:
             raise StudyError("block influence needs calibration records and a processor")
@@ -552,9 +559,7 @@ def shrink(model, method: str, ratio: float, layer_range: Sequence[int] | None =
     n_layers = len(models.text_layers(model))
     layer_ids = _layer_ids(n_layers, layer_range)
     if method == "layer":
-        n_drop = round(ratio * n_layers)
-        if not 0 < n_drop < n_layers:
-            raise StudyError(f"ratio {ratio:g} removes {n_drop} of {n_layers} layers")
+        n_drop = _layers_to_drop(ratio, n_layers, layer_ids)
         remove_layers(model, layer_ids[len(layer_ids) - n_drop:])
         return
     groups, channels = _plan_width(model, ratio, layer_ids)
@@ -564,6 +569,26 @@ def shrink(model, method: str, ratio: float, layer_range: Sequence[int] | None =
     scores = [(torch.zeros(shape.kv_heads), torch.zeros(shape.intermediate))] * len(layer_ids)
     _apply_width(model, layer_ids, scores, groups, channels)
     _set_width_config(model, layer_ids, n_layers)
+
+
+def rehearse(path: str | os.PathLike, method: str, ratio: float,
+             layer_range: Sequence[int] | None = None) -> None:
+    """Fail fast: apply `shrink` to an empty (meta-device) copy built from the checkpoint's
+    config, so a ratio or layer range that cannot work is refused before the weights load.
+    Checkpoints whose config cannot say the layer widths (non-uniform pruned ones), or
+    whose config does not load (`models.load` then says why), are left to `prune`."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    path = Path(path)
+    if not (path / "config.json").is_file() or models._non_uniform_pruned(path):
+        return
+    try:
+        config = AutoConfig.from_pretrained(path)
+        with torch.device("meta"):
+            empty = AutoModelForImageTextToText.from_config(config)
+    except Exception:  # noqa: BLE001 - models.load reports a bad checkpoint in one line
+        return
+    shrink(empty, method, ratio, layer_range)
 
 
 def _config_summary(model) -> dict[str, Any]:
@@ -616,7 +641,7 @@ def save_pruned(model, processor, report: PruneReport, out: str | os.PathLike) -
                             "heads x head_dim != hidden_size; same architecture)"]
     model.config.text_config = text_config
     try:
-        return models.save(model, processor, out, extra={REPORT_FILE: payload})
+        return models.save(model, processor, out, extra={REPORT_FILE: payload}, command="prune")
     finally:
         model.config.text_config = original
 
@@ -630,26 +655,47 @@ def load_pruned(path: str | os.PathLike):
     saved weights are loaded strictly into it.
     """
     path = Path(path)
-    report_path = path / REPORT_FILE
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report = read_report(path)
     if report.get("uniform", True):
         return models.load(path)
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(path))
-    _resize_layers(model, report["config_after"]["layer_shapes"])
-    saved = {}
-    for file in sorted(path.glob("*.safetensors")):
-        saved.update(load_file(file))
-    state = {name: saved.get(key) for name, key in _saved_names(model).items()}
-    absent = [name for name, tensor in state.items() if tensor is None]
-    if absent:
-        raise StudyError(f"checkpoint {path} does not match its pruning report "
-                         f"(no weights for {absent[:3]})")
-    model.load_state_dict(state, strict=True)
+    with models.checkpoint_errors(path):  # a truncated file, a config that does not fit
+        model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(path))
+        _resize_layers(model, report["config_after"]["layer_shapes"])
+        saved = {}
+        for file in sorted(path.glob("*.safetensors")):
+            saved.update(load_file(file))
+        state = {name: saved.get(key) for name, key in _saved_names(model).items()}
+        absent = [name for name, tensor in state.items() if tensor is None]
+        if absent:
+            raise StudyError(f"checkpoint {path} does not match its pruning report "
+                             f"(no weights for {absent[:3]})")
+        model.load_state_dict(state, strict=True)
+        processor = AutoProcessor.from_pretrained(path)
     model.eval()
-    return model, AutoProcessor.from_pretrained(path)
+    return model, processor
+
+
+def read_report(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's pruning report ({} when it has none), checked as far as loading needs
+    it: `uniform`, and for a non-uniform model the width of every layer. Else one StudyError
+    line, before any weights are read."""
+    file = Path(path) / REPORT_FILE
+    if not file.is_file():
+        return {}
+    try:
+        report = json.loads(file.read_text())
+        if not isinstance(report["uniform"], bool):
+            raise TypeError(f"uniform must be true or false, got {report['uniform']!r}")
+        if not report["uniform"]:
+            for shape in report["config_after"]["layer_shapes"]:
+                if not all(isinstance(shape[k], int) for k in ("kv_heads", "intermediate")):
+                    raise TypeError(f"layer widths must be integers, got {shape!r}")
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError too
+        raise StudyError(f"{file} is not a pruning report ({type(exc).__name__}: {exc})") from None
+    return report
 
 
 def _saved_names(model) -> dict[str, str]:
@@ -689,11 +735,10 @@ def _parse_range(text: str | None) -> tuple[int, int] | None:
 def cmd_prune(args) -> int:
     from studylib import shapes
 
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise StudyError(f"{out} exists and is not empty (pass --overwrite to replace it)")
+    out = check_out_dir(args.out, args.overwrite)
     layer_range = _parse_range(args.layer_range)
     importance = _check(args.method, args.importance)
+    rehearse(args.model, args.method, args.ratio, layer_range)
     model, processor = models.load(args.model)
     records = shapes.calibration_sample(args.calib_samples, seed=args.seed)
     report = prune(model, args.method, args.ratio, records, processor, importance=importance,

@@ -54,6 +54,7 @@ from torch import nn
 
 from studylib import models
 from studylib.errors import StudyError
+from studylib.outputs import atomic_write_text, check_out_file
 
 BACKENDS = ("auto", "torch", "bitsandbytes")
 MIB = 2**20
@@ -331,11 +332,9 @@ def _bnb_from_memory(model, lm_head: bool):
 
 
 def cmd_quantize(args) -> int:
-    from studylib import evaluate, results
+    from studylib import evaluate
 
-    out = Path(args.out) if args.out else None
-    if out is not None and out.is_dir():
-        raise StudyError(f"--out must be a file, not a directory: {out}")
+    out = check_out_file(args.out) if args.out is not None else None
     bnb_ready = importlib.util.find_spec("bitsandbytes") is not None and torch.cuda.is_available()
     backend = "bitsandbytes" if args.backend == "auto" and bnb_ready else args.backend
     if backend == "bitsandbytes":  # fail before loading; LLM.int8 compares with fp16 on the GPU
@@ -373,7 +372,7 @@ def cmd_quantize(args) -> int:
                          f"({ev.wall_time:.1f} s)")
     print(json.dumps(result, indent=2, default=str) if args.json else "\n".join(lines))
     if out is not None:
-        results.atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
+        atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
         print(f"wrote {out}")
     return 0
 

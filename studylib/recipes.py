@@ -16,12 +16,13 @@ the student match by moving the norm instead of its representations.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from studylib.errors import StudyError
+from studylib.errors import StudyError, check_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +54,9 @@ class RecoveryRecipe:
     def __post_init__(self):
         for key in ("alpha", "beta", "gamma"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise StudyError(f"recipe {self.name!r}: {key} must be a number >= 0, got {value!r}")
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise StudyError(f"recipe {self.name!r}: {key} must be a finite number >= 0, "
+                                 f"got {value!r}")
         if self.alpha == 0 and self.beta == 0 and self.gamma == 0:
             raise StudyError(f"recipe {self.name!r}: alpha, beta and gamma are all zero "
                              "(nothing to train on)")
@@ -64,8 +66,8 @@ class RecoveryRecipe:
         if self.train not in ("mm", "mm+lora"):
             raise StudyError(f"recipe {self.name!r}: train must be 'mm' or 'mm+lora', "
                              f"got {self.train!r}")
-        if not self.tau > 0:
-            raise StudyError(f"recipe {self.name!r}: tau must be > 0, got {self.tau!r}")
+        for key in ("tau", "lr", "epochs"):
+            check_positive(getattr(self, key), f"recipe {self.name!r}: {key}")
         layers = tuple(self.match_layers) if isinstance(self.match_layers, (list, tuple)) \
             else (self.match_layers,)
         if not layers or any(not isinstance(i, int) or i >= 0 for i in layers):
@@ -75,8 +77,8 @@ class RecoveryRecipe:
         for key in ("lora_r", "lora_alpha", "batch_size"):
             if int(getattr(self, key)) < 1:
                 raise StudyError(f"recipe {self.name!r}: {key} must be >= 1")
-        if self.topk < 0 or self.lr <= 0 or self.epochs <= 0:
-            raise StudyError(f"recipe {self.name!r}: need topk >= 0, lr > 0, epochs > 0")
+        if self.topk < 0:
+            raise StudyError(f"recipe {self.name!r}: topk must be >= 0, got {self.topk!r}")
 
     @property
     def needs_teacher(self) -> bool:

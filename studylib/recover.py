@@ -37,7 +37,8 @@ import torch
 
 from studylib import losses, models, recipes, shapes
 from studylib.data import ConversationCollator
-from studylib.errors import StudyError, check_fraction
+from studylib.errors import StudyError, check_fraction, check_positive
+from studylib.outputs import check_out_dir, check_writable_dir
 from studylib.recipes import RecoveryRecipe
 
 # The "100%" recovery set: 4000 images x 3 turns = 12,000 question/answer pairs.
@@ -470,17 +471,15 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
 
     recipe = recipes.get(recipe)
     data_fraction = check_fraction(data_fraction)
-    epochs = float(recipe.epochs if epochs is None else epochs)
-    if not epochs > 0:
-        raise StudyError(f"epochs must be > 0, got {epochs}")
+    epochs = check_positive(recipe.epochs if epochs is None else epochs, "epochs")
+    records = list(training_records() if records is None else records)
+    subset = load_subset(subset_file, records) if subset_file else \
+        select_subset(records, data_fraction, subset_seed)  # before loading: errors come first
+    data_fraction = subset.fraction  # a reused subset file decides the fraction
+    sub_records = [records[i] for i in subset.indices]
     s_model, s_proc, s_path = _load(student, "student")
     t_model, t_proc, t_path = _load(teacher, "teacher")
     check_pair(s_model, s_proc, t_model, t_proc, recipe)
-    records = list(training_records() if records is None else records)
-    subset = load_subset(subset_file, records) if subset_file else \
-        select_subset(records, data_fraction, subset_seed)
-    data_fraction = subset.fraction  # a reused subset file decides the fraction
-    sub_records = [records[i] for i in subset.indices]
     collator = ConversationCollator(s_proc)
 
     set_seed(seed)
@@ -560,7 +559,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
     }
     if out is not None and is_main:
         models.save(trained, s_proc, out, extra={"recovery_report.json": summary,
-                                                 "subset.json": subset.to_dict()})
+                                                 "subset.json": subset.to_dict()},
+                    command="recover")
         summary["out"] = str(out)
     return RecoveryReport(summary, trained, s_proc, trainer.seen_positions)
 
@@ -572,9 +572,9 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
 def cmd_recover(args) -> int:
     recipe = recipes.get(args.recipe)  # fail fast: before loading anything
     check_fraction(args.data_fraction)
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise StudyError(f"{out} exists and is not empty (pass --overwrite to replace it)")
+    out = check_out_dir(args.out, args.overwrite)
+    if args.cache_dir is not None:
+        check_writable_dir(args.cache_dir, "--cache-dir")
     report = recover(args.student, args.teacher, recipe, data_fraction=args.data_fraction,
                      epochs=args.epochs, seed=args.seed, out=out, subset_seed=args.subset_seed,
                      subset_file=args.subset, cache_dir=args.cache_dir,
@@ -601,12 +601,9 @@ def add_command(sub) -> None:
         import argparse
 
         try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-        return value
+            return check_positive(text, "epochs")
+        except StudyError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     p = sub.add_parser("recover", help="recovery training of a pruned student (SFT / KD / L2)")
     p.add_argument("--student", required=True, help="pruned checkpoint directory")

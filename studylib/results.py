@@ -14,15 +14,17 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import math
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from studylib.errors import StudyError
+from studylib.outputs import atomic_write_text
 
 DEFAULT_TABLE = Path("results") / "results.jsonl"
 
@@ -64,15 +66,26 @@ class ResultsTable:
         self.path = Path(path)
 
     def rows(self) -> list[dict[str, Any]]:
+        """Every row ([] when the file is missing); a file that is not JSON Lines is one
+        StudyError line naming the file and the first bad line, before any work is done."""
+        return _parse(self.path, self._text())
+
+    def _text(self) -> str:
         if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            return ""
+        if self.path.is_dir():
+            raise StudyError(f"results table {self.path} is a directory, not a JSON Lines file")
+        try:
+            return self.path.read_text()
+        except UnicodeDecodeError:
+            raise StudyError(f"{self.path} is not a JSON Lines results table (not UTF-8 "
+                             "text)") from None
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows())
 
     def run_ids(self) -> set[str]:
-        return {r["run_id"] for r in self.rows()}
+        return {r.get("run_id") for r in self.rows()}
 
     def has(self, rid: str) -> bool:
         return rid in self.run_ids()
@@ -83,55 +96,48 @@ class ResultsTable:
         stamp = {"run_id": rid, "git_sha": git_sha(), "timestamp": now(), **(common or {})}
         new = [{**stamp, **row} for row in rows]
         with _locked(self.path):
-            existing = self.path.read_text() if self.path.exists() else ""
-            if any(json.loads(line)["run_id"] == rid for line in existing.splitlines()
-                   if line.strip()):
+            existing = self._text()
+            if any(r.get("run_id") == rid for r in _parse(self.path, existing)):
                 return False
-            body = existing + "".join(json.dumps(r, default=_json_default) + "\n" for r in new)
+            body = existing + "".join(_json_line(r) for r in new)
             atomic_write_text(self.path, body)
         return True
+
+
+def _parse(path: Path, text: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise StudyError(f"{path} is not a JSON Lines results table (line {number}: "
+                             f"{exc.msg})") from None
+        if not isinstance(row, dict):
+            raise StudyError(f"{path} is not a JSON Lines results table (line {number}: "
+                             f"a {type(row).__name__}, not an object)")
+        rows.append(row)
+    return rows
+
+
+def _json_line(row: Mapping[str, Any]) -> str:
+    """One row as strict JSON: NaN and infinities (not JSON) become null."""
+    def finite(v):
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [finite(x) for x in v]
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    plain = json.loads(json.dumps(row, default=_json_default))  # numpy scalars -> Python
+    return json.dumps(finite(plain), allow_nan=False) + "\n"
 
 
 def _json_default(value):
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return str(value)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temp file in the same directory and rename: readers see old or new."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike):
-    """Yield a temporary sibling of `out` to write into; on success it replaces `out`.
-
-    A failure (or a kill) leaves `out` as it was and removes the temporary directory.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def eval_rows(report, model: str, seed: int) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ import yaml
 
 from studylib import params as P
 from studylib.errors import StudyError
+from studylib.outputs import atomic_write_text, check_out_file
 
 DEFAULT_GLOB = "params/[0-9][0-9]_*.yaml"
 STUDY_TITLES = {
@@ -117,6 +118,11 @@ def plan(files: Sequence[Path], profile: str, sets: dict[str, Any], book: Path,
                                  f"{seen[rid]} (run_id {rid})")
             seen[rid] = f"{study.study}/{p.output_name()}"
             jobs.append(Job(study.study, study.notebook, p, rid, out, threads))
+    used = {f.name for job in jobs for f in dataclasses.fields(job.params)}
+    for key in sets:  # a knob of another study: not an error, but likely not what was meant
+        if key not in used:
+            print(f"studylib: warning: --set {key} is used by no run of the selected "
+                  "studies; ignored", file=sys.stderr)
     return jobs
 
 
@@ -126,11 +132,12 @@ def _param_dict(p: P.StudyParams) -> dict[str, Any]:
 
 def execute(job: Job, cwd: Path, timeout: int | None = None) -> Job:
     """Run one notebook with papermill in its own process and kernel (temp file, then rename)."""
+    from studylib import models
     from studylib.results import ResultsTable
 
     job.out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = job.params.checkpoint_dir
-    local = not job.params.checkpoint or job.params.checkpoint.startswith((".", "/"))
+    local = not job.params.checkpoint or models.is_local(job.params.checkpoint)
     if local and not ckpt.is_dir():  # fail fast, before a kernel starts (hub ids pass through)
         hint = " (train it with `make teachers`)" if not job.params.checkpoint else ""
         job.status, job.message = "failed", f"checkpoint not found: {ckpt}{hint}"
@@ -346,6 +353,8 @@ def cmd_study(args) -> int:
     sets = P.parse_sets(args.set or [])
     files = resolve_files(args.params)
     jobs = plan(files, args.profile, sets, book, args.results, args.workers)
+    for table in sorted({str(j.params.results) for j in jobs}):
+        check_out_file(table, "results table")
     from studylib.results import ResultsTable
 
     def mark_skipped(some: Sequence[Job]) -> None:
@@ -383,8 +392,7 @@ def cmd_study(args) -> int:
                "runs": [{"run": j.name, "run_id": j.run_id, "status": j.status,
                          "wall_s": round(j.wall_s, 2), "threads": j.threads,
                          "message": j.message} for j in jobs]}
-    (book / "runs").mkdir(parents=True, exist_ok=True)
-    (book / "runs" / "_last_study.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(book / "runs" / "_last_study.json", json.dumps(summary, indent=2) + "\n")
     for job in failed:
         print(f"studylib: run {job.name} failed: {job.message}", file=sys.stderr)
     status = 1 if failed else 0

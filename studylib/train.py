@@ -46,6 +46,40 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# Optimizer steps into each stage at which training records a checksum of the weights
+# (`training_summary.json` "prefix_checksums"). `tests/test_teachers.py` retrains up to these
+# points only (`train_teacher(stop_after=stage)`), a cheap check that the code still trains
+# the committed teachers; `make reproduce-teachers` retrains them in full, bit for bit.
+CHECKSUM_STEP = 10
+STAGES = ("vision", "align", "instruct")
+
+
+def weights_sha256(model) -> str:
+    """sha256 of every parameter and buffer, by name (bit-exact: any change shows)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _checksum_callback(stage: str, checksums: dict[str, Any], stop: bool):
+    """Record the weights' sha256 after CHECKSUM_STEP optimizer steps of `stage`; with
+    `stop`, end the stage there (the LR schedule is the full run's, so the weights match)."""
+    from transformers import TrainerCallback
+
+    class _Checksum(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step == CHECKSUM_STEP:
+                checksums[stage] = {"step": CHECKSUM_STEP, "sha256": weights_sha256(model)}
+                if stop:
+                    control.should_training_stop = True
+
+    return _Checksum()
+
+
 class LossLog:
     """A Trainer callback keeping (step, loss) pairs, for summaries and the loss plot."""
 
@@ -93,14 +127,24 @@ def training_arguments(out_dir: str, *, epochs: float, batch_size: int, lr: floa
     return TrainingArguments(**kwargs)
 
 
-def train_teacher(arch: str, out: str | Path, size: str = "default", seed: int = 0,
-                  evaluate_after: bool = True, **recipe_overrides) -> dict[str, Any]:
+def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
+                  evaluate_after: bool = True, stop_after: str | None = None,
+                  **recipe_overrides) -> dict[str, Any]:
     """Train a toy MLLM from scratch (vision, alignment, instruction tuning) and save it.
 
     The loss is cross-entropy on answer tokens only. Deterministic for a given seed and
-    thread count (`torch.get_num_threads()` is recorded in the summary).
+    thread count (`torch.get_num_threads()` is recorded in the summary). With `stop_after`
+    (one of STAGES), training ends CHECKSUM_STEP steps into that stage, saves nothing, and
+    returns only `{"prefix_checksums": ...}`, to compare with the full run's.
     """
     from transformers import set_seed
+
+    if stop_after is not None and stop_after not in STAGES:
+        raise StudyError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
+    checksums: dict[str, Any] = {}
+
+    def checksum(stage: str):
+        return _checksum_callback(stage, checksums, stop=stage == stop_after)
 
     recipe = {**TEACHER_RECIPES[size], **recipe_overrides}
     set_seed(seed)
@@ -110,7 +154,10 @@ def train_teacher(arch: str, out: str | Path, size: str = "default", seed: int =
     # Trained jointly from scratch with a random LLM instead, the tower's features
     # collapsed to a near-constant (image-swap logit change 0.16 at init, 0.005 after 300
     # steps) and no answer was grounded in the image.
-    vision_probe = pretrain_vision(model, processor, seed=seed, **recipe["vision"])
+    vision_probe = pretrain_vision(model, processor, seed=seed, callbacks=[checksum("vision")],
+                                   **recipe["vision"])
+    if stop_after == "vision":
+        return {"prefix_checksums": checksums}
     model.model.vision_tower.requires_grad_(False)
     vision_wall = time.perf_counter() - start
     collator = ConversationCollator(processor)
@@ -121,13 +168,19 @@ def train_teacher(arch: str, out: str | Path, size: str = "default", seed: int =
     captions = shapes.instruction_set(align["n_images"], turns=1, seed=seed, caption_rate=1.0)
     align_steps = _fit(model, captions, collator, losses, seed=seed, epochs=align["epochs"],
                        batch_size=align["batch_size"], lr=align["lr"],
-                       logging_steps=recipe["logging_steps"]).global_step
+                       logging_steps=recipe["logging_steps"],
+                       callbacks=[checksum("align")]).global_step
+    if stop_after == "align":
+        return {"prefix_checksums": checksums}
     # Stage 2: instruction tuning on conversations of all benchmark families.
     records = shapes.instruction_set(recipe["n_images"], turns=recipe["turns"], seed=seed,
                                      caption_rate=recipe["caption_rate"])
     result = _fit(model, records, collator, losses, seed=seed, epochs=recipe["epochs"],
                   batch_size=recipe["batch_size"], lr=recipe["lr"],
-                  logging_steps=recipe["logging_steps"], step_offset=align_steps)
+                  logging_steps=recipe["logging_steps"], step_offset=align_steps,
+                  callbacks=[checksum("instruct")])
+    if stop_after == "instruct":
+        return {"prefix_checksums": checksums}
     llm_wall = time.perf_counter() - llm_start
     wall = time.perf_counter() - start
     model.eval()
@@ -147,6 +200,7 @@ def train_teacher(arch: str, out: str | Path, size: str = "default", seed: int =
         "tokens_per_s": round(tokens / llm_wall),
         "threads": torch.get_num_threads(),
         "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
+        "prefix_checksums": checksums,
         "loss_log": losses.rows,
         "parameters": models.parameter_counts(model),
     }
@@ -156,12 +210,13 @@ def train_teacher(arch: str, out: str | Path, size: str = "default", seed: int =
         report = evaluate(model, processor)
         summary["eval"] = report.summary()
         summary["eval_wall_time_s"] = round(report.wall_time, 1)
-    models.save(model, processor, out, extra={"training_summary.json": summary})
+    models.save(model, processor, out, extra={"training_summary.json": summary},
+                command="teacher")
     return summary
 
 
 def _fit(model, records, collator, losses: LossLog, *, seed: int, epochs: float,
-         batch_size: int, lr: float, logging_steps: int, step_offset: int = 0):
+         batch_size: int, lr: float, logging_steps: int, step_offset: int = 0, callbacks=()):
     """One training stage with the HF Trainer; the loss log continues across stages."""
     from transformers import Trainer
 
@@ -170,7 +225,7 @@ def _fit(model, records, collator, losses: LossLog, *, seed: int, epochs: float,
         args = training_arguments(tmp, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                   logging_steps=logging_steps)
         trainer = Trainer(model=model, args=args, train_dataset=records, data_collator=collator,
-                          callbacks=[losses.callback])
+                          callbacks=[losses.callback, *callbacks])
         return trainer.train()
 
 

@@ -87,8 +87,11 @@ def _collate(image_processor):
 
 
 def pretrain_vision(llava, processor, n_images: int = 6000, epochs: int = 2,
-                    batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> dict[str, float]:
-    """Train the tower in place on per-cell attributes; returns held-out cell accuracies."""
+                    batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
+                    callbacks=()) -> dict[str, float]:
+    """Train the tower in place on per-cell attributes; returns held-out cell accuracies.
+
+    `callbacks` are Trainer callbacks (the teacher's stage checksum)."""
     from transformers import Trainer
 
     from studylib.train import training_arguments
@@ -100,7 +103,8 @@ def pretrain_vision(llava, processor, n_images: int = 6000, epochs: int = 2,
     with tempfile.TemporaryDirectory() as tmp:
         args = training_arguments(tmp, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                   logging_steps=20)
-        Trainer(model=probe, args=args, train_dataset=data, data_collator=collate).train()
+        Trainer(model=probe, args=args, train_dataset=data, data_collator=collate,
+                callbacks=list(callbacks)).train()
     return probe_accuracy(probe, collate, seed)
 
 

@@ -70,7 +70,7 @@ def test_eval_bad_arguments_one_line_exit_2(micro_checkpoint, tmp_path, args, me
 def test_eval_missing_or_corrupt_model(tmp_path, micro_checkpoint, capsys):
     out = tmp_path / "r.jsonl"
     assert cli.main(["eval", "--model", str(tmp_path / "nope"), "--out", str(out)]) == 2
-    assert "model directory not found" in capsys.readouterr().err
+    assert "no checkpoint at" in capsys.readouterr().err
     broken = tmp_path / "broken"
     broken.mkdir()
     for f in micro_checkpoint.iterdir():

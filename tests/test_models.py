@@ -137,7 +137,7 @@ def test_same_seed_same_weights_and_loss_goes_down(tmp_path):
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(StudyError, match="unknown arch"):
         models.build_config("toy-gpt")
-    with pytest.raises(StudyError, match="not found"):
+    with pytest.raises(StudyError, match="no checkpoint at"):
         models.load(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(StudyError, match="no config.json"):

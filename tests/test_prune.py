@@ -309,7 +309,7 @@ def test_cli_bad_input_one_line_exit_2_nothing_written(micro_checkpoint, tmp_pat
         "(0, 1)": [*base, "--method", "width", "--ratio", "1.5"],
         "invalid choice": [*base, "--method", "depth", "--ratio", "0.3"],
         "every layer": [*base, "--method", "layer", "--ratio", "0.9", "--calib-samples", "1"],
-        "model directory not found": ["prune", "--model", str(tmp_path / "nope"), "--method",
+        "no checkpoint at": ["prune", "--model", str(tmp_path / "nope"), "--method",
                                       "layer", "--ratio", "0.3"],
         "does not apply": [*base, "--method", "layer", "--ratio", "0.3", "--importance",
                            "magnitude"],

@@ -189,7 +189,7 @@ def test_cli_bad_input_exit_2_nothing_written(micro_checkpoint, tmp_path, capsys
     assert main(["quantize", "--model", str(tmp_path / "nope"), "--out",
                  str(tmp_path / "q.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "model directory not found" in err[0]
+    assert len(err) == 1 and "no checkpoint at" in err[0]
     assert main(["quantize", "--model", str(micro_checkpoint), "--out", str(tmp_path)]) == 2
-    assert "must be a file" in capsys.readouterr().err
+    assert "is a directory, not a file" in capsys.readouterr().err
     assert not (tmp_path / "q.json").exists()

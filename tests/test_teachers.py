@@ -1,8 +1,15 @@
-"""The committed default teachers are what `studylib teacher` produces, bit for bit.
+"""The committed default teachers are what `studylib teacher` produces.
 
-`make book` starts from the safetensors under teachers/ instead of retraining (about six
-minutes each). This test retrains all three from scratch with the recorded seed and thread count
-and compares every tensor, so the committed files cannot drift from the code.
+`make book` starts from the safetensors under teachers/ instead of retraining them. Two
+tiers keep the committed files tied to the code:
+
+- `make test` (this file, unmarked tests): retrain each teacher up to CHECKSUM_STEP
+  optimizer steps into each stage (vision, align, instruct; the stages before it in full)
+  and compare the weights' sha256 with the one the full training recorded at that step in
+  `training_summary.json`. Any change to the data, the model, the initialisation, the
+  optimizer or the schedule shows.
+- `make reproduce-teachers` (`-m reproduce`): retrain each teacher in full with the recorded
+  seed and thread count and compare every tensor, bit for bit.
 """
 
 import json
@@ -12,11 +19,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from studylib.train import train_teacher
+from studylib.train import STAGES, train_teacher
 
 TEACHERS = Path(__file__).resolve().parent.parent / "teachers"
-
-pytestmark = pytest.mark.slow
+ARCHS = ["toy-llava", "toy-bunny", "toy-internvl"]
+# One pytest-xdist group per teacher: its three prefixes run on one worker, the teachers
+# spread over the workers.
+BY_ARCH = [pytest.param(a, marks=pytest.mark.xdist_group(a)) for a in ARCHS]
 
 
 @pytest.fixture
@@ -27,16 +36,32 @@ def threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("arch", ["toy-llava", "toy-bunny", "toy-internvl"])
+def _summary(arch: str) -> dict:
+    return json.loads((TEACHERS / arch / "training_summary.json").read_text())
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("arch", BY_ARCH)
+def test_teacher_training_prefix_matches_the_committed_run(arch, stage, threads):
+    summary = _summary(arch)
+    threads(summary["threads"])
+    got = train_teacher(arch, None, size=summary["size"], seed=summary["seed"],
+                        evaluate_after=False, stop_after=stage)["prefix_checksums"]
+    assert got[stage] == summary["prefix_checksums"][stage]
+
+
+@pytest.mark.reproduce
+@pytest.mark.parametrize("arch", BY_ARCH)
 def test_committed_teacher_is_reproduced_by_studylib_teacher(arch, tmp_path, threads):
     committed = TEACHERS / arch
-    summary = json.loads((committed / "training_summary.json").read_text())
+    summary = _summary(arch)
     threads(summary["threads"])
-    train_teacher(arch, tmp_path / arch, size=summary["size"], seed=summary["seed"],
-                  evaluate_after=False)
+    got_summary = train_teacher(arch, tmp_path / arch, size=summary["size"],
+                                seed=summary["seed"], evaluate_after=False)
     want = load_file(committed / "model.safetensors")
     got = load_file(tmp_path / arch / "model.safetensors")
     assert want.keys() == got.keys()
     differ = [k for k in want if not torch.equal(want[k], got[k])]
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
     assert (committed / "config.json").read_text() == (tmp_path / arch / "config.json").read_text()
+    assert got_summary["prefix_checksums"] == summary["prefix_checksums"]

@@ -10,6 +10,7 @@ import torch
 torch.set_num_threads(int(os.environ.get("STUDYLIB_THREADS", "2")))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """For pytest-xdist's `--dist loadgroup` (`make test`): a file's tests share a worker,
     as they share module fixtures, unless a test names its own group (the long, independent

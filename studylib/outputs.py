@@ -94,12 +94,17 @@ def is_ours(path: Path) -> bool:
 def atomic_dir(out: str | os.PathLike, command: str = "studylib"):
     """Yield a hidden sibling of `out` to write into; on success it replaces `out`.
 
-    The caller must have checked `out` (`check_out_dir`). A failure or an interrupt
-    removes the sibling and leaves `out` as it was; see the module docstring for kills.
+    Commands check `out` before their work (`check_out_dir`); this checks again, so that
+    no caller, library ones included, can replace a directory studylib did not write. A
+    failure or an interrupt removes the sibling and leaves `out` as it was; see the module
+    docstring for kills.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(out)
+    if out.is_dir() and any(out.iterdir()) and not is_ours(out):
+        raise StudyError(f"{out} was not written by studylib (no {MARKER} file): refusing to "
+                         "replace it")
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(out), dir=out.parent))
     try:
         yield tmp

@@ -110,6 +110,17 @@ def test_atomic_dir_replaces_whole_or_not_at_all(exchange, tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no hidden leftovers
 
 
+def test_library_writers_cannot_replace_a_foreign_directory(tmp_path):
+    foreign = tmp_path / "data"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("keep me")
+    with pytest.raises(StudyError, match="not written by studylib"), \
+            outputs.atomic_dir(foreign) as tmp:
+        (tmp / "weights").write_text("new")
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_leftovers_of_killed_runs_are_cleaned_or_restored(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()

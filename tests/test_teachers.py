@@ -26,6 +26,9 @@ ARCHS = ["toy-llava", "toy-bunny", "toy-internvl"]
 # One pytest-xdist group per teacher: its three prefixes run on one worker, the teachers
 # spread over the workers.
 BY_ARCH = [pytest.param(a, marks=pytest.mark.xdist_group(a)) for a in ARCHS]
+# The instruct prefix trains the vision and align stages in full first (~70 s): slow.
+STAGE_PARAMS = [pytest.param(s, marks=[pytest.mark.slow] if s == "instruct" else [])
+                for s in STAGES]
 
 
 @pytest.fixture
@@ -40,7 +43,7 @@ def _summary(arch: str) -> dict:
     return json.loads((TEACHERS / arch / "training_summary.json").read_text())
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", STAGE_PARAMS)
 @pytest.mark.parametrize("arch", BY_ARCH)
 def test_teacher_training_prefix_matches_the_committed_run(arch, stage, threads):
     summary = _summary(arch)

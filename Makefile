@@ -40,9 +40,10 @@ lock:
 	  echo '      - -e .[book,lab,dev]'; } > environment.yml
 
 # Three tiers. `make test-fast` before a commit; `make test` (CI) is everything but the full
-# teacher retrains, on both cores (pytest-xdist, one torch thread per worker);
+# teacher retrains, on both cores (pytest-xdist, one torch thread per worker; `loadscope`
+# keeps a module's or a class's tests on one worker, as they share fixtures);
 # `make reproduce-teachers` retrains the committed teachers in full and compares every tensor.
-XDIST := -n $(or $(WORKERS),2) --dist loadgroup
+XDIST := -n $(or $(WORKERS),2) --dist loadscope
 
 test: setup
 	STUDYLIB_THREADS=1 $(PY) -m pytest -q $(XDIST) -m "not reproduce" --durations=15

@@ -10,16 +10,6 @@ import torch
 torch.set_num_threads(int(os.environ.get("STUDYLIB_THREADS", "2")))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """For pytest-xdist's `--dist loadgroup` (`make test`): a file's tests share a worker,
-    as they share module fixtures, unless a test names its own group (the long, independent
-    teacher retrains spread over both workers)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
 @pytest.fixture(scope="session")
 def micro_checkpoint(tmp_path_factory):
     """An untrained micro toy-llava saved in llava-hf layout (model + processor)."""

@@ -3,13 +3,16 @@
 `make book` starts from the safetensors under teachers/ instead of retraining them. Two
 tiers keep the committed files tied to the code:
 
-- `make test` (this file, unmarked tests): retrain each teacher up to CHECKSUM_STEP
-  optimizer steps into each stage (vision, align, instruct; the stages before it in full)
-  and compare the weights' sha256 with the one the full training recorded at that step in
+- `make test` (the prefix tests): retrain each teacher up to CHECKSUM_STEP optimizer steps
+  into each stage (vision, align, instruct; the stages before it in full) and compare the
+  weights' sha256 with the one the full training recorded at that step in
   `training_summary.json`. Any change to the data, the model, the initialisation, the
   optimizer or the schedule shows.
 - `make reproduce-teachers` (`-m reproduce`): retrain each teacher in full with the recorded
   seed and thread count and compare every tensor, bit for bit.
+
+One test class per teacher: pytest-xdist's `--dist loadscope` (`make test`) runs a class on
+one worker, so the three teachers spread over the workers.
 """
 
 import json
@@ -22,10 +25,6 @@ from safetensors.torch import load_file
 from studylib.train import STAGES, train_teacher
 
 TEACHERS = Path(__file__).resolve().parent.parent / "teachers"
-ARCHS = ["toy-llava", "toy-bunny", "toy-internvl"]
-# One pytest-xdist group per teacher: its three prefixes run on one worker, the teachers
-# spread over the workers.
-BY_ARCH = [pytest.param(a, marks=pytest.mark.xdist_group(a)) for a in ARCHS]
 # The instruct prefix trains the vision and align stages in full first (~70 s): slow.
 STAGE_PARAMS = [pytest.param(s, marks=[pytest.mark.slow] if s == "instruct" else [])
                 for s in STAGES]
@@ -39,32 +38,44 @@ def threads():
     torch.set_num_threads(before)
 
 
-def _summary(arch: str) -> dict:
-    return json.loads((TEACHERS / arch / "training_summary.json").read_text())
+class _Teacher:
+    arch: str
+
+    def summary(self) -> dict:
+        return json.loads((TEACHERS / self.arch / "training_summary.json").read_text())
+
+    @pytest.mark.parametrize("stage", STAGE_PARAMS)
+    def test_training_prefix_matches_the_committed_run(self, stage, threads):
+        summary = self.summary()
+        threads(summary["threads"])
+        got = train_teacher(self.arch, None, size=summary["size"], seed=summary["seed"],
+                            evaluate_after=False, stop_after=stage)["prefix_checksums"]
+        assert got[stage] == summary["prefix_checksums"][stage]
+
+    @pytest.mark.reproduce
+    def test_committed_teacher_is_reproduced_by_studylib_teacher(self, tmp_path, threads):
+        committed = TEACHERS / self.arch
+        summary = self.summary()
+        threads(summary["threads"])
+        got_summary = train_teacher(self.arch, tmp_path / self.arch, size=summary["size"],
+                                    seed=summary["seed"], evaluate_after=False)
+        want = load_file(committed / "model.safetensors")
+        got = load_file(tmp_path / self.arch / "model.safetensors")
+        assert want.keys() == got.keys()
+        differ = [k for k in want if not torch.equal(want[k], got[k])]
+        assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
+        assert ((committed / "config.json").read_text()
+                == (tmp_path / self.arch / "config.json").read_text())
+        assert got_summary["prefix_checksums"] == summary["prefix_checksums"]
 
 
-@pytest.mark.parametrize("stage", STAGE_PARAMS)
-@pytest.mark.parametrize("arch", BY_ARCH)
-def test_teacher_training_prefix_matches_the_committed_run(arch, stage, threads):
-    summary = _summary(arch)
-    threads(summary["threads"])
-    got = train_teacher(arch, None, size=summary["size"], seed=summary["seed"],
-                        evaluate_after=False, stop_after=stage)["prefix_checksums"]
-    assert got[stage] == summary["prefix_checksums"][stage]
+class TestToyLlava(_Teacher):
+    arch = "toy-llava"
 
 
-@pytest.mark.reproduce
-@pytest.mark.parametrize("arch", BY_ARCH)
-def test_committed_teacher_is_reproduced_by_studylib_teacher(arch, tmp_path, threads):
-    committed = TEACHERS / arch
-    summary = _summary(arch)
-    threads(summary["threads"])
-    got_summary = train_teacher(arch, tmp_path / arch, size=summary["size"],
-                                seed=summary["seed"], evaluate_after=False)
-    want = load_file(committed / "model.safetensors")
-    got = load_file(tmp_path / arch / "model.safetensors")
-    assert want.keys() == got.keys()
-    differ = [k for k in want if not torch.equal(want[k], got[k])]
-    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
-    assert (committed / "config.json").read_text() == (tmp_path / arch / "config.json").read_text()
-    assert got_summary["prefix_checksums"] == summary["prefix_checksums"]
+class TestToyBunny(_Teacher):
+    arch = "toy-bunny"
+
+
+class TestToyInternvl(_Teacher):
+    arch = "toy-internvl"

@@ -16,31 +16,11 @@ import os
 import sys
 from pathlib import Path
 
-from studylib.errors import StudyError
+from studylib.errors import StudyError, positive_int, seed_int
 from studylib.outputs import atomic_dir, check_out_dir, check_out_file
 
 COMMAND_MODULES = ("studylib.cli", "studylib.recover", "studylib.runner", "studylib.prune",
                    "studylib.measure", "studylib.lmms", "studylib.advise", "studylib.quantize")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
-    return value
 
 
 def set_threads(threads: int | None) -> None:
@@ -110,10 +90,10 @@ def add_command(sub) -> None:
     p = sub.add_parser("eval", help="score a model on the six ShapesWorld benchmarks")
     p.add_argument("--model", required=True, help="checkpoint directory (model + processor)")
     p.add_argument("--out", required=True, help="results table (JSON Lines) to append to")
-    p.add_argument("--limit", type=_positive_int, help="items per benchmark (seeded subset)")
-    p.add_argument("--seed", type=_seed, default=0, help="subset and bootstrap seed")
+    p.add_argument("--limit", type=positive_int, help="items per benchmark (seeded subset)")
+    p.add_argument("--seed", type=seed_int, default=0, help="subset and bootstrap seed")
     p.add_argument("--benchmarks", help="comma-separated subset of GQA,SQA,POPE,MME-P,MME-C,MMMU")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(func=cmd_eval)
 
     from studylib.models import ARCHS
@@ -121,7 +101,7 @@ def add_command(sub) -> None:
     p = sub.add_parser("teacher", help="train a toy MLLM from scratch on ShapesWorld")
     p.add_argument("--arch", required=True, choices=sorted(ARCHS))
     p.add_argument("--size", default="default", choices=("default", "micro"))
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--no-eval", action="store_true", help="skip the benchmark run at the end")
     p.add_argument("--overwrite", action="store_true")
@@ -129,9 +109,9 @@ def add_command(sub) -> None:
 
     p = sub.add_parser("data", help="write the ShapesWorld instruction set as LLaVA JSON + PNGs")
     p.add_argument("--out", required=True)
-    p.add_argument("--images", type=_positive_int, default=1000)
-    p.add_argument("--turns", type=_positive_int, default=3)
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--images", type=positive_int, default=1000)
+    p.add_argument("--turns", type=positive_int, default=3)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_data)
 
@@ -144,7 +124,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="studylib", description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=_positive_int, help="torch threads (default 2)")
+    parser.add_argument("--threads", type=positive_int, help="torch threads (default 2)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_command(sub)

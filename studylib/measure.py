@@ -30,6 +30,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -284,6 +285,56 @@ def _decode_steps(model, inputs, result, steps: int, device: torch.device) -> li
     return times
 
 
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    v = sorted(values)
+    q = statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3
+    return {"median": statistics.median(v), "q1": q[0], "q3": q[2], "n": len(v)}
+
+
+def paired_latency(timed: Mapping[str, Any], text_tokens: int = 50, repeats: int = 20,
+                   decode_tokens: int = 8,
+                   reference: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Batch-1 latency of several models timed round-robin, with ratios to a reference.
+
+    Each round times every model of `timed` once (`latency` with repeats=1: one
+    warm-up, one prefill, `decode_tokens` decode steps), in reversed order every other
+    round, so that models timed back to back see the same machine load. Per model: prefill
+    and per-token decode as median / IQR (ms) over the rounds; for each model with a
+    reference (`reference[name]`; default: every model but the first has the first),
+    `<phase>_ratio`: median and quartiles of its time / the reference's time in the same
+    round.
+    """
+    if repeats < 1:
+        raise StudyError(f"repeats must be >= 1, got {repeats}")
+    names = list(timed)
+    if not names:
+        raise StudyError("paired_latency needs at least one model")
+    if reference is None:
+        reference = {n: names[0] for n in names[1:]}
+    bad = [r for r in reference.values() if r not in timed]
+    if bad:
+        raise StudyError(f"reference model {bad[0]!r} is not among the timed models")
+    times = {n: {"prefill": [], "decode_per_token": []} for n in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            lat = latency(timed[name], text_tokens, batch_sizes=(1,), repeats=1,
+                                  decode_tokens=decode_tokens)["batch_1"]
+            for phase in ("prefill", "decode_per_token"):
+                times[name][phase].append(lat[phase]["median_ms"])
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        out[name] = {}
+        for phase, values in times[name].items():
+            s = _spread(values)
+            out[name][phase] = {"median_ms": s["median"], "iqr_ms": s["q3"] - s["q1"],
+                                "n": s["n"]}
+            if name in reference:
+                base = times[reference[name]][phase]
+                out[name][f"{phase}_ratio"] = _spread(
+                    [a / b for a, b in zip(values, base, strict=True)])
+    return out
+
+
 def measure(model, processor=None, text_tokens: int = 50, *, batch_sizes=(1, 8),
             repeats: int = 5, decode_tokens: int = 8, timing: bool = True) -> dict[str, Any]:
     """Parameters, FLOPs, peak memory and (off the meta device) latency of `model`.
@@ -421,7 +472,7 @@ def cmd_measure(args) -> int:
 def add_command(sub) -> None:
     import argparse
 
-    from studylib.cli import _positive_int
+    from studylib.errors import positive_int
 
     def ratio(text: str) -> float:
         try:
@@ -437,7 +488,7 @@ def add_command(sub) -> None:
                           "--ratio, the 0/15/30/45/60%% table beside the paper's")
     p.add_argument("--ratio", type=ratio, help="structurally prune this fraction first")
     p.add_argument("--method", choices=prune.METHODS)
-    p.add_argument("--text-tokens", type=_positive_int, default=50)
-    p.add_argument("--repeats", type=_positive_int, default=5, help="latency repeats")
+    p.add_argument("--text-tokens", type=positive_int, default=50)
+    p.add_argument("--repeats", type=positive_int, default=5, help="latency repeats")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)

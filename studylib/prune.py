@@ -754,7 +754,7 @@ def cmd_prune(args) -> int:
 def add_command(sub) -> None:
     import argparse
 
-    from studylib.cli import _positive_int, _seed
+    from studylib.errors import positive_int, seed_int
 
     def ratio(text: str) -> float:
         try:
@@ -770,8 +770,8 @@ def add_command(sub) -> None:
     p.add_argument("--importance", choices=sorted({i for v in IMPORTANCES.values() for i in v}),
                    help="layer: bi (default) | random; width: taylor (default) | magnitude | "
                         "random")
-    p.add_argument("--calib-samples", type=_positive_int, default=10)
-    p.add_argument("--seed", type=_seed, default=0, help="calibration-sample and random seed")
+    p.add_argument("--calib-samples", type=positive_int, default=10)
+    p.add_argument("--seed", type=seed_int, default=0, help="calibration-sample and random seed")
     p.add_argument("--layer-range", help="START:END, prune only these layers (width: "
                                          "non-uniform checkpoint, load with load_pruned)")
     p.add_argument("--out", required=True)

@@ -24,9 +24,8 @@ quantized model for the float one (chapter 01 does the same with its random base
 from __future__ import annotations
 
 import copy
-import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,59 +39,6 @@ from studylib.sweep import quiet
 DEFAULT_STUDENTS = (("layer", 0.15), ("width", 0.30))  # the paper's Table 9 rows
 VARIANT_ORDER = ("teacher", "layer", "width")
 PAPER_MODEL_NAMES = {"LLaVA-v1.5-7B": "LLaVA-7B", "Bunny-v1.0-3B": "Bunny-3B"}
-
-
-# --- latency --------------------------------------------------------------------------------
-
-
-def _spread(values: Sequence[float]) -> dict[str, float]:
-    v = sorted(values)
-    q = statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3
-    return {"median": statistics.median(v), "q1": q[0], "q3": q[2], "n": len(v)}
-
-
-def paired_latency(timed: Mapping[str, Any], text_tokens: int = 50, repeats: int = 20,
-                   decode_tokens: int = 8,
-                   reference: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """Batch-1 latency of several models timed round-robin, with ratios to a reference.
-
-    Each round times every model of `timed` once (`measure.latency` with repeats=1: one
-    warm-up, one prefill, `decode_tokens` decode steps), in reversed order every other
-    round, so that models timed back to back see the same machine load. Per model: prefill
-    and per-token decode as median / IQR (ms) over the rounds; for each model with a
-    reference (`reference[name]`; default: every model but the first has the first),
-    `<phase>_ratio`: median and quartiles of its time / the reference's time in the same
-    round.
-    """
-    if repeats < 1:
-        raise StudyError(f"repeats must be >= 1, got {repeats}")
-    names = list(timed)
-    if not names:
-        raise StudyError("paired_latency needs at least one model")
-    if reference is None:
-        reference = {n: names[0] for n in names[1:]}
-    bad = [r for r in reference.values() if r not in timed]
-    if bad:
-        raise StudyError(f"reference model {bad[0]!r} is not among the timed models")
-    times = {n: {"prefill": [], "decode_per_token": []} for n in names}
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else reversed(names):
-            lat = measure.latency(timed[name], text_tokens, batch_sizes=(1,), repeats=1,
-                                  decode_tokens=decode_tokens)["batch_1"]
-            for phase in ("prefill", "decode_per_token"):
-                times[name][phase].append(lat[phase]["median_ms"])
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        out[name] = {}
-        for phase, values in times[name].items():
-            s = _spread(values)
-            out[name][phase] = {"median_ms": s["median"], "iqr_ms": s["q3"] - s["q1"],
-                                "n": s["n"]}
-            if name in reference:
-                base = times[reference[name]][phase]
-                out[name][f"{phase}_ratio"] = _spread(
-                    [a / b for a, b in zip(values, base, strict=True)])
-    return out
 
 
 # --- the grid -------------------------------------------------------------------------------
@@ -176,7 +122,7 @@ def quant_table(teacher, processor, *, model_name: str, students=DEFAULT_STUDENT
     t0 = time.perf_counter()
     flat = {f"{name}/{p}": m for name, (f, q) in pairs.items()
             for p, m in (("fp32", f), ("int8", q))}
-    lat = paired_latency(flat, text_tokens, repeats, decode_tokens,
+    lat = measure.paired_latency(flat, text_tokens, repeats, decode_tokens,
                          reference={f"{name}/int8": f"{name}/fp32" for name in pairs})
     log(f"latency: {repeats} rounds x {len(flat)} models ({time.perf_counter() - t0:.0f} s)")
     for v in variants:

@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from studylib import models
+from studylib import measure, models
 from studylib.errors import StudyError
 from studylib.outputs import atomic_write_text, check_out_file
 
@@ -352,10 +352,8 @@ def cmd_quantize(args) -> int:
              f"{report.bytes_after['total'] / MIB:.3f} MiB ({report.ratio:.3f}x; LLM "
              f"{report.bytes_before['llm'] / MIB:.3f} -> {report.bytes_after['llm'] / MIB:.3f})"]
     if args.repeats:
-        from studylib.quant_study import paired_latency
-
-        lat = paired_latency({"float": model, "int8": quant}, text_tokens=args.text_tokens,
-                             repeats=args.repeats)
+        lat = measure.paired_latency({"float": model, "int8": quant},
+                                     text_tokens=args.text_tokens, repeats=args.repeats)
         result["latency"] = lat
         for phase in ("prefill", "decode_per_token"):
             f, q = lat["float"][phase], lat["int8"][phase]
@@ -378,10 +376,10 @@ def cmd_quantize(args) -> int:
 
 
 def add_command(sub) -> None:
-    from studylib.cli import _positive_int, _seed
+    from studylib.errors import positive_int, seed_int
 
     def repeats(text: str) -> int:
-        return 0 if text == "0" else _positive_int(text)
+        return 0 if text == "0" else positive_int(text)
 
     p = sub.add_parser(
         "quantize", help="int8 weights for the LLM: memory, latency and scores vs float",
@@ -399,10 +397,10 @@ def add_command(sub) -> None:
                    help="quantize the LM head too (bitsandbytes keeps it float by default)")
     p.add_argument("--repeats", type=repeats, default=20,
                    help="latency rounds, float and int8 alternately (0 = no timing)")
-    p.add_argument("--text-tokens", type=_positive_int, default=50)
+    p.add_argument("--text-tokens", type=positive_int, default=50)
     p.add_argument("--eval", action="store_true", help="also score both on the benchmarks")
-    p.add_argument("--limit", type=_positive_int, help="items per benchmark for --eval")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--limit", type=positive_int, help="items per benchmark for --eval")
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--out", help="write the JSON report to this file")
     p.set_defaults(func=cmd_quantize)

@@ -490,7 +490,7 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         overrides.setdefault("ddp_backend", "gloo")
     with tempfile.TemporaryDirectory() as tmp:
-        from studylib.train import LossLog, training_arguments
+        from studylib.training import LossLog, training_arguments
 
         args = training_arguments(tmp, epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                                   seed=seed, logging_steps=recipe.logging_steps,
@@ -587,7 +587,7 @@ def cmd_recover(args) -> int:
 
 
 def add_command(sub) -> None:
-    from studylib.cli import _positive_int, _seed
+    from studylib.errors import positive_int, seed_int
 
     def fraction(text: str) -> float:
         import argparse
@@ -613,12 +613,12 @@ def add_command(sub) -> None:
     p.add_argument("--data-fraction", type=fraction, default=1.0,
                    help="fraction of the 4000-image x 3-turn recovery set, in (0, 1]")
     p.add_argument("--epochs", type=positive_float, help="default: the recipe's")
-    p.add_argument("--seed", type=_seed, default=0, help="training seed")
-    p.add_argument("--subset-seed", type=_seed, default=0, help="data-subset seed")
+    p.add_argument("--seed", type=seed_int, default=0, help="training seed")
+    p.add_argument("--subset-seed", type=seed_int, default=0, help="data-subset seed")
     p.add_argument("--subset", help="reuse a subset.json from an earlier run")
     p.add_argument("--cache-dir", help=f"teacher cache (default ${CACHE_ENV} or ~/.cache)")
     p.add_argument("--no-cache", action="store_true", help="run the teacher online for L2")
-    p.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_recover)

@@ -405,7 +405,7 @@ def cmd_study(args) -> int:
 
 
 def add_command(sub) -> None:
-    from studylib.cli import _positive_int
+    from studylib.errors import positive_int
 
     p = sub.add_parser("study", help="execute the study notebooks from params files, then "
                                      "build the book")
@@ -417,10 +417,10 @@ def add_command(sub) -> None:
     p.add_argument("--profile", choices=P.PROFILES, default="default",
                    help="smoke: minutes, for CI; default: what `make book` runs")
     p.add_argument("--no-build", action="store_true", help="execute runs, skip the book")
-    p.add_argument("--workers", type=_positive_int, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="parallel kernels; each gets threads // workers torch threads")
     p.add_argument("--book", default="book", help="book directory (default: book)")
     p.add_argument("--results", help="results table for every run (default: from params)")
-    p.add_argument("--timeout", type=_positive_int, help="per-cell execution timeout (s)")
+    p.add_argument("--timeout", type=positive_int, help="per-cell execution timeout (s)")
     p.add_argument("--check", action="store_true", help="validate and list the runs only")
     p.set_defaults(func=cmd_study)

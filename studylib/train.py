@@ -31,6 +31,7 @@ import torch
 from studylib import models, shapes
 from studylib.data import ConversationCollator
 from studylib.errors import StudyError
+from studylib.training import LossLog, training_arguments
 from studylib.vision_pretrain import pretrain_vision
 
 # Teacher recipe per size: images x turns = question/answer pairs seen per epoch.
@@ -78,53 +79,6 @@ def _checksum_callback(stage: str, checksums: dict[str, Any], stop: bool):
                     control.should_training_stop = True
 
     return _Checksum()
-
-
-class LossLog:
-    """A Trainer callback keeping (step, loss) pairs, for summaries and the loss plot."""
-
-    def __init__(self):
-        from transformers import TrainerCallback
-
-        log = self
-
-        class _Callback(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and "loss" in logs:
-                    log.rows.append({"step": log.step_offset + state.global_step,
-                                     "loss": float(logs["loss"])})
-
-        self.rows: list[dict[str, float]] = []
-        self.step_offset = 0  # set by multi-stage training so steps keep counting up
-        self.callback = _Callback()
-
-
-def training_arguments(out_dir: str, *, epochs: float, batch_size: int, lr: float, seed: int,
-                       logging_steps: int = 10, warmup_ratio: float = 0.03, **overrides):
-    """TrainingArguments shared by teacher and recovery runs (no checkpoints mid-run)."""
-    from transformers import TrainingArguments
-
-    kwargs = dict(
-        output_dir=out_dir,
-        num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
-        learning_rate=lr,
-        lr_scheduler_type="cosine",
-        warmup_steps=warmup_ratio,
-        weight_decay=0.0,
-        logging_steps=logging_steps,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-        disable_tqdm=False,
-    )
-    kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
 
 
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from studylib import shapes
+from studylib.training import training_arguments
 
 # class 0 of each head means "empty cell"
 HEADS = {"shape": len(shapes.SHAPES) + 1, "color": len(shapes.COLORS) + 1,
@@ -93,8 +94,6 @@ def pretrain_vision(llava, processor, n_images: int = 6000, epochs: int = 2,
 
     `callbacks` are Trainer callbacks (the teacher's stage checksum)."""
     from transformers import Trainer
-
-    from studylib.train import training_arguments
 
     probe = CellProbe(llava)
     # seeds offset so the tower never sees instruction-set or benchmark scenes

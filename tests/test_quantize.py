@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from studylib import evaluate, losses, models, prune, quant_study, quantize, shapes
+from studylib import evaluate, losses, measure, models, prune, quant_study, quantize, shapes
 from studylib.errors import StudyError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_bad_input_is_one_line(teacher):
         (lambda: quantize.quantize_int8(int8), "already quantized"),
         (lambda: quantize.quantize_int8(copy.deepcopy(model), backend="fp4"), "unknown backend"),
         (lambda: quantize.quantize_int8(torch.nn.Linear(2, 2)), "Llava-layout"),
-        (lambda: quant_study.paired_latency({"a": model}, repeats=0), "repeats must be"),
+        (lambda: measure.paired_latency({"a": model}, repeats=0), "repeats must be"),
         (lambda: quant_study.check_students([("depth", 0.3)]), "unknown pruning method"),
     ]
     if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
@@ -153,7 +153,7 @@ def test_bad_input_is_one_line(teacher):
 def test_paired_latency_gives_ratios(teacher):
     model, _ = teacher
     int8, _ = quantize.quantize_int8(copy.deepcopy(model))
-    lat = quant_study.paired_latency({"fp32": model, "int8": int8}, text_tokens=10, repeats=3,
+    lat = measure.paired_latency({"fp32": model, "int8": int8}, text_tokens=10, repeats=3,
                                      decode_tokens=2)
     assert lat["fp32"]["prefill"]["n"] == 3 and "prefill_ratio" not in lat["fp32"]
     r = lat["int8"]["decode_per_token_ratio"]

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from studylib.testbed import toy
+
 torch.set_num_threads(int(os.environ.get("STUDYLIB_THREADS", "2")))
 
 
@@ -15,7 +17,7 @@ def micro_checkpoint(tmp_path_factory):
     """An untrained micro toy-llava saved in llava-hf layout (model + processor)."""
     from studylib import models
 
-    model, processor = models.build("toy-llava", "micro", seed=0)
+    model, processor = toy.build("toy-llava", "micro", seed=0)
     out = tmp_path_factory.mktemp("ckpt") / "micro-llava"
     models.save(model, processor, out)
     return out

@@ -15,7 +15,8 @@ import torch
 
 def main(student: str, teacher: str, out: str, cache: str, result_dir: str) -> None:
     torch.set_num_threads(1)
-    from studylib import recover, shapes
+    from studylib.compress import recover
+    from studylib.testbed import shapes
 
     records = shapes.instruction_set(64, turns=1, seed=0)
     report = recover.recover(student, teacher, "sft+l2", records=records, data_fraction=0.5,

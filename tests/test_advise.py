@@ -1,4 +1,4 @@
-"""studylib.advise: the recommendation follows the table it is given (not the paper), stays
+"""studylib.analysis.advise: the recommendation follows the table it is given (not the paper), stays
 within the budget, says how far the measured setting is and when the evidence is thin, and
 `studylib advise` answers bad input with one line and exit 2."""
 
@@ -7,8 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from studylib import advise, cli, findings, metrics
+from studylib import cli
+from studylib.analysis import advise, findings
 from studylib.errors import StudyError
+from studylib.evaluation import metrics
 
 TEACHER = 50.0  # AVG of the unpruned model: AVG-% = 2 * AVG
 

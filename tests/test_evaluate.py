@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
-from studylib import cli, evaluate, models, shapes
+from studylib import cli, models
+from studylib.evaluation import evaluate
 from studylib.results import ResultsTable
+from studylib.testbed import shapes
 
 
 def test_eval_cli_end_to_end_writes_tidy_rows(micro_checkpoint, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""studylib.findings: AVG-% from results rows, the CI rule, claims and verdicts, and graceful
+"""studylib.analysis.findings: AVG-% from results rows, the CI rule, claims and verdicts, and graceful
 "not measured" when chapters are missing."""
 
 import math
@@ -6,7 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from studylib import findings, metrics
+from studylib.analysis import findings
+from studylib.evaluation import metrics
 
 
 def eval_rows(avg: float, *, study="01_pruning_comparison", run_id="r1", arch="toy-llava",
@@ -98,7 +99,7 @@ def test_best_practice_puts_the_paper_row_beside_ours():
     df = table(eval_rows(50.0), eval_rows(45.0, method="layer", ratio=0.3, recipe="sft+l2",
                                           data_fraction=0.1),
                eval_rows(47.0, method="width", ratio=0.3, recipe="sft", data_fraction=0.1))
-    paper = pd.read_csv(findings.__file__.replace("studylib/findings.py",
+    paper = pd.read_csv(findings.__file__.replace("studylib/analysis/findings.py",
                                                   "book/data/paper/table3_best_practice.csv"))
     bp = findings.best_practice(findings.evaluations(df), "toy-llava", "LLaVA-v1.5-7B", paper)
     assert list(bp.source) == ["ours: paper's prescription", "ours: best measured", "paper"]

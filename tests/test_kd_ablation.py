@@ -1,11 +1,11 @@
-"""studylib.kd_ablation's teaching toy and tables (the grid itself runs in the notebook test)."""
+"""studylib.chapters.kd_ablation's teaching toy and tables (the grid itself runs in the notebook test)."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from studylib import kd_ablation
+from studylib.chapters import kd_ablation
 
 
 def test_forward_kl_covers_and_reverse_kl_seeks_a_mode():

@@ -14,9 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from studylib import cli, evaluate, lmms, lmms_tasks, metrics, shapes
+from studylib import cli
 from studylib.errors import StudyError
+from studylib.evaluation import evaluate, metrics
+from studylib.harness import lmms, tasks
 from studylib.results import ResultsTable
+from studylib.testbed import shapes
 
 
 class _TaskLoader(yaml.SafeLoader):
@@ -33,21 +36,21 @@ def exported(tmp_path_factory):
 
 def test_export_holds_the_items_studylib_eval_scores(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
-    assert manifest["tasks"] == [lmms_tasks.TASKS[b] for b in shapes.BENCHMARKS]
+    assert manifest["tasks"] == [tasks.TASKS[b] for b in shapes.BENCHMARKS]
     for bench in shapes.BENCHMARKS:
         items = evaluate.select(shapes.benchmark(bench), 30, seed=3)
         docs = [json.loads(line) for line in
-                (exported / f"{lmms_tasks.TASKS[bench]}.jsonl").read_text().splitlines()]
+                (exported / f"{tasks.TASKS[bench]}.jsonl").read_text().splitlines()]
         assert [d["id"] for d in docs] == [it.id for it in items]
         assert manifest["items"][bench] == len(items)
         for doc, it in list(zip(docs, items, strict=True))[:5]:
-            assert lmms_tasks.doc_to_text(doc, {}) == it.prompt
-            (image,) = lmms_tasks.doc_to_visual(doc, exported)
+            assert tasks.doc_to_text(doc, {}) == it.prompt
+            (image,) = tasks.doc_to_visual(doc, exported)
             assert np.array_equal(np.asarray(image), np.asarray(it.image))  # PNG is lossless
-        config = yaml.load((exported / f"{lmms_tasks.TASKS[bench]}.yaml").read_text(),
+        config = yaml.load((exported / f"{tasks.TASKS[bench]}.yaml").read_text(),
                            Loader=_TaskLoader)
         assert config["dataset_kwargs"]["data_files"]["test"] == str(
-            exported / f"{lmms_tasks.TASKS[bench]}.jsonl")
+            exported / f"{tasks.TASKS[bench]}.jsonl")
         assert config["generation_kwargs"]["max_new_tokens"] == evaluate.MAX_NEW_TOKENS[bench]
         names = [m["metric"] for m in config["metric_list"]]
         assert names == (["score", "accuracy"] if bench == "POPE" else ["score"])
@@ -67,12 +70,12 @@ def test_task_metrics_equal_studylib_scores(bench):
     for it, p in zip(items, preds, strict=True):
         doc = {"benchmark": bench, "id": it.id, "subset": it.subset, "group": it.group,
                "answer": it.answer}
-        for metric, record in lmms_tasks.process_results(doc, [f" {p} "]).items():
+        for metric, record in tasks.process_results(doc, [f" {p} "]).items():
             records.setdefault(metric, []).append(record)
-    assert lmms_tasks.aggregate_score(records["score"]) == pytest.approx(
+    assert tasks.aggregate_score(records["score"]) == pytest.approx(
         ours.set_index("metric").loc["score", "value"])
     if bench == "POPE":
-        assert lmms_tasks.aggregate_accuracy(records["accuracy"]) == pytest.approx(
+        assert tasks.aggregate_accuracy(records["accuracy"]) == pytest.approx(
             ours.set_index("metric").loc["accuracy", "value"])
 
 
@@ -124,7 +127,7 @@ def test_import_cli_records_rows_once(tmp_path, capsys):
 
 def test_imported_rows_join_the_findings_as_conditions(tmp_path):
     """An unpruned and a pruned import of one arch give AVG-% like the chapters' rows do."""
-    from studylib import findings
+    from studylib.analysis import findings
 
     teacher, student = tmp_path / "t.json", tmp_path / "s.json"
     teacher.write_text(json.dumps(_paper_llava_results()))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from studylib import losses
+from studylib.compress import losses
 
 # Teacher p = (3/4, 1/4) (logits (ln 3, 0)), student q = (1/2, 1/2) (logits (0, 0)) at tau = 1.
 P, Q = (0.75, 0.25), (0.5, 0.5)

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from studylib import measure, models, prune
+from studylib import models
+from studylib.compress import prune
+from studylib.evaluation import measure
+from studylib.models import surgery
+from studylib.testbed import toy
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CSV = ROOT / "book" / "data" / "paper" / "table1_table7_resources.csv"
@@ -15,13 +19,13 @@ PAPER_CSV = ROOT / "book" / "data" / "paper" / "table1_table7_resources.csv"
 
 @pytest.fixture(scope="module")
 def micro():
-    model, processor = models.build("toy-llava", "micro", seed=0)
+    model, processor = toy.build("toy-llava", "micro", seed=0)
     return model.eval(), processor
 
 
 @pytest.mark.parametrize("arch", ["toy-llava", "toy-internvl"])
 def test_flops_count_image_tokens_and_grow_with_text(arch):
-    model = models.build(arch, "micro", seed=0)[0].eval()  # InternVL: 36 patches -> 9 tokens
+    model = toy.build(arch, "micro", seed=0)[0].eval()  # InternVL: 36 patches -> 9 tokens
     short, long = measure.count_flops(model, 10), measure.count_flops(model, 20)
     n_image = measure.image_tokens(model.config)
     assert n_image == 9 and short["sequence_length"] == 9 + 10
@@ -51,7 +55,7 @@ def test_attention_matmuls_are_counted_and_attention_restored(micro):
     # second difference.
     c = measure.count_flops(model, 50)
     second = (c["llm"] - b["llm"]) - (b["llm"] - a["llm"])
-    per_s2 = 4 * tc.num_attention_heads * prune.head_dim(tc) * tc.num_hidden_layers
+    per_s2 = 4 * tc.num_attention_heads * surgery.head_dim(tc) * tc.num_hidden_layers
     assert second == per_s2 * 2 * 20 * 20
     assert model.config.text_config._attn_implementation == "sdpa"
 
@@ -96,9 +100,9 @@ def test_llava_1_5_7b_on_meta_matches_the_paper_at_ratio_0():
 @pytest.mark.parametrize("method", ["width", "layer"])
 def test_structural_pruning_of_real_archs_hits_the_ratio(arch, method):
     model = measure.build_meta(arch)
-    full = prune.decoder_params(model)
+    full = surgery.decoder_params(model)
     prune.shrink(model, method, 0.3)
-    assert abs(1 - prune.decoder_params(model) / full - 0.3) < 0.02
+    assert abs(1 - surgery.decoder_params(model) / full - 0.3) < 0.02
     tc = model.config.text_config
     if method == "width":
         assert tc.num_attention_heads == 32 - round(0.3 * 32) and tc.head_dim in (80, 128)

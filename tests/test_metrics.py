@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from studylib import metrics
+from studylib.evaluation import metrics
 
 PAPER = Path(__file__).resolve().parents[1] / "book" / "data" / "paper"
 

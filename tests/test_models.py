@@ -8,9 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from studylib import data, models, shapes
+from studylib import models
 from studylib.errors import StudyError
-from studylib.train import train_teacher
+from studylib.testbed import data, shapes, toy
+from studylib.testbed.teachers import train_teacher
 
 
 @pytest.mark.parametrize("arch,mllm_cls,text_cls,vision_cls", [
@@ -20,7 +21,7 @@ from studylib.train import train_teacher
      "InternVLVisionModel"),
 ])
 def test_architectures_use_the_real_classes(arch, mllm_cls, text_cls, vision_cls):
-    model, processor = models.build(arch, "micro")
+    model, processor = toy.build(arch, "micro")
     assert type(model).__name__ == mllm_cls
     assert type(model.model.vision_tower).__name__ == vision_cls
     text = model.config.text_config
@@ -38,11 +39,11 @@ def test_architectures_use_the_real_classes(arch, mllm_cls, text_cls, vision_cls
     assert counts["total"] == counts["vision"] + counts["projector"] + counts["llm"]
 
 
-@pytest.mark.parametrize("arch", sorted(models.ARCHS))
+@pytest.mark.parametrize("arch", sorted(toy.ARCHS))
 def test_default_models_put_most_parameters_in_the_llm(arch):
-    config = models.build_config(arch, "default", vocab_size=200)
+    config = toy.build_config(arch, "default", vocab_size=200)
     with torch.device("meta"):
-        model = models.model_class(config)(config)
+        model = toy.model_class(config)(config)
     counts = models.parameter_counts(model)
     # the paper: 86% (Bunny) to 95% (LLaVA); ours: 85.9% (toy-bunny), 89.7% (toy-llava),
     # 90.2% (toy-internvl)
@@ -51,7 +52,7 @@ def test_default_models_put_most_parameters_in_the_llm(arch):
 
 @pytest.mark.parametrize("arch", ["toy-llava", "toy-internvl"])
 def test_collator_matches_the_processor_and_labels_only_answers(arch):
-    _, processor = models.build(arch, "micro")
+    _, processor = toy.build(arch, "micro")
     record = shapes.instruction_set(1, turns=2, seed=5)[0]
     ids, labels = data.ConversationCollator(processor).encode(record)
     turns = record["conversations"]
@@ -77,10 +78,10 @@ def test_collator_matches_the_processor_and_labels_only_answers(arch):
 def test_internvl_image_tokens_are_the_grid_cells_in_reading_order():
     """Pixel shuffle merges each cell's 2 x 2 patches into image token 3 * row + col, the
     same token per cell as the one-patch-per-cell towers, and the processor counts 9."""
-    from studylib import measure
+    from studylib.evaluation import measure
 
-    model, processor = models.build("toy-internvl", "micro")
-    side = shapes.IMAGE_SIZE // models.INTERNVL_PATCH
+    model, processor = toy.build("toy-internvl", "micro")
+    side = shapes.IMAGE_SIZE // toy.INTERNVL_PATCH
     grid = torch.tensor([[3 * (r // 2) + c // 2 for c in range(side)] for r in range(side)])
     merged = model.model.pixel_shuffle(grid[None, :, :, None].float(), scale_factor=0.5)
     assert merged.reshape(9, 4).tolist() == [[cell] * 4 for cell in range(9)]
@@ -90,7 +91,7 @@ def test_internvl_image_tokens_are_the_grid_cells_in_reading_order():
 
 @pytest.mark.parametrize("arch", ["toy-bunny", "toy-internvl"])
 def test_save_then_plain_transformers_load_in_fresh_process(tmp_path, arch):
-    model, processor = models.build(arch, "micro", seed=3)
+    model, processor = toy.build(arch, "micro", seed=3)
     models.save(model, processor, tmp_path / "ckpt")
     batch = data.ConversationCollator(processor)(shapes.instruction_set(2, seed=9))
     batch.pop("labels")
@@ -111,7 +112,7 @@ print(type(model).__name__, type(processor).__name__,
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # toy-internvl too: InternVLProcessor needs torchvision (see models.build_processor)
+    # toy-internvl too: InternVLProcessor needs torchvision (see toy.build_processor)
     assert "LlavaProcessor" in proc.stdout and "<image>" in proc.stdout
     assert type(model).__name__ in proc.stdout
     assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
@@ -129,14 +130,14 @@ def test_same_seed_same_weights_and_loss_goes_down(tmp_path):
     assert losses[-1] < 0.75 * losses[0]
     summary = json.loads((tmp_path / "a" / "training_summary.json").read_text())
     assert {"steps", "tokens", "wall_time_s", "final_loss", "parameters"} <= set(summary)
-    fresh, _ = models.build("toy-llava", "micro", seed=1)
+    fresh, _ = toy.build("toy-llava", "micro", seed=1)
     trained, _ = models.load(tmp_path / "a")
     assert not torch.equal(fresh.lm_head.weight, trained.lm_head.weight)  # it did train
 
 
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(StudyError, match="unknown arch"):
-        models.build_config("toy-gpt")
+        toy.build_config("toy-gpt")
     with pytest.raises(StudyError, match="no checkpoint at"):
         models.load(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
@@ -145,8 +146,8 @@ def test_load_errors_are_one_line(tmp_path):
 
 
 def test_a_changed_tokenizer_does_not_leak_into_the_next_model():
-    _, processor = models.build("toy-llava", "micro")
+    _, processor = toy.build("toy-llava", "micro")
     size = len(processor.tokenizer)
     processor.tokenizer.add_tokens(["zebra-stripes"])
-    _, fresh = models.build("toy-llava", "micro")
+    _, fresh = toy.build("toy-llava", "micro")
     assert len(fresh.tokenizer) == size

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from studylib import params
 from studylib.errors import StudyError
+from studylib.study import params
 
 REPO = Path(__file__).resolve().parents[1]
 PARAM_FILES = sorted((REPO / "params").rglob("*.yaml"))
@@ -100,7 +100,7 @@ def test_list_knobs_accept_yaml_lists_and_scalars():
 
 
 def test_set_applies_to_studies_that_have_the_knob(tmp_path):
-    from studylib.runner import plan
+    from studylib.study.runner import plan
 
     jobs = plan([write(tmp_path, GOOD)], "default", {"model": "toy-bunny", "ratios": [0.5]},
                 tmp_path / "book", None, 2)
@@ -109,7 +109,7 @@ def test_set_applies_to_studies_that_have_the_knob(tmp_path):
 
 
 def test_unknown_set_key_is_an_error(tmp_path):
-    from studylib.runner import plan
+    from studylib.study.runner import plan
 
     with pytest.raises(StudyError, match="unknown key 'modle'"):
         plan([write(tmp_path, GOOD)], "default", {"modle": "x"}, tmp_path / "book", None, 1)
@@ -139,7 +139,7 @@ def test_notebook_parameters_cell_matches_params_class(nb):
     fields = {f.name for f in dataclasses.fields(params.STUDIES[nb.stem])}
     assert set(names) == fields
     assert all("#" in line for line in source.splitlines() if line.strip())
-    assert "studylib.params" in "".join(code[1]["source"]) or "params." in "".join(code[1]["source"])
+    assert "studylib.study.params" in "".join(code[1]["source"]) or "params." in "".join(code[1]["source"])
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
     # defaults are a valid (smoke-sized) run
     values = {}

@@ -9,9 +9,12 @@ import sys
 import pytest
 import torch
 
-from studylib import models, prune, shapes
-from studylib.data import ConversationCollator
+from studylib import models
+from studylib.compress import importance, prune
 from studylib.errors import StudyError
+from studylib.models import surgery
+from studylib.testbed import shapes, toy
+from studylib.testbed.data import ConversationCollator
 
 ARCHS = ("toy-llava", "toy-bunny", "toy-internvl")
 
@@ -21,7 +24,7 @@ def micro():
     """Untrained micro models of every backbone, with their processors (eval mode)."""
     built = {}
     for arch in ARCHS:
-        model, processor = models.build(arch, "micro", seed=0)
+        model, processor = toy.build(arch, "micro", seed=0)
         built[arch] = (model.eval(), processor)
     return built
 
@@ -48,10 +51,10 @@ def masked_original(model, report):
     """The original with the removed heads' o_proj and channels' down_proj columns zeroed."""
     masked = copy.deepcopy(model)
     tc = masked.config.text_config
-    hd = prune.head_dim(tc)
+    hd = surgery.head_dim(tc)
     with torch.no_grad():
         for info, layer in zip(report.layers, models.text_layers(masked), strict=True):
-            parts = prune._parts(layer)
+            parts = surgery.parts(layer)
             for h in set(range(tc.num_attention_heads)) - set(info["kept_q_heads"]):
                 parts.o.weight[:, h * hd:(h + 1) * hd] = 0
             gone = sorted(set(range(parts.mlp_out.in_features)) - set(info["kept_channels"]))
@@ -74,12 +77,12 @@ def test_width_pruned_equals_zero_masked_original(micro, calib, batch, arch):
                                         if h // n_rep in info["kept_kv_heads"]]
     assert tc.num_key_value_heads < old.num_key_value_heads
     assert tc.num_attention_heads == tc.num_key_value_heads * n_rep
-    assert tc.head_dim == prune.head_dim(old)
+    assert tc.head_dim == surgery.head_dim(old)
     assert tc.intermediate_size < old.intermediate_size
     assert abs(report.ratio_achieved - 0.3) < 0.01
     assert report.params_after["vision"] == report.params_before["vision"]
     assert report.params_after["projector"] == report.params_before["projector"]
-    before = models.parameter_counts(model)["total"] - prune.decoder_params(model)
+    before = models.parameter_counts(model)["total"] - surgery.decoder_params(model)
     assert report.params_after["total"] - report.decoder_params_after == before
 
     ours, reference = logits(pruned, batch), logits(masked_original(model, report), batch)
@@ -97,13 +100,13 @@ def test_width_pruned_equals_zero_masked_original(micro, calib, batch, arch):
 
 def test_taylor_group_score_is_summed_grad_times_weight(micro, calib):
     model, processor = micro["toy-llava"]
-    scores = prune.width_scores(model, "taylor", [1], calib[:1], processor)
+    scores = importance.width_scores(model, "taylor", [1], calib[:1], processor)
     probe = copy.deepcopy(model)
     probe.zero_grad()
     probe(**ConversationCollator(processor)(calib[:1])).loss.backward()
     attn, mlp = probe.model.language_model.layers[1].self_attn, \
         probe.model.language_model.layers[1].mlp
-    hd = prune.head_dim(model.config.text_config)
+    hd = surgery.head_dim(model.config.text_config)
 
     def imp(w):
         return (w.grad * w).abs()
@@ -120,12 +123,12 @@ def test_taylor_group_score_is_summed_grad_times_weight(micro, calib):
 
 def test_magnitude_and_random_importances(micro):
     model, _ = micro["toy-bunny"]
-    magnitude = prune.width_scores(model, "magnitude", [0])
+    magnitude = importance.width_scores(model, "magnitude", [0])
     fc2 = model.model.language_model.layers[0].mlp.fc2.weight
     fc1 = model.model.language_model.layers[0].mlp.fc1
     expected = fc1.weight[7].abs().sum() + fc1.bias[7].abs() + fc2[:, 7].abs().sum()
     assert torch.allclose(magnitude[0][1][7], expected)
-    r1, r2 = (prune.width_scores(model, "random", [0, 1], seed=3) for _ in range(2))
+    r1, r2 = (importance.width_scores(model, "random", [0, 1], seed=3) for _ in range(2))
     assert torch.equal(r1[1][1], r2[1][1])
     pruned = copy.deepcopy(model)
     report = prune.prune(pruned, "width", 0.45, importance="random", seed=1)
@@ -164,7 +167,7 @@ def test_layer_pruned_equals_bypassed_original(micro, calib, batch, arch):
 def test_block_influence_matches_hidden_states(micro, calib):
     """Hooks give 1 - cos(H_i, H_i+1) per token; hidden_states agree except the last layer."""
     model, processor = micro["toy-llava"]
-    bi = prune.block_influence(model, calib[:1], processor)
+    bi = importance.block_influence(model, calib[:1], processor)
     b = ConversationCollator(processor)(calib[:1])
     with torch.no_grad():
         hs = model(input_ids=b["input_ids"], pixel_values=b["pixel_values"],
@@ -209,7 +212,7 @@ def test_bad_input_is_a_study_error(micro, calib, kwargs, needle):
     with pytest.raises(StudyError, match=None) as info:
         prune.prune(victim, calib_records=calib, processor=processor, **kwargs)
     assert needle in str(info.value)
-    assert prune.decoder_params(victim) == prune.decoder_params(model)
+    assert surgery.decoder_params(victim) == surgery.decoder_params(model)
 
 
 # --- checkpoints -------------------------------------------------------------------------------
@@ -237,7 +240,7 @@ def test_checkpoints_load_with_plain_transformers_in_a_fresh_process(micro, cali
         pruned = copy.deepcopy(model)
         report = prune.prune(pruned, method, 0.5 if method == "layer" else 0.3, calib, processor,
                              seed=7)
-        prune.save_pruned(pruned, processor, report, tmp_path / name)
+        models.save_pruned(pruned, processor, report, tmp_path / name)
         torch.save({"batch": batch, "logits": logits(pruned, batch)}, tmp_path / name / "check.pt")
         saved = json.loads((tmp_path / name / "pruning_report.json").read_text())
         assert saved["method"] == method and saved["seed"] == 7
@@ -270,10 +273,10 @@ def test_layer_range_checkpoint_loads_with_load_pruned(micro, calib, batch, tmp_
     layers = models.text_layers(pruned)
     assert layers[0].mlp.down_proj.in_features == 128 == layers[3].mlp.down_proj.in_features
     assert layers[1].mlp.down_proj.in_features < 128
-    prune.save_pruned(pruned, processor, report, tmp_path / "ranged")
+    models.save_pruned(pruned, processor, report, tmp_path / "ranged")
     with pytest.raises(Exception, match="mismatch|size"):  # never silently re-initialised
         AutoModelForImageTextToText.from_pretrained(tmp_path / "ranged")
-    loaded, _ = prune.load_pruned(tmp_path / "ranged")
+    loaded, _ = models.load_pruned(tmp_path / "ranged")
     assert torch.equal(logits(loaded, batch), logits(pruned, batch))
     via_models, _ = models.load(tmp_path / "ranged")  # what eval and recover call
     assert torch.equal(logits(via_models, batch), logits(pruned, batch))

@@ -15,8 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from studylib import evaluate, losses, measure, models, prune, quant_study, quantize, shapes
+from studylib import models
+from studylib.chapters import quantization
+from studylib.compress import losses, prune, quantize
 from studylib.errors import StudyError
+from studylib.evaluation import evaluate, measure
+from studylib.testbed import shapes, toy
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_ABS_DIFF = 0.75  # logits of the answer positions
@@ -32,7 +36,7 @@ def teacher():
 
 @pytest.fixture(scope="module")
 def batch(teacher):
-    from studylib.data import ConversationCollator
+    from studylib.testbed.data import ConversationCollator
 
     out = ConversationCollator(teacher[1])(shapes.instruction_set(16, turns=2, seed=123))
     return out, losses.kd_mask(out.pop("labels"))
@@ -106,10 +110,10 @@ def test_lm_head_option(teacher):
 
 @pytest.mark.parametrize("layer_range", [None, (1, 3)], ids=["uniform", "non-uniform"])
 def test_quantize_pruned_checkpoint(tmp_path, layer_range):
-    model, processor = models.build("toy-llava", "micro", seed=0)
+    model, processor = toy.build("toy-llava", "micro", seed=0)
     calib = shapes.calibration_sample(4, seed=0)
     report = prune.prune(model.eval(), "width", 0.3, calib, processor, layer_range=layer_range)
-    prune.save_pruned(model, processor, report, tmp_path / "pruned")
+    models.save_pruned(model, processor, report, tmp_path / "pruned")
     loaded, _ = models.load(tmp_path / "pruned")
     inputs = shapes_batch(processor)
     with torch.no_grad():
@@ -124,7 +128,7 @@ def test_quantize_pruned_checkpoint(tmp_path, layer_range):
 
 
 def shapes_batch(processor):
-    from studylib.data import ConversationCollator
+    from studylib.testbed.data import ConversationCollator
 
     out = ConversationCollator(processor)(shapes.instruction_set(2, turns=1, seed=5))
     out.pop("labels")
@@ -139,7 +143,7 @@ def test_bad_input_is_one_line(teacher):
         (lambda: quantize.quantize_int8(copy.deepcopy(model), backend="fp4"), "unknown backend"),
         (lambda: quantize.quantize_int8(torch.nn.Linear(2, 2)), "Llava-layout"),
         (lambda: measure.paired_latency({"a": model}, repeats=0), "repeats must be"),
-        (lambda: quant_study.check_students([("depth", 0.3)]), "unknown pruning method"),
+        (lambda: quantization.check_students([("depth", 0.3)]), "unknown pruning method"),
     ]
     if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
         cases.append((lambda: quantize.quantize_int8(copy.deepcopy(model),
@@ -161,9 +165,9 @@ def test_paired_latency_gives_ratios(teacher):
 
 
 def test_paper_table9_is_read_in_the_chapter_layout():
-    from studylib import plotting
+    from studylib.chapters import plotting
 
-    paper = quant_study.paper_table9(plotting.paper_table("table9_pruning_vs_int8"))
+    paper = quantization.paper_table9(plotting.paper_table("table9_pruning_vs_int8"))
     assert list(zip(paper.variant, paper.precision, strict=True))[:2] == [("teacher", "int8"),
                                                                           ("teacher", "fp16")]
     t = paper.set_index(["variant", "precision"])

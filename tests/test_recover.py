@@ -12,8 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from studylib import models, recipes, recover, shapes
+from studylib import models
+from studylib.compress import recipes, recover
 from studylib.errors import StudyError
+from studylib.testbed import shapes, toy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +39,7 @@ def drop_layers(model, drop):
 def pair(tmp_path_factory):
     """Saved micro teacher (4 layers) and its 3-layer student; returns their directories."""
     root = tmp_path_factory.mktemp("recover")
-    teacher, processor = models.build("toy-llava", "micro", seed=0)
+    teacher, processor = toy.build("toy-llava", "micro", seed=0)
     models.save(teacher, processor, root / "teacher")
     models.save(drop_layers(copy.deepcopy(teacher), [1]), processor, root / "student")
     return root / "student", root / "teacher"
@@ -115,7 +117,7 @@ def test_subsets_are_seeded_nested_and_hashed(tmp_path, records):
 @pytest.mark.parametrize("arch", ["toy-llava", "toy-bunny", "toy-internvl"])
 def test_lora_targets_only_the_language_model_and_projector_trains_fully(arch):
     # InternViT's attention also has q/k/v_proj and its MLP fc1/fc2: the regex must skip them
-    model, _ = models.build(arch, "micro", seed=0)
+    model, _ = toy.build(arch, "micro", seed=0)
     peft_model = recover.prepare_student(model, recipes.get("sft"))
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     lora = [n for n in trainable if "lora_" in n]
@@ -128,7 +130,7 @@ def test_lora_targets_only_the_language_model_and_projector_trains_fully(arch):
 
 
 def test_mm_trains_only_the_projector():
-    model, _ = models.build("toy-llava", "micro", seed=0)
+    model, _ = toy.build("toy-llava", "micro", seed=0)
     model = recover.prepare_student(model, recipes.get("sft-mm"))
     trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"multi_modal_projector"}
@@ -220,7 +222,7 @@ def _cli(capsys, *args):
 
 def test_cli_rejects_bad_input_with_one_line_and_writes_nothing(pair, tmp_path, capsys):
     student_dir, teacher_dir = pair
-    odd_processor = models.build_processor("toy-llava")
+    odd_processor = toy.build_processor("toy-llava")
     odd_processor.tokenizer.add_tokens(["zebra-stripes"])
     other = tmp_path / "other-teacher"
     models.save(models.load(teacher_dir)[0], odd_processor, other)

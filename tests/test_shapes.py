@@ -5,7 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from studylib import evaluate, shapes
+from studylib.evaluation import evaluate
+from studylib.testbed import shapes
 
 
 def test_scene_and_image_are_deterministic_per_seed():

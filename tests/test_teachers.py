@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from studylib.train import STAGES, train_teacher
+from studylib.testbed.teachers import STAGES, train_teacher
 
 TEACHERS = Path(__file__).resolve().parent.parent / "teachers"
 # The instruct prefix trains the vision and align stages in full first (~70 s): slow.

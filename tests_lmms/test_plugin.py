@@ -11,8 +11,9 @@ import torch
 from lmms_eval.api.instance import Instance
 from lmms_eval.models import get_model
 
-from studylib import evaluate, shapes
-from studylib.lmms_plugin import Studylib
+from studylib.evaluation import evaluate
+from studylib.harness.plugin import Studylib
+from studylib.testbed import shapes
 
 TEACHER = Path(__file__).resolve().parents[1] / "teachers" / "toy-llava"
 torch.set_num_threads(1)

@@ -1,0 +1,1 @@
+"""One module per book chapter: its tables, figures and takeaways (the notebooks call these)."""

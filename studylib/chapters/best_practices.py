@@ -1,0 +1,180 @@
+"""Figures of chapter 05 (best practices): the verdict grid, paper Fig. 1's spider plots of
+per-benchmark retention and the retained-performance curve, ours beside the paper's."""
+
+from __future__ import annotations
+
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from studylib.analysis import findings
+from studylib.chapters.plotting import SHORT_PAPER_NAME, color
+
+CLIP = 150.0  # retention is drawn up to this; beyond it the teacher's score is near zero
+VERDICT_COLORS = {"replicated": "#2ca02c", "not replicated": "#d62728", "mixed": "#ff7f0e",
+                  "inconclusive": "#c7c7c7", "not measured": "#ffffff"}
+
+
+def fig_verdicts(v: pd.DataFrame):
+    """Findings x architectures, each cell coloured by its verdict, with claim counts."""
+    archs = list(dict.fromkeys(v.arch)) if not v.empty else []
+    n = len(findings.FINDINGS)
+    fig, ax = plt.subplots(figsize=(3.6 + 2.3 * max(len(archs), 1), 0.75 * n + 1.2))
+    for j, arch in enumerate(archs):
+        for i in findings.FINDINGS:
+            r = v[(v.finding == i) & (v.arch == arch)].iloc[0]
+            ax.add_patch(plt.Rectangle((j, i - 1), 1, 1, facecolor=VERDICT_COLORS[r.verdict],
+                                       edgecolor="#999999"))
+            text = r.verdict if not r.claims else (
+                f"{r.verdict}\n{r.supported}+ {r.contradicted}- {r.ties}= ; seeds {r.seeds}")
+            ax.text(j + 0.5, i - 0.5, text, ha="center", va="center", fontsize=7.5)
+    ax.set_xlim(0, max(len(archs), 1))
+    ax.set_ylim(n, 0)
+    ax.set_xticks(np.arange(len(archs)) + 0.5, archs)
+    ax.set_yticks(np.arange(n) + 0.5, [textwrap.fill(f"{i}. {t}", 46)
+                                       for i, t in findings.FINDINGS.items()], fontsize=7.5)
+    ax.xaxis.tick_top()
+    ax.grid(False)
+    if not archs:
+        ax.text(0.5, n / 2, "no measurements yet", ha="center", va="center")
+    fig.suptitle("The paper's findings on the toy models\n(claims: + supported, - contradicted, "
+                 "= tie)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _radar(ax, values, labels, **kw):
+    angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False)
+    vals = np.append(values, values[0])
+    ang = np.append(angles, angles[0])
+    ax.plot(ang, vals, **kw)
+    ax.fill(ang, vals, alpha=0.08, color=kw.get("color"))
+    ax.set_xticks(angles, labels, fontsize=8)
+
+
+def fig_spider(ev: pd.DataFrame, arch: str, paper_model: str | None,
+               table3: pd.DataFrame | None = None, ratios: list[float] | None = None):
+    """Paper Fig. 1 (right): per-benchmark retention (% of the unpruned model's score) at
+    each ratio, for our best recovered setting, the paper's prescription applied to our
+    model, and the paper's own best-practice model (Table 3)."""
+    ret = findings.retention(ev[(ev.arch == arch) & (ev.method != "none")])
+    rec = ret[ret.recipe != "none"].dropna(subset=["AVG_pct"])
+    ratios = ratios or sorted(set(rec.ratio))
+    fig, axes = plt.subplots(1, max(len(ratios), 1), subplot_kw={"projection": "polar"},
+                             figsize=(3.6 * max(len(ratios), 1), 3.9), squeeze=False)
+    axes = axes[0]
+    paper = findings.paper_retention(table3, paper_model) if (
+        table3 is not None and paper_model) else pd.DataFrame()
+    labels = list(findings.BENCHMARKS)
+    top, clipped = 110.0, False
+    for ax, r in zip(axes, ratios, strict=False):
+        at = rec[np.isclose(rec.ratio, r)]
+        s = findings.summary(at).sort_values("AVG_pct")
+        drawn = []
+        if not s.empty:
+            best = s.iloc[-1]
+            drawn.append((f"ours best: {best.method}+{best.recipe}", best))
+            presc = s[(s.method == findings.prescribed_method(r))
+                      & (s.recipe == findings.PRESCRIBED_RECIPE)]
+            if not presc.empty and presc.index[-1] != s.index[-1]:
+                p = presc.iloc[-1]
+                drawn.append((f"ours, paper's recipe: {p.method}+{p.recipe}", p))
+        for k, (label, row) in enumerate(drawn):
+            g = findings.select(at, method=row.method, recipe=row.recipe)
+            vals = g[labels].mean().to_numpy(float)
+            if np.nanmax(vals, initial=0) > CLIP:  # a teacher near zero on a benchmark
+                clipped = True
+                vals = np.minimum(vals, CLIP)
+            top = max(top, np.nanmax(vals, initial=0) + 5)
+            _radar(ax, vals, labels, color=color("this study") if k == 0 else color("sft+l2"),
+                   lw=2, ls="-" if k == 0 else "--", label=label)
+        if not paper.empty:
+            prow = paper[np.isclose(paper.ratio, r)]
+            if not prow.empty:
+                short = SHORT_PAPER_NAME.get(paper_model, paper_model)
+                _radar(ax, prow.iloc[0][labels].to_numpy(float), labels,
+                       color=color("paper"), lw=1.5, label=f"paper ({short}): "
+                       f"{prow.iloc[0].recipe}")
+        ax.set_title(f"ratio {r:g}", fontsize=10, pad=14)
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    for ax in axes:
+        ax.set_ylim(0, top)
+        ax.set_yticks([50, 100], ["50%", "100%"], fontsize=7, color="#555555")
+        ax.set_rlabel_position(100)
+    if not ratios:
+        axes[0].set_title("no recovered runs yet")
+    note = f" (clipped at {CLIP:.0f}%)" if clipped else ""
+    fig.suptitle(f"{arch}: per-benchmark retention, % of the unpruned model (paper Fig. 1)"
+                 + note, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def fig_retained(ev: pd.DataFrame, table3: pd.DataFrame | None = None):
+    """AVG-% vs ratio per architecture: best pruned-only, best recovered (95% CIs), and the
+    paper's best-practice models (Table 3)."""
+    head = findings.summary(ev[ev.method != "none"].dropna(subset=["AVG_pct"]))
+    archs = sorted(set(head.arch)) if not head.empty else []
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    markers = ["o", "s", "^", "v"]
+    for k, arch in enumerate(archs):
+        h = head[head.arch == arch]
+        for kind, style in (("pruned only", ":"), ("recovered", "-")):
+            g = h[(h.recipe == "none") == (kind == "pruned only")]
+            if g.empty:
+                continue
+            best = g.sort_values("AVG_pct").groupby("ratio").tail(1).sort_values("ratio")
+            ax.errorbar(best.ratio, best.AVG_pct,
+                        yerr=[best.AVG_pct - best.ci_low, best.ci_high - best.AVG_pct],
+                        ls=style, marker=markers[k % 4], capsize=3,
+                        color=color("this study") if kind == "recovered" else color("prune only"),
+                        label=f"this study ({arch}), best {kind}")
+    if table3 is not None:
+        for k, (model, t) in enumerate(table3[table3.ratio > 0].groupby("model")):
+            ax.plot(t.ratio, t.AVG_pct, marker=markers[k % 4], color=color("paper"), lw=1.2,
+                    label=f"paper ({SHORT_PAPER_NAME.get(model, model)}), Table 3")
+    ax.axhline(100, color="black", lw=0.8)
+    ax.set_xlabel("pruning ratio (requested)")
+    ax.set_ylabel("AVG-% of the unpruned model")
+    ax.set_title("Retained performance: best measured setting per ratio")
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def fig_advice(adv: pd.DataFrame):
+    """Paper Fig. 1's decision flow as measured (`advise.advice_table`): per architecture,
+    the AVG-% (95% CI) of the recommended pipeline at each asked ratio, one line per
+    budget; the marker's colour is the pruning method, a hollow marker flags thin evidence,
+    and the label is the recovery recipe."""
+    adv = adv[adv.method != ""] if not adv.empty else adv
+    archs = sorted(set(adv.arch)) if not adv.empty else []
+    fig, axes = plt.subplots(1, max(len(archs), 1), figsize=(4.6 * max(len(archs), 1), 3.6),
+                             squeeze=False, sharey=True)
+    styles = {"none": ":", "projector": "--", "full": "-"}
+    for ax, arch in zip(axes[0], archs, strict=False):
+        for budget, g in adv[adv.arch == arch].groupby("budget", sort=False):
+            g = g.sort_values("ratio")
+            ax.errorbar(g.ratio, g.AVG_pct, yerr=[g.AVG_pct - g.ci_low, g.ci_high - g.AVG_pct],
+                        ls=styles.get(budget, "-"), color="#555555", lw=1, capsize=2,
+                        label=f"budget {budget}")
+            for r in g.itertuples(index=False):
+                c = color(str(r.method).split("-")[0])
+                ax.plot(r.ratio, r.AVG_pct, "o", ms=7, mec=c, mfc="white" if r.thin else c)
+                ax.annotate(r.recipe, (r.ratio, r.AVG_pct), xytext=(4, 4),
+                            textcoords="offset points", fontsize=6.5)
+        ax.set_title(arch, fontsize=10)
+        ax.set_xlabel("asked pruning ratio")
+    for m in ("layer", "width"):
+        axes[0][-1].plot([], [], "o", color=color(m), label=f"{m}wise")
+    axes[0][-1].plot([], [], "o", mec="#555555", mfc="white", label="thin evidence")
+    axes[0][0].set_ylabel("AVG-% of the unpruned model")
+    if not archs:
+        axes[0][0].set_title("no recommendations yet: run chapters 01-04 first")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("Which pipeline? The best measured one per budget and ratio (paper Fig. 1)",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig

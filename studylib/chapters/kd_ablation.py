@@ -1,0 +1,401 @@
+"""Chapter 03 (distillation ablation): the teaching toys and the recovery grid it runs.
+
+- `kl_directions_toy()`: fit a unimodal student to a bimodal teacher with the study's own
+  `losses.forward_kl` / `losses.reverse_kl` -- mode-covering vs mode-seeking, in one picture.
+- `softened_next_token()`: a real teacher's next-token distribution at temperatures tau.
+- `final_norm_gain()`: the learned per-channel gain of the LLM's final norm, the reason
+  hidden-state L2 is taken *before* that norm (see `studylib.compress.recipes`).
+- `run_grid()`: prune once per (method, ratio), then recover a fresh copy of the pruned
+  student with every recipe and training seed, evaluate each, and return tidy rows for the
+  results table. The teacher is evaluated in the same run, so AVG-% needs nothing else.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from studylib.compress import losses, prune, recipes, recover
+from studylib.evaluation import evaluate
+from studylib.results import eval_rows
+from studylib.study.grid import quiet
+from studylib.testbed import shapes
+
+# Paper Table 2 (Bunny, layerwise) columns and the study's preset names.
+PAPER_TABLE2 = {"FT": "sft", "L2": "l2", "L2+FT": "sft+l2", "RKL": "rkl", "RKL+FT": "sft+rkl"}
+HIDDEN_ABLATION = {"sft+l2": "last1", "sft+l2@last2": "last2", "sft+l2@last3": "last3"}
+WITHOUT_SFT = {"kl": "sft+kl", "rkl": "sft+rkl", "l2": "sft+l2"}
+
+
+# --- teaching toys --------------------------------------------------------------------------
+
+
+def kl_directions_toy(modes: Sequence[float] = (-2.5, 2.5), width: float = 0.6,
+                      steps: int = 600, lr: float = 0.05, start: float = 1.0,
+                      grid: int = 481) -> pd.DataFrame:
+    """Fit a Gaussian student q to a two-mode teacher p on a 1-D grid, once minimising
+    forward KL(p || q) and once reverse KL(q || p), with the study's own loss functions
+    (`losses.forward_kl` / `reverse_kl` on the grid as a vocabulary, tau = 1).
+
+    Returns long rows (x, density, curve); the fitted means and widths, and both
+    divergences of each fit, are in `frame.attrs["fits"]`.
+    """
+    x = torch.linspace(-6, 6, grid)
+    dx = float(x[1] - x[0])
+    comps = torch.stack([-(x - m) ** 2 / (2 * width ** 2) for m in modes])
+    teacher_logits = torch.logsumexp(comps, 0)[None]  # log p up to a constant
+
+    def student_logits(mu, log_sigma):
+        return (-(x - mu) ** 2 / (2 * torch.exp(log_sigma) ** 2))[None]
+
+    fits, curves = {}, []
+    p = torch.softmax(teacher_logits[0], -1)
+    curves.append(pd.DataFrame({"x": x.numpy(), "density": (p / dx).numpy(),
+                                "curve": "teacher p (two modes)"}))
+    for name, loss_fn in (("forward KL(p||q)", losses.forward_kl),
+                          ("reverse KL(q||p)", losses.reverse_kl)):
+        mu = torch.tensor(start, requires_grad=True)
+        log_sigma = torch.tensor(0.0, requires_grad=True)
+        opt = torch.optim.Adam([mu, log_sigma], lr=lr)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = loss_fn(student_logits(mu, log_sigma), teacher_logits, tau=1.0)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            s = student_logits(mu, log_sigma)
+            q = torch.softmax(s[0], -1)
+            fits[name] = {"mean": float(mu), "sd": float(torch.exp(log_sigma)),
+                          "forward KL": float(losses.forward_kl(s, teacher_logits, tau=1.0)),
+                          "reverse KL": float(losses.reverse_kl(s, teacher_logits, tau=1.0))}
+        curves.append(pd.DataFrame({"x": x.numpy(), "density": (q / dx).numpy(),
+                                    "curve": f"student q, {name}"}))
+    frame = pd.concat(curves, ignore_index=True)
+    frame.attrs["fits"] = fits
+    return frame
+
+
+def _pick_record(seed: int = 0) -> dict[str, Any]:
+    """A training question with a one-word answer (not yes/no, not a letter, not the
+    cell-by-cell caption): its next-token distribution has several plausible tokens."""
+    records = shapes.instruction_set(60, turns=1, seed=seed + 7, caption_rate=0.0)
+    for rec in records:
+        answer = rec["conversations"][1]["value"]
+        if answer.lower() not in ("yes", "no") and len(answer) > 1 and " " not in answer:
+            return rec
+    return records[0]
+
+
+@torch.no_grad()
+def softened_next_token(model, processor, taus: Sequence[float] = (1.0, 2.0, 4.0),
+                        top: int = 8, seed: int = 0) -> pd.DataFrame:
+    """The teacher's distribution over the first answer token of one training question,
+    softened at each temperature: rows (token, tau, probability), the `top` most likely
+    tokens at tau = 1 plus "other". The question and answer are in `frame.attrs`."""
+    from studylib.testbed.data import ConversationCollator
+
+    rec = _pick_record(seed)
+    batch = ConversationCollator(processor)([rec])
+    labels = batch.pop("labels")
+    device = next(model.parameters()).device
+    model.eval()
+    out = model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False)
+    pos = int(losses.kd_mask(labels)[0].nonzero()[0])
+    logits = out.logits[0, pos].float().cpu()
+    order = torch.argsort(logits, descending=True)[:top]
+    names = processor.tokenizer.convert_ids_to_tokens(order.tolist())
+    rows = []
+    for tau in taus:
+        prob = torch.softmax(logits / tau, -1)
+        for name, i in zip(names, order.tolist(), strict=True):
+            rows.append({"token": name, "tau": tau, "probability": float(prob[i])})
+        rows.append({"token": "other", "tau": tau, "probability": float(1 - prob[order].sum())})
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(question=rec["conversations"][0]["value"].replace("<image>\n", ""),
+                       answer=rec["conversations"][1]["value"],
+                       entropy={t: float(-(torch.softmax(logits / t, -1)
+                                           * torch.log_softmax(logits / t, -1)).sum())
+                                for t in taus})
+    return frame
+
+
+def final_norm_gain(model) -> np.ndarray:
+    """|gain| per channel of the LLM's final norm (Llama `norm`, Phi `final_layernorm`)."""
+    lm = model.model.language_model
+    norm = getattr(lm, "norm", None) or getattr(lm, "final_layernorm", None)
+    if norm is None or getattr(norm, "weight", None) is None:
+        return np.array([])
+    return norm.weight.detach().float().abs().cpu().numpy()
+
+
+@torch.no_grad()
+def hidden_rms(model, processor, n: int = 16, seed: int = 0) -> np.ndarray:
+    """RMS of the last decoder layer's output (before the final norm) at each answer
+    position of `n` training conversations: the scale a post-norm L2 would never see."""
+    from studylib.compress.recover import LayerTap
+    from studylib.testbed.data import ConversationCollator
+
+    batch = ConversationCollator(processor)(shapes.instruction_set(n, turns=2, seed=seed + 11))
+    mask = losses.kd_mask(batch.pop("labels"))
+    device = next(model.parameters()).device
+    tap = LayerTap(model, [-1])
+    try:
+        model.eval()
+        model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False)
+        h = tap.outputs[-1][mask.to(device)].float()
+    finally:
+        tap.remove()
+    return h.pow(2).mean(-1).sqrt().cpu().numpy()
+
+
+# --- the recovery grid ----------------------------------------------------------------------
+
+
+def recipe_with_tau(name: str, tau: float) -> recipes.RecoveryRecipe:
+    """A preset (or recipe file) with the chapter's temperature for its logits term."""
+    recipe = recipes.get(name)
+    return dataclasses.replace(recipe, tau=tau) if recipe.beta > 0 else recipe
+
+
+def recipe_label(recipe: recipes.RecoveryRecipe) -> str:
+    """The recipe's name in the results; a logits-KD recipe at a temperature other than the
+    paper's 2.0 is a different condition ("rkl (tau 4)"), never pooled with the preset."""
+    if recipe.beta > 0 and recipe.tau != recipes.PRESETS.get(recipe.name, recipe).tau:
+        return f"{recipe.name} (tau {recipe.tau:g})"
+    return recipe.name
+
+
+def teacher_mode(summary: dict[str, Any]) -> str:
+    """How the recovery saw its teacher: none, cached (hidden states / top-k), or online."""
+    recipe = summary["recipe"]
+    if not (recipe["beta"] > 0 or recipe["gamma"] > 0):
+        return "no teacher"
+    if summary.get("teacher_online"):
+        return "teacher online"
+    return "teacher cached"
+
+
+def _recovery_rows(rep: recover.RecoveryReport, common: dict[str, Any]) -> list[dict[str, Any]]:
+    s = rep.summary
+    cache = s.get("teacher_cache") or {}
+    extra = {"teacher": teacher_mode(s), "cache_hit": cache.get("hit"),
+             "subset_n": s["subset"]["n"], "subset_hash": s["subset_hash"][:16]}
+    last = s["losses"][-1] if s.get("losses") else {}
+    values = {"wall_time_s": s["wall_time_s"], "step_time_s": s["step_time_s"]["median"],
+              "steps": s["steps"], "final_loss": s["final_loss"],
+              **{f"final_{k}": v for k, v in last.items() if k not in ("step", "loss")}}
+    return [{**common, **extra, "benchmark": "recovery", "metric": k, "value": float(v),
+             "ci_low": None, "ci_high": None, "n": s["steps"]} for k, v in values.items()]
+
+
+def run_grid(teacher, processor, *, model_name: str, methods: Sequence[str],
+             ratios: Sequence[float], recipe_names: Sequence[str], seeds: Sequence[int],
+             data_fraction: float, calib_n: int = 10, eval_seed: int = 0,
+             limit: int | None = None, batch_size: int = 64, max_steps: int = 0,
+             tau: float = 2.0, cache_check: bool = True,
+             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Teacher, pruned-only and recovered evaluations (+ recovery timings) as tidy rows.
+
+    Pruning and the data subset are fixed (calibration and subset seed = `eval_seed`), so
+    the training seeds vary only what training randomises (LoRA init, data order) and
+    recipes are compared on the same student and the same examples.
+    """
+    chosen = [recipe_with_tau(n, tau) for n in recipe_names]  # fail fast on a bad name
+    rows: list[dict[str, Any]] = []
+
+    def evaluated(model, seed: int, **tags) -> float:
+        report = evaluate.evaluate(model, processor, limit=limit, seed=eval_seed,
+                                   batch_size=batch_size, progress=False)
+        rows.extend({**r, **tags} for r in eval_rows(report, model=model_name, seed=seed))
+        return float(report.summary().get("AVG", float("nan")))
+
+    start = time.perf_counter()
+    device = next(teacher.parameters()).device
+    avg = evaluated(teacher, eval_seed, method="none", ratio=0.0, recipe="none",
+                    data_fraction=None)
+    log(f"teacher: AVG {avg:.2f} ({time.perf_counter() - start:.0f} s)")
+    calib = shapes.calibration_sample(calib_n, eval_seed)
+    for method in methods:
+        for ratio in ratios:
+            t0 = time.perf_counter()
+            student = copy.deepcopy(teacher)
+            with quiet():  # pruning's progress bar
+                pr = prune.prune(student, method, ratio, calib, processor, seed=eval_seed)
+            where = dict(method=method, ratio=float(ratio), ratio_achieved=pr.ratio_achieved)
+            avg = evaluated(student, eval_seed, recipe="none", data_fraction=None, **where)
+            log(f"{method} {ratio:g} (achieved {pr.ratio_achieved:.3f}): pruned only "
+                f"AVG {avg:.2f} ({time.perf_counter() - t0:.0f} s)")
+            for seed in seeds:
+                for recipe in chosen:
+                    t0 = time.perf_counter()
+                    with quiet():
+                        rep = recover.recover((copy.deepcopy(student), processor),
+                                              (teacher, processor), recipe,
+                                              data_fraction=data_fraction, seed=seed,
+                                              subset_seed=eval_seed, progress=False,
+                                              max_steps=max_steps or None)
+                    teacher.to(device)  # recover parks a cached teacher on the CPU
+                    tags = dict(recipe=recipe_label(recipe), data_fraction=data_fraction,
+                                tau=tau, **where)
+                    avg = evaluated(rep.model, seed, **tags)
+                    rows.extend(_recovery_rows(rep, {"model": model_name, "seed": seed,
+                                                     **tags}))
+                    log(f"  seed {seed} {recipe.name:>13}: AVG {avg:.2f}  train {rep['wall_time_s']:.0f} s, {rep['steps']} steps "
+                        f"({teacher_mode(rep.summary)}; {time.perf_counter() - t0:.0f} s)")
+            if cache_check and any(r.gamma > 0 and not r.beta for r in chosen):
+                rows.extend(_online_check(student, teacher, processor, where, data_fraction,
+                                          eval_seed, model_name, max_steps, log))
+                teacher.to(device)
+    return rows
+
+
+def _online_check(student, teacher, processor, where, data_fraction, seed, model_name,
+                  max_steps, log) -> list[dict[str, Any]]:
+    """Time `sft+l2` once with the teacher online (no cache): the cache's speedup."""
+    steps = max_steps or 12
+    with quiet():
+        rep = recover.recover((copy.deepcopy(student), processor), (teacher, processor),
+                              "sft+l2", data_fraction=data_fraction, seed=seed,
+                              subset_seed=seed, progress=False, use_cache=False,
+                              max_steps=steps)
+    log(f"  sft+l2 with the teacher online: {rep['step_time_s']['median']:.3f} s/step "
+        f"({steps} steps, timing only)")
+    tags = dict(recipe="sft+l2 (online)", data_fraction=data_fraction, **where)
+    return _recovery_rows(rep, {"model": model_name, "seed": seed, **tags})
+
+
+# --- chapter tables -------------------------------------------------------------------------
+
+
+def recovery_frame(run: pd.DataFrame) -> pd.DataFrame:
+    """Recovery timings, one row per (method, ratio, recipe, seed)."""
+    rec = run[run.benchmark == "recovery"]
+    if rec.empty:
+        return pd.DataFrame(columns=["method", "ratio", "recipe", "seed", "teacher"])
+    wide = rec.pivot_table(index=["method", "ratio", "recipe", "seed", "teacher"],
+                           columns="metric", values="value", aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def cache_speedup(rec: pd.DataFrame) -> pd.DataFrame:
+    """Median step time of sft (no teacher), sft+l2 (cached teacher) and sft+l2 with the
+    teacher online, per pruned setting, and the ratios the issue asks for."""
+    rows = []
+    for (method, ratio), g in rec.groupby(["method", "ratio"]):
+        t = g.groupby("recipe").step_time_s.median()
+        if not {"sft", "sft+l2"} <= set(t.index):
+            continue
+        row = {"method": method, "ratio": ratio, "sft (s/step)": t["sft"],
+               "sft+l2 cached (s/step)": t["sft+l2"],
+               "cached / sft": t["sft+l2"] / t["sft"]}
+        if "sft+l2 (online)" in t.index:
+            row["sft+l2 online (s/step)"] = t["sft+l2 (online)"]
+            row["online / cached"] = t["sft+l2 (online)"] / t["sft+l2"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def nearest_paper_row(table: pd.DataFrame, ratio: float) -> pd.Series | None:
+    """The paper table's row at the ratio nearest ours (within 0.1), or None."""
+    if table.empty:
+        return None
+    i = (table.ratio - ratio).abs().idxmin()
+    return table.loc[i] if abs(table.ratio[i] - ratio) <= 0.1 else None
+
+
+def recipe_table(ev: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
+    """AVG-% per recipe (rows) and pruned setting (columns), "mean [95% CI]", with the
+    teacher and pruned-only rows on top; the gain over SFT in its own columns."""
+    from studylib.analysis import findings
+
+    e = ev[ev.method != "none"]
+    if e.empty:
+        return pd.DataFrame()
+    known = list(dict.fromkeys(["none", *order, *sorted(set(e.recipe))]))
+    out = {}
+    for (method, ratio), g in e.groupby(["method", "ratio"]):
+        s = findings.summary(g, by=["recipe"]).set_index("recipe")
+        col = f"{method} {ratio:g}"
+        out[col] = {r: f"{s.AVG_pct[r]:.1f} [{s.ci_low[r]:.1f}, {s.ci_high[r]:.1f}]"
+                    for r in s.index}
+        base = g[g.recipe == "sft"]
+        if not base.empty:
+            gains = {}
+            for r in s.index:
+                if r in ("sft", "none"):
+                    continue
+                c = findings.compare(g[g.recipe == r], base)
+                gains[r] = f"{c['d']:+.1f} [{c['lo']:+.1f}, {c['hi']:+.1f}]"
+            out[f"{col}: vs sft"] = gains
+    table = pd.DataFrame(out)
+    table = table.loc[[r for r in known if r in table.index]]
+    table.index = ["pruned only" if r == "none" else r for r in table.index]
+    table.index.name = "recipe  (AVG-% [95% CI], seeds pooled)"
+    return table.fillna("")
+
+
+def table2_analogue(ev: pd.DataFrame, table2: pd.DataFrame, arch: str) -> pd.DataFrame:
+    """Paper Table 2 (Bunny, layerwise: FT, L2, L2+FT, RKL, RKL+FT AVG-%) beside ours for
+    each of our pruned settings, at the paper's nearest ratio."""
+    from studylib.analysis import findings
+
+    rows = []
+    e = ev[ev.method != "none"]
+    for (method, ratio), g in e.groupby(["method", "ratio"]):
+        s = findings.summary(g, by=["recipe"]).set_index("recipe")
+        rows.append({"source": f"this study ({arch}, {method})", "ratio": ratio,
+                     **{col: s.AVG_pct.get(name, np.nan) for col, name in PAPER_TABLE2.items()}})
+        paper = nearest_paper_row(table2, ratio)
+        if paper is not None and not any(r["source"].startswith("paper") and
+                                          r["ratio"] == paper.ratio for r in rows):
+            rows.append({"source": "paper (Bunny-3B, layer)", "ratio": paper.ratio,
+                         **{col: paper[col] for col in PAPER_TABLE2}})
+    return pd.DataFrame(rows)
+
+
+def takeaways(ev: pd.DataFrame, rec: pd.DataFrame) -> list[str]:
+    """The chapter's conclusions, each computed from the evaluations (see `findings.RULE`
+    for "CI-separated")."""
+    from studylib.analysis import findings
+
+    lines = []
+    e = ev[ev.method != "none"]
+    for (method, ratio), g in e.groupby(["method", "ratio"]):
+        s = findings.summary(g[g.recipe != "none"], by=["recipe"]).sort_values("AVG_pct")
+        if s.empty:
+            continue
+        best = s.iloc[-1]
+        only = g[g.recipe == "none"].AVG_pct.mean()
+        head = (f"{method} {ratio:g}: pruned only {only:.1f}%; best recipe {best.recipe} "
+                f"{best.AVG_pct:.1f}% [{best.ci_low:.1f}, {best.ci_high:.1f}], "
+                f"{int(best.seeds)} seed(s)")
+        bits = []
+        for a, b, text in (("sft+l2", "sft", "SFT+L2 vs SFT"), ("rkl", "kl", "RKL vs KL"),
+                           ("sft+rkl", "rkl", "RKL with vs without SFT"),
+                           ("sft+l2", "l2", "L2 with vs without SFT"),
+                           ("sft+l2@last2", "sft+l2", "last-2 vs last-1 layers"),
+                           ("sft+l2@last3", "sft+l2", "last-3 vs last-1 layers")):
+            c = findings.compare(g[g.recipe == a], g[g.recipe == b])
+            if c is None:
+                continue
+            verdict = {"supported": "better", "contradicted": "worse",
+                       "tie": "not CI-separated"}[findings.outcome(c)]
+            bits.append(f"{text}: {c['d']:+.1f} points [{c['lo']:+.1f}, {c['hi']:+.1f}], "
+                        f"{verdict}")
+        lines.append(head + ("; " + "; ".join(bits) if bits else "") + ".")
+    speed = cache_speedup(rec)
+    for r in speed.itertuples(index=False):
+        text = (f"Step time at {r.method} {r.ratio:g}: sft {r[2]:.3f} s, sft+l2 with the "
+                f"cached teacher {r[3]:.3f} s ({r[4]:.2f}x sft)")
+        if len(r) > 5:
+            text += f", with the teacher online {r[5]:.3f} s ({r[6]:.2f}x the cached one)"
+        lines.append(text + ".")
+    return lines

@@ -1,0 +1,333 @@
+"""Chapter 07 (int8 on top of pruning): the paper's Table 9 on the toy models.
+
+The paper's Table 9 loads three LLaVA models in fp16 and in LLM.int8 -- the teacher, a
+layerwise-pruned 15% model and a widthwise-pruned 30% model, both recovered by FT + L2 --
+and reports weight memory, latency and the six benchmarks for each. `quant_table()` builds
+the same six models from a toy teacher (`prune.prune`, then `recover.recover` with the
+`sft+l2` recipe, then `quantize.quantize_int8`) and returns tidy rows for the results table:
+
+- **memory**: the weights' bytes, measured from the tensors (`quantize.weight_bytes`). Both
+  rows also carry `weights_fp16_mib`, the size with every float tensor counted at 2 bytes:
+  the paper's baseline is fp16 (and its int8 model keeps the unquantized parts in fp16),
+  while the CPU testbed computes in fp32;
+- **latency**: batch 1, one image + `text_tokens` prompt tokens: prefill and per-token
+  decode (`measure.latency`). All six models are timed round-robin, float and int8 of one
+  model back to back in alternating order, so the int8/float ratio of each round is taken
+  under the same machine load; medians and interquartile ranges over the rounds;
+- **scores**: `evaluate.evaluate` on the same seeded items for all six.
+
+int8 rows are recorded under their own method name (`none-int8`, `layer-int8`,
+`width-int8`) with `precision: int8`, so chapters that pool conditions never mistake a
+quantized model for the float one (chapter 01 does the same with its random baselines).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from studylib.compress import prune, quantize
+from studylib.errors import StudyError
+from studylib.evaluation import evaluate, measure, metrics
+from studylib.results import eval_rows
+from studylib.study.grid import quiet
+from studylib.testbed import shapes
+
+DEFAULT_STUDENTS = (("layer", 0.15), ("width", 0.30))  # the paper's Table 9 rows
+VARIANT_ORDER = ("teacher", "layer", "width")
+PAPER_MODEL_NAMES = {"LLaVA-v1.5-7B": "LLaVA-7B", "Bunny-v1.0-3B": "Bunny-3B"}
+
+
+# --- the grid -------------------------------------------------------------------------------
+
+
+def check_students(students: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    out = []
+    for method, ratio in students:
+        if method not in prune.METHODS:
+            raise StudyError(f"unknown pruning method {method!r}; choose from "
+                             f"{', '.join(prune.METHODS)}")
+        out.append((method, prune.check_ratio(ratio)))
+    return out
+
+
+def build_students(teacher, processor, students=DEFAULT_STUDENTS, *, recipe: str = "sft+l2",
+                   data_fraction: float = 0.1, max_steps: int = 0, calib_n: int = 10,
+                   seed: int = 0, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Prune a copy of the teacher per (method, ratio) and recover it; returns one dict per
+    variant (the teacher first) with its float model and how it was made."""
+    from studylib.compress import recover
+
+    students = check_students(students)
+    variants = [{"variant": "teacher", "method": "none", "ratio": 0.0, "ratio_achieved": 0.0,
+                 "recipe": "none", "data_fraction": None, "model": teacher}]
+    calib = shapes.calibration_sample(calib_n, seed)
+    device = next(teacher.parameters()).device
+    for method, ratio in students:
+        t0 = time.perf_counter()
+        student = copy.deepcopy(teacher)
+        with quiet():  # calibration progress bars
+            pr = prune.prune(student, method, ratio, calib, processor, seed=seed)
+        with quiet():
+            rep = recover.recover((student, processor), (teacher, processor), recipe,
+                                  data_fraction=data_fraction, seed=seed, subset_seed=seed,
+                                  progress=False, max_steps=max_steps or None)
+        teacher.to(device)  # recover parks a cached teacher on the CPU
+        variants.append({"variant": method, "method": method, "ratio": float(ratio),
+                         "ratio_achieved": round(pr.ratio_achieved, 4), "recipe": recipe,
+                         "data_fraction": data_fraction, "model": rep.model.eval(),
+                         "steps": rep["steps"], "recover_s": rep["wall_time_s"]})
+        log(f"{method} {ratio:g} (achieved {pr.ratio_achieved:.3f}) + {recipe}: "
+            f"{rep['steps']} steps ({time.perf_counter() - t0:.0f} s)")
+    return variants
+
+
+def quant_table(teacher, processor, *, model_name: str, students=DEFAULT_STUDENTS,
+                recipe: str = "sft+l2", data_fraction: float = 0.1, max_steps: int = 0,
+                calib_n: int = 10, seed: int = 0, limit: int | None = None,
+                batch_size: int = 64, repeats: int = 20, text_tokens: int = 50,
+                decode_tokens: int = 8, lm_head: bool = False,
+                log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Table 9's grid as tidy rows: {teacher, pruned + recovered students} x {fp32, int8},
+    each with weight memory, batch-1 latency and benchmark scores (see the module doc)."""
+    variants = build_students(teacher, processor, students, recipe=recipe,
+                              data_fraction=data_fraction, max_steps=max_steps,
+                              calib_n=calib_n, seed=seed, log=log)
+    rows: list[dict[str, Any]] = []
+    pairs = {}
+    for v in variants:
+        fp32 = v.pop("model").float().cpu().eval()
+        int8, rep = quantize.quantize_int8(copy.deepcopy(fp32), "torch", lm_head=lm_head)
+        pairs[v["variant"]] = (fp32, int8)
+        tags = {k: v[k] for k in ("variant", "ratio", "ratio_achieved", "recipe",
+                                  "data_fraction")}
+        for precision, model in (("fp32", fp32), ("int8", int8)):
+            before = quantize.weight_bytes(model)
+            # float parts counted at 2 bytes: the paper's fp16 baseline and fp16 + int8 model
+            half = quantize.weight_bytes(model, float_bytes=2)["total"]
+            extra = {"weights_fp16_mib": half / quantize.MIB}
+            if precision == "int8":
+                extra.update(memory_ratio=rep.ratio, quantize_s=rep.wall_time_s)
+            if precision == "fp32" and "steps" in v:
+                extra.update(recovery_steps=v["steps"], recovery_s=v["recover_s"])
+            values = {"weights_mib": before["total"] / quantize.MIB,
+                      "weights_llm_mib": before["llm"] / quantize.MIB, **extra}
+            rows += [_row(model_name, seed, v["method"], precision, tags, metric, value)
+                     for metric, value in values.items()]
+        log(f"{v['variant']:>7}: weights {rep.bytes_before['total'] / quantize.MIB:.3f} -> "
+            f"{rep.bytes_after['total'] / quantize.MIB:.3f} MiB ({rep.ratio:.3f}x)")
+    t0 = time.perf_counter()
+    flat = {f"{name}/{p}": m for name, (f, q) in pairs.items()
+            for p, m in (("fp32", f), ("int8", q))}
+    lat = measure.paired_latency(flat, text_tokens, repeats, decode_tokens,
+                         reference={f"{name}/int8": f"{name}/fp32" for name in pairs})
+    log(f"latency: {repeats} rounds x {len(flat)} models ({time.perf_counter() - t0:.0f} s)")
+    for v in variants:
+        tags = {k: v[k] for k in ("variant", "ratio", "ratio_achieved", "recipe",
+                                  "data_fraction")}
+        preds = {}
+        for precision in ("fp32", "int8"):
+            res = lat[f"{v['variant']}/{precision}"]
+            for phase, metric in (("prefill", "prefill_ms"), ("decode_per_token", "decode_ms")):
+                s = res[phase]
+                rows.append(_row(model_name, seed, v["method"], precision, tags, metric,
+                                 s["median_ms"], iqr=s["iqr_ms"], n=s["n"],
+                                 text_tokens=text_tokens))
+                if f"{phase}_ratio" in res:
+                    r = res[f"{phase}_ratio"]
+                    rows.append(_row(model_name, seed, v["method"], precision, tags,
+                                     metric.replace("_ms", "_ratio"), r["median"], q1=r["q1"],
+                                     q3=r["q3"], n=r["n"], text_tokens=text_tokens))
+            m = flat[f"{v['variant']}/{precision}"]
+            ev = evaluate.evaluate(m, processor, limit=limit, seed=seed, batch_size=batch_size,
+                                   progress=False)
+            method = v["method"] if precision == "fp32" else f"{v['method']}-int8"
+            rows += [{**r, **tags, "method": method, "precision": precision,
+                      "eval_s": round(ev.wall_time, 2)}
+                     for r in eval_rows(ev, model=model_name, seed=seed)]
+            preds[precision] = ev.items
+            log(f"{v['variant']:>7} {precision}: AVG {ev.summary().get('AVG', np.nan):5.2f} "
+                f"prefill {res['prefill']['median_ms']:.2f} ms, decode "
+                f"{res['decode_per_token']['median_ms']:.2f} ms/token, eval {ev.wall_time:.0f} s")
+        rows += _agreement_rows(preds["fp32"], preds["int8"], model_name, seed, v["method"],
+                                tags)
+    return rows
+
+
+def _agreement_rows(fp32: pd.DataFrame, int8: pd.DataFrame, model_name, seed, method,
+                    tags) -> list[dict[str, Any]]:
+    """Share of items (%) whose int8 answer is the fp32 answer, per benchmark and overall:
+    a paired measure of what quantization changes, far more sensitive than the scores."""
+    same = fp32.prediction.to_numpy() == int8.prediction.to_numpy()
+    frame = pd.DataFrame({"benchmark": fp32.benchmark.to_numpy(), "same": same})
+    groups = [*frame.groupby("benchmark", sort=False), ("all", frame)]
+    return [_row(model_name, seed, method, "int8", tags, "same_answer_pct",
+                 100 * g.same.mean(), n=len(g)) | {"benchmark": b} for b, g in groups]
+
+
+def _row(model_name, seed, method, precision, tags, metric, value, **extra) -> dict[str, Any]:
+    return {"model": model_name, "seed": seed, **tags,
+            "method": method if precision == "fp32" else f"{method}-int8",
+            "precision": precision, "benchmark": "resources", "metric": metric,
+            "value": float(value), "ci_low": None, "ci_high": None, **extra}
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def _order(frame: pd.DataFrame) -> pd.DataFrame:
+    key = frame.variant.map({v: i for i, v in enumerate(VARIANT_ORDER)}).fillna(9)
+    return frame.assign(_k=key).sort_values(["_k", "precision"], ascending=[True, False]) \
+        .drop(columns="_k").reset_index(drop=True)
+
+
+def table9(run: pd.DataFrame) -> pd.DataFrame:
+    """Our Table 9: one row per (variant, precision) with memory, latency, scores, AVG and
+    AVG-% (of the fp32 teacher, same items)."""
+    res = run[run.benchmark == "resources"]
+    scores = run[(run.metric == "score") & run.benchmark.isin(metrics.PAPER_KEYS)]
+    out = []
+    for (variant, precision), g in scores.groupby(["variant", "precision"], sort=False):
+        r = res[(res.variant == variant) & (res.precision == precision)].set_index("metric")
+        vals = dict(zip(g.benchmark, g.value.astype(float), strict=True))
+        row = {"variant": variant, "precision": precision,
+               "ratio": float(g.ratio_achieved.iloc[0]),
+               "memory_mib": r.value.get("weights_mib", np.nan),
+               "prefill_ms": r.value.get("prefill_ms", np.nan),
+               "prefill_iqr": r["iqr"].get("prefill_ms", np.nan),
+               "decode_ms": r.value.get("decode_ms", np.nan),
+               "decode_iqr": r["iqr"].get("decode_ms", np.nan),
+               "prefill_x": r.value.get("prefill_ratio", np.nan),
+               "decode_x": r.value.get("decode_ratio", np.nan),
+               **{b: vals.get(b, np.nan) for b in metrics.PAPER_KEYS},
+               "AVG": metrics.average(vals)}
+        out.append(row)
+    t = _order(pd.DataFrame(out))
+    teacher = t[(t.variant == "teacher") & (t.precision == "fp32")].AVG
+    t["AVG-%"] = 100 * t.AVG / (teacher.iloc[0] if len(teacher) else np.nan)
+    return t
+
+
+def paper_table9(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 9 in the same layout (fp16 / int8 rows, variant by ratio)."""
+    t = paper.copy()
+    t["precision"] = np.where(t.model.str.endswith(".int8"), "int8", "fp16")
+    t["variant"] = t.ratio.map({0.0: "teacher", 0.15: "layer", 0.30: "width"})
+    t = t.rename(columns={"memory_mib": "memory_mib", "latency_ms": "latency_ms"})
+    return _order(t[["variant", "precision", "ratio", "memory_mib", "latency_ms",
+                     "latency_sd_ms", *metrics.PAPER_KEYS, "AVG"]])
+
+
+def beside(ours: pd.DataFrame, paper: pd.DataFrame, run: pd.DataFrame | None = None,
+           paper_name: str = "LLaVA-7B") -> pd.DataFrame:
+    """What int8 does to each model, ours vs the paper's: memory and latency as int8/float
+    ratios, and the change of AVG (with its 95% CI when `run` is given)."""
+    from studylib.analysis import findings
+
+    ev = findings.evaluations(run) if run is not None else pd.DataFrame()
+    rows = []
+    for variant in VARIANT_ORDER:
+        o = ours[ours.variant == variant].set_index("precision")
+        p = paper[paper.variant == variant].set_index("precision")
+        if o.empty:
+            continue
+        half = _metric(run, variant, "weights_fp16_mib")
+        row = {"model": variant, "ratio": o.ratio.iloc[0],
+               "memory int8/fp32": o.memory_mib["int8"] / o.memory_mib["fp32"],
+               "memory int8/fp16": half.get("int8", np.nan) / half.get("fp32", np.nan),
+               f"paper memory int8/fp16 ({paper_name})": _ratio(p, "memory_mib"),
+               "prefill int8/fp32": o.prefill_x["int8"], "decode int8/fp32": o.decode_x["int8"],
+               f"paper latency int8/fp16 ({paper_name})": _ratio(p, "latency_ms"),
+               "ΔAVG": o.AVG["int8"] - o.AVG["fp32"]}
+        if not ev.empty:
+            method = {"teacher": "none"}.get(variant, variant)
+            c = findings.compare(ev[ev.method == f"{method}-int8"], ev[ev.method == method])
+            if c is not None:  # in AVG-% points -> AVG points
+                scale = o.AVG["fp32"] / o["AVG-%"]["fp32"]
+                row["ΔAVG 95% CI"] = f"[{c['lo'] * scale:+.2f}, {c['hi'] * scale:+.2f}]"
+        row[f"paper ΔAVG ({paper_name})"] = (p.AVG["int8"] - p.AVG["fp16"]) if len(p) else np.nan
+        row["same answers %"] = _metric(run, variant, "same_answer_pct", "all").get(
+            "int8", np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _metric(run: pd.DataFrame | None, variant: str, metric: str,
+            benchmark: str = "resources") -> dict[str, float]:
+    """precision -> value of one resource metric of a variant (empty without a run)."""
+    if run is None or "variant" not in run:
+        return {}
+    g = run[(run.variant == variant) & (run.metric == metric) & (run.benchmark == benchmark)]
+    return dict(zip(g.precision, g.value.astype(float), strict=True))
+
+
+def _ratio(p: pd.DataFrame, col: str) -> float:
+    return float(p[col]["int8"] / p[col]["fp16"]) if {"int8", "fp16"} <= set(p.index) else np.nan
+
+
+def fig_table9(side: pd.DataFrame, arch: str, paper_name: str = "LLaVA-7B"):
+    """Three panels: weight memory, latency (int8 / float) and ΔAVG, ours beside the paper's."""
+    import matplotlib.pyplot as plt
+
+    from studylib.chapters import plotting
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    x = np.arange(len(side))
+    panels = [
+        ("weight memory, int8 / float", [("memory int8/fp32", "this study, int8/fp32"),
+                                         ("memory int8/fp16", "this study, int8/fp16"),
+                                         (f"paper memory int8/fp16 ({paper_name})",
+                                          f"paper ({paper_name}), int8/fp16")]),
+        ("latency, int8 / float", [("prefill int8/fp32", "this study, prefill"),
+                                   ("decode int8/fp32", "this study, decode/token"),
+                                   (f"paper latency int8/fp16 ({paper_name})",
+                                    f"paper ({paper_name})")]),
+        ("ΔAVG (int8 - float), points", [("ΔAVG", f"this study ({arch})"),
+                                          (f"paper ΔAVG ({paper_name})",
+                                           f"paper ({paper_name})")]),
+    ]
+    shades = {0: plotting.color("this study"), 1: "#aec7e8", 2: plotting.color("paper")}
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        width = 0.8 / len(series)
+        for i, (col, label) in enumerate(series):
+            colour = shades[2] if label.startswith("paper") else shades[i]
+            ax.bar(x + (i - (len(series) - 1) / 2) * width, side[col], width, label=label,
+                   color=colour)
+        ax.axhline(1.0 if "/" in title else 0.0, color="black", lw=0.8)
+        ax.set_xticks(x, [f"{m}\n{r:.0%} pruned" if r else m
+                          for m, r in zip(side.model, side.ratio, strict=True)])
+        ax.set(title=title)
+        if "/" in title:
+            ax.set_ylim(0, max(1.25, 1.15 * float(np.nanmax(side[[c for c, _ in series]]))))
+        ax.legend(fontsize=7, loc="upper left" if "/" in title else "best")
+    fig.tight_layout()
+    return fig
+
+
+def takeaways(ours: pd.DataFrame, side: pd.DataFrame, paper_name: str = "LLaVA-7B") -> list[str]:
+    """The chapter's conclusions, computed from the two tables."""
+    lines = []
+    for r in side.itertuples(index=False):
+        d = dict(zip(side.columns, r, strict=True))
+        lat = (f"prefill {d['prefill int8/fp32']:.2f}x and decode {d['decode int8/fp32']:.2f}x "
+               f"the fp32 time (paper: {d[f'paper latency int8/fp16 ({paper_name})']:.2f}x)")
+        ci = f" {d['ΔAVG 95% CI']}" if isinstance(d.get("ΔAVG 95% CI"), str) else ""
+        lines.append(f"{d['model']} (ratio {d['ratio']:.2f}): int8 weights take "
+                     f"{d['memory int8/fp32']:.2f}x the fp32 and {d['memory int8/fp16']:.2f}x "
+                     f"the fp16 memory (paper: "
+                     f"{d[f'paper memory int8/fp16 ({paper_name})']:.2f}x of fp16); {lat}; "
+                     f"AVG changes by {d['ΔAVG']:+.2f} points{ci} (paper: "
+                     f"{d[f'paper ΔAVG ({paper_name})']:+.2f}).")
+    teacher = ours[(ours.variant == "teacher") & (ours.precision == "fp32")]
+    smallest = ours[ours.precision == "int8"].sort_values("memory_mib").head(1)
+    if len(teacher) and len(smallest):
+        s = smallest.iloc[0]
+        lines.append(f"Pruning and int8 together: the {s.variant} int8 model holds "
+                     f"{s.memory_mib:.2f} MiB of weights, {s.memory_mib / teacher.memory_mib.iloc[0]:.2f}x "
+                     f"the fp32 teacher's, at AVG-% {s['AVG-%']:.1f}.")
+    return lines

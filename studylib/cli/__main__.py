@@ -1,0 +1,7 @@
+"""`python -m studylib.cli`."""
+
+import sys
+
+from studylib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""`studylib prune`."""
+
+from __future__ import annotations
+
+import json
+
+from studylib import models
+from studylib.compress import prune
+from studylib.errors import StudyError, check_ratio
+from studylib.outputs import check_out_dir
+
+
+def _parse_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        start, end = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise StudyError(f"--layer-range must be START:END, got {text!r}") from None
+    return start, end
+
+
+def cmd_prune(args) -> int:
+    from studylib.testbed import shapes
+
+    out = check_out_dir(args.out, args.overwrite)
+    layer_range = _parse_range(args.layer_range)
+    importance = prune.check_importance(args.method, args.importance)
+    prune.rehearse(args.model, args.method, args.ratio, layer_range)
+    model, processor = models.load(args.model)
+    records = shapes.calibration_sample(args.calib_samples, seed=args.seed)
+    report = prune.prune(model, args.method, args.ratio, records, processor, importance=importance,
+                   seed=args.seed, layer_range=layer_range)
+    models.save_pruned(model, processor, report, out)
+    summary = {k: v for k, v in report.to_dict().items()
+               if k not in ("layers", "layer_scores", "config_after")}
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def add_command(sub) -> None:
+    import argparse
+
+    from studylib.errors import positive_int, seed_int
+
+    def ratio(text: str) -> float:
+        try:
+            return check_ratio(text)
+        except StudyError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    p = sub.add_parser("prune", help="prune the LLM layerwise (Block Influence) or widthwise")
+    p.add_argument("--model", required=True, help="checkpoint directory (model + processor)")
+    p.add_argument("--method", required=True, choices=prune.METHODS)
+    p.add_argument("--ratio", required=True, type=ratio,
+                   help="fraction of the LLM decoder-layer parameters to remove, in (0, 1)")
+    p.add_argument("--importance", choices=sorted({i for v in prune.IMPORTANCES.values() for i in v}),
+                   help="layer: bi (default) | random; width: taylor (default) | magnitude | "
+                        "random")
+    p.add_argument("--calib-samples", type=positive_int, default=10)
+    p.add_argument("--seed", type=seed_int, default=0, help="calibration-sample and random seed")
+    p.add_argument("--layer-range", help="START:END, prune only these layers (width: "
+                                         "non-uniform checkpoint, load with models.load_pruned)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_prune)

@@ -1,0 +1,63 @@
+"""`studylib recover`: recovery training of a pruned student."""
+
+from __future__ import annotations
+
+from studylib.compress import recipes, recover
+from studylib.compress.recover import CACHE_ENV
+from studylib.errors import StudyError, check_fraction, check_positive
+from studylib.outputs import check_out_dir, check_writable_dir
+
+
+def cmd_recover(args) -> int:
+    recipe = recipes.get(args.recipe)  # fail fast: before loading anything
+    check_fraction(args.data_fraction)
+    out = check_out_dir(args.out, args.overwrite)
+    if args.cache_dir is not None:
+        check_writable_dir(args.cache_dir, "--cache-dir")
+    report = recover.recover(args.student, args.teacher, recipe, data_fraction=args.data_fraction,
+                     epochs=args.epochs, seed=args.seed, out=out, subset_seed=args.subset_seed,
+                     subset_file=args.subset, cache_dir=args.cache_dir,
+                     use_cache=not args.no_cache, max_steps=args.max_steps)
+    s = report.summary
+    print(f"recipe {recipe.name}: {s['steps']} steps on {s['subset']['n']} records "
+          f"(subset {s['subset_hash'][:12]}), final loss {s['final_loss']:.4f}, "
+          f"{s['wall_time_s']:.1f} s -> {out}")
+    return 0
+
+
+def add_command(sub) -> None:
+    from studylib.errors import positive_int, seed_int
+
+    def fraction(text: str) -> float:
+        import argparse
+
+        try:
+            return check_fraction(text)
+        except StudyError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def positive_float(text: str) -> float:
+        import argparse
+
+        try:
+            return check_positive(text, "epochs")
+        except StudyError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    p = sub.add_parser("recover", help="recovery training of a pruned student (SFT / KD / L2)")
+    p.add_argument("--student", required=True, help="pruned checkpoint directory")
+    p.add_argument("--teacher", required=True, help="unpruned checkpoint directory")
+    p.add_argument("--recipe", required=True,
+                   help=f"preset ({', '.join(recipes.PRESETS)}) or a recipe .yaml file")
+    p.add_argument("--data-fraction", type=fraction, default=1.0,
+                   help="fraction of the 4000-image x 3-turn recovery set, in (0, 1]")
+    p.add_argument("--epochs", type=positive_float, help="default: the recipe's")
+    p.add_argument("--seed", type=seed_int, default=0, help="training seed")
+    p.add_argument("--subset-seed", type=seed_int, default=0, help="data-subset seed")
+    p.add_argument("--subset", help="reuse a subset.json from an earlier run")
+    p.add_argument("--cache-dir", help=f"teacher cache (default ${CACHE_ENV} or ~/.cache)")
+    p.add_argument("--no-cache", action="store_true", help="run the teacher online for L2")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_recover)

@@ -1,0 +1,154 @@
+"""Importance scores for pruning: Block Influence for layers; Taylor, magnitude and random for width groups."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from studylib import models
+from studylib.errors import StudyError
+from studylib.models import surgery
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _batches(records, processor, desc: str):
+    """One collated calibration sample at a time, on the model's device, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    from studylib.testbed.data import ConversationCollator
+
+    if not records:
+        raise StudyError("calibration needs at least one record")
+    collate = ConversationCollator(processor)
+    for rec in tqdm(records, desc=desc, leave=False):
+        yield collate([rec])
+
+
+def _to(batch: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    device, dtype = _device(model), next(model.parameters()).dtype
+    out = {k: v.to(device) for k, v in batch.items()}
+    out["pixel_values"] = out["pixel_values"].to(dtype)
+    return out
+
+
+def block_influence(model, records, processor) -> list[float]:
+    """BI_i = 1 - mean cos(H_i, H_{i+1}) over all non-padding calibration tokens.
+
+    The cosine is taken per token (O(S)), and the mean weights every token equally across
+    samples. Hooks read each layer's own input and output, so the last layer is scored on
+    its raw output, not on the final-norm output `output_hidden_states` would give.
+    """
+    layers = models.text_layers(model)
+    sums = torch.zeros(len(layers), dtype=torch.float64)
+    mask: dict[str, torch.Tensor] = {}
+
+    def hook(i: int):
+        def fn(module, args, kwargs, output):
+            h_in = args[0] if args else kwargs["hidden_states"]
+            h_out = output[0] if isinstance(output, tuple) else output
+            cos = nn.functional.cosine_similarity(h_in.float(), h_out.float(), dim=-1)
+            sums[i] += cos[mask["m"]].double().sum().cpu()
+        return fn
+
+    handles = [layer.register_forward_hook(hook(i), with_kwargs=True)
+               for i, layer in enumerate(layers)]
+    tokens = 0
+    try:
+        with torch.no_grad():
+            for batch in _batches(records, processor, "block influence"):
+                batch = _to(batch, model)
+                mask["m"] = batch["attention_mask"].bool()
+                tokens += int(mask["m"].sum())
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                      pixel_values=batch["pixel_values"], use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return (1.0 - sums / tokens).tolist()
+
+
+def _group_scores(layer: nn.Module, hd: int, n_rep: int, elem) -> tuple[torch.Tensor, ...]:
+    """Sum an element-wise importance over each attention group and each MLP channel."""
+    p = surgery.parts(layer)
+
+    def rows(lin: nn.Linear) -> torch.Tensor:
+        s = elem(lin.weight).sum(1)
+        return s + elem(lin.bias) if lin.bias is not None else s
+
+    def cols(lin: nn.Linear) -> torch.Tensor:
+        return elem(lin.weight).sum(0)
+
+    q_heads = (rows(p.q) + cols(p.o)).view(-1, hd).sum(1)  # o_proj columns follow q heads
+    groups = q_heads.view(-1, n_rep).sum(1)  # q head h uses kv head h // n_rep
+    groups = groups + rows(p.k).view(-1, hd).sum(1) + rows(p.v).view(-1, hd).sum(1)
+    channels = sum(rows(m) for m in p.mlp_in) + cols(p.mlp_out)
+    return groups.detach().cpu(), channels.detach().cpu()
+
+
+def _taylor_scores(model, layer_ids, hd, n_rep, records, processor):
+    """Per-sample |dL/dw * w| summed per group, averaged over the calibration samples."""
+    layers = models.text_layers(model)
+    targets = {id(t) for i in layer_ids for lin in _linears(layers[i]) for t in _weights(lin)}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    model.eval()  # no dropout: the loss is the model's deterministic VL loss
+    for p in model.parameters():
+        p.requires_grad_(id(p) in targets)
+    totals: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    try:
+        for batch in _batches(records, processor, "taylor importance"):
+            model.zero_grad(set_to_none=True)
+            loss = model(**_to(batch, model), use_cache=False).loss
+            if not torch.isfinite(loss):
+                raise StudyError("calibration loss is not finite (no answer tokens?)")
+            loss.backward()
+            scores = [_group_scores(layers[i], hd, n_rep, _taylor_elem) for i in layer_ids]
+            totals = scores if totals is None else [
+                (a[0] + b[0], a[1] + b[1]) for a, b in zip(totals, scores, strict=True)]
+    finally:
+        model.zero_grad(set_to_none=True)
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+        model.train(was_training)
+    return [tuple(t / len(records) for t in pair) for pair in totals]
+
+
+def _taylor_elem(p: torch.Tensor) -> torch.Tensor:
+    return (p.grad.float() * p.detach().float()).abs()
+
+
+def _magnitude_elem(p: torch.Tensor) -> torch.Tensor:
+    return p.detach().float().abs()
+
+
+def _linears(layer) -> list[nn.Linear]:
+    p = surgery.parts(layer)
+    return [p.q, p.k, p.v, p.o, *p.mlp_in, p.mlp_out]
+
+
+def _weights(lin: nn.Linear) -> list[torch.Tensor]:
+    return [lin.weight] + ([lin.bias] if lin.bias is not None else [])
+
+
+def width_scores(model, importance: str, layer_ids, records=None, processor=None, seed=0):
+    """(attention-group scores, MLP-channel scores) for each layer in `layer_ids`."""
+    tc = surgery.text_config(model)
+    hd, n_rep = surgery.head_dim(tc), tc.num_attention_heads // tc.num_key_value_heads
+    layers = models.text_layers(model)
+    if importance == "taylor":
+        if records is None or processor is None:
+            raise StudyError("taylor importance needs calibration records and a processor")
+        return _taylor_scores(model, layer_ids, hd, n_rep, records, processor)
+    if importance == "magnitude":
+        with torch.no_grad():
+            return [_group_scores(layers[i], hd, n_rep, _magnitude_elem) for i in layer_ids]
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in layer_ids:
+        shape = surgery.layer_shape(layers[i], hd)
+        out.append((torch.rand(shape.kv_heads, generator=gen),
+                    torch.rand(shape.intermediate, generator=gen)))
+    return out

@@ -1,0 +1,174 @@
+"""Score a model on the six ShapesWorld benchmarks with batched greedy generation.
+
+Works on any model that follows transformers' image-text-to-text interface (a model plus
+its processor with a chat template): the toy teachers, pruned and recovered students, and a
+real LLaVA checkpoint alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from studylib.errors import StudyError
+from studylib.evaluation import metrics
+from studylib.testbed import shapes
+
+MAX_NEW_TOKENS = {"GQA": 4, "SQA": 3, "MMMU": 3, "POPE": 3, "MME-P": 3, "MME-C": 3}
+
+
+@dataclasses.dataclass
+class EvalReport:
+    """Item-level predictions plus one score (with a 95% bootstrap CI) per benchmark."""
+
+    items: pd.DataFrame  # benchmark, id, subset, group, answer, prediction, correct
+    scores: pd.DataFrame  # benchmark, metric, value, ci_low, ci_high, n
+    wall_time: float
+    seed: int
+
+    def headline(self) -> dict[str, float]:
+        main = self.scores[self.scores.metric == "score"]
+        return dict(zip(main.benchmark, main.value, strict=True))
+
+    def summary(self) -> dict[str, Any]:
+        rows = self.scores.to_dict("records")
+        head = self.headline()
+        out = {"scores": rows}
+        if all(k in head for k in metrics.PAPER_KEYS):
+            out["AVG"] = metrics.average(head)
+        return out
+
+
+def check_selection(benchmarks: Sequence[str], limit: int | None) -> None:
+    """Known benchmark names, each once, and a positive `limit` (or None), else one error line."""
+    unknown = [b for b in benchmarks if b not in shapes.BENCHMARKS]
+    if unknown:
+        raise StudyError(f"unknown benchmark {unknown[0]!r}; choose from "
+                         f"{', '.join(shapes.BENCHMARKS)}")
+    repeated = [b for i, b in enumerate(benchmarks) if b in benchmarks[:i]]
+    if repeated:
+        raise StudyError(f"benchmark {repeated[0]!r} is listed twice")
+    if limit is not None and limit < 1:
+        raise StudyError(f"--limit must be a positive integer, got {limit}")
+
+
+def select(items: Sequence[shapes.Item], limit: int | None, seed: int) -> list[shapes.Item]:
+    """A seeded subset of about `limit` items, stratified by subset and keeping MME pairs."""
+    if limit is None:
+        return list(items)
+    groups: dict[str, dict[str, list[shapes.Item]]] = {}
+    for it in items:
+        groups.setdefault(it.subset, {}).setdefault(it.group or it.id, []).append(it)
+    per_group = max(len(g) for s in groups.values() for g in s.values())
+    per_stratum = max(1, -(-limit // (len(groups) * per_group)))
+    rng = random.Random(seed)
+    chosen: list[shapes.Item] = []
+    for stratum in groups.values():
+        keys = sorted(stratum)
+        for key in sorted(rng.sample(keys, min(per_stratum, len(keys)))):
+            chosen.extend(stratum[key])
+    return chosen
+
+
+def chat_prompts(processor, questions: Sequence[str]) -> list[str]:
+    """Each question as one user turn (an image, then the text), ready for generation."""
+    return [
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
+            add_generation_prompt=True,
+        )
+        for q in questions
+    ]
+
+
+@torch.no_grad()
+def generate_texts(model, processor, questions: Sequence[str], images: Sequence,
+                   batch_size: int = 64, max_new_tokens: int = 4,
+                   progress: bool = True) -> list[str]:
+    """Greedy answers, batched with left padding; prompts are sorted by length.
+
+    Batches depend only on the order of `questions`, so callers that pass the same items in
+    the same order (`studylib eval`, the lmms-eval plugin) get the same batches and answers.
+    """
+    prompts = chat_prompts(processor, questions)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: list[str] = [""] * len(prompts)
+    device = next(model.parameters()).device
+    processor.tokenizer.padding_side = "left"
+    for start in tqdm(range(0, len(order), batch_size), desc="generate", leave=False,
+                      disable=not progress):
+        idx = order[start : start + batch_size]
+        batch = processor(text=[prompts[i] for i in idx], images=[images[i] for i in idx],
+                          return_tensors="pt", padding=True).to(device)
+        batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=processor.tokenizer.pad_token_id)
+        new = out[:, batch["input_ids"].shape[1] :]
+        for i, text in zip(idx, processor.batch_decode(new, skip_special_tokens=True), strict=True):
+            answers[i] = text.strip()
+    return answers
+
+
+def generate_answers(model, processor, items: Sequence[shapes.Item], batch_size: int = 64,
+                     max_new_tokens: int = 4, progress: bool = True) -> list[str]:
+    """Greedy answers to benchmark items (see `generate_texts`)."""
+    return generate_texts(model, processor, [it.prompt for it in items],
+                          [it.image for it in items], batch_size=batch_size,
+                          max_new_tokens=max_new_tokens, progress=progress)
+
+
+def score(benchmark: str, items: Sequence[shapes.Item], predictions: Sequence[str],
+          seed: int = 0, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Item table and score rows (headline 'score', plus POPE's accuracy) for predictions."""
+    table = pd.DataFrame(
+        [{"benchmark": benchmark, "id": it.id, "subset": it.subset, "group": it.group,
+          "answer": it.answer, "prediction": p,
+          "correct": metrics.is_correct(benchmark, p, it.answer)}
+         for it, p in zip(items, predictions, strict=True)]
+    )
+    records = table.to_dict("records")
+    rows = []
+    for metric in ("score", "accuracy") if benchmark == "POPE" else ("score",):
+        value, lo, hi = metrics.score_with_ci(benchmark, records, metric, n_boot=n_boot, seed=seed)
+        rows.append({"benchmark": benchmark, "metric": metric, "value": value,
+                     "ci_low": lo, "ci_high": hi, "n": len(records)})
+    return table, pd.DataFrame(rows)
+
+
+def evaluate(model, processor, benchmarks: Sequence[str] = shapes.BENCHMARKS,
+             limit: int | None = None, seed: int = 0, batch_size: int = 64,
+             progress: bool = True) -> EvalReport:
+    """Run the benchmarks; `limit` caps items per benchmark (a seeded, stratified subset)."""
+    check_selection(benchmarks, limit)
+    model.eval()
+    start = time.perf_counter()
+    tables, scores = [], []
+    for name in benchmarks:
+        items = select(shapes.benchmark(name), limit, seed)
+        preds = generate_answers(model, processor, items, batch_size=batch_size,
+                                 max_new_tokens=MAX_NEW_TOKENS[name], progress=progress)
+        table, rows = score(name, items, preds, seed=seed)
+        tables.append(table)
+        scores.append(rows)
+    return EvalReport(pd.concat(tables, ignore_index=True), pd.concat(scores, ignore_index=True),
+                      time.perf_counter() - start, seed)
+
+
+def format_table(report: EvalReport) -> str:
+    """The scores as a fixed-width table, AVG last."""
+    lines = [f"{'benchmark':<10}{'metric':<10}{'value':>9}  {'95% CI':>17}{'n':>6}"]
+    for r in report.scores.itertuples():
+        lines.append(f"{r.benchmark:<10}{r.metric:<10}{r.value:>9.2f}  "
+                     f"[{r.ci_low:>7.2f}, {r.ci_high:>7.2f}]{r.n:>6}")
+    summary = report.summary()
+    if "AVG" in summary:
+        lines.append(f"{'AVG':<10}{'paper':<10}{summary['AVG']:>9.2f}")
+    lines.append(f"({report.wall_time:.1f} s)")
+    return "\n".join(lines)

@@ -1,0 +1,443 @@
+"""Resource measurements of an MLLM: parameters, forward FLOPs, peak memory, latency.
+
+`measure(model)` answers the paper's Table 1/7 questions for any Llava-layout model, and
+`arch_table()` does so for the paper's real architectures without their weights: LLaVA-1.5-7B
+and Bunny-v1.0-3B are instantiated on PyTorch's meta device from hand-written configs (the
+public values of their components), pruned structurally (`prune.shrink`: counts depend on
+how many heads/channels/layers go, not on which) and measured.
+
+Conventions, stated because published numbers differ on them:
+
+- **Input**: one image plus a text prompt of `text_tokens` tokens; the image's tokens (576
+  for LLaVA-1.5, 729 for Bunny) are part of the LLM's sequence and are counted. The paper's
+  9.57 TFLOPs for LLaVA-1.5-7B matches ~100 text tokens (its prompt template included).
+- **FLOPs = 2 x MACs**, counted by `torch.utils.flop_counter.FlopCounterMode` over one
+  forward pass without KV cache, with **eager attention**: sdpa kernels hide the attention
+  matmuls from the counter.
+- **Peak memory**: parameters + buffers + live activations during that forward, tracked
+  per tensor by torch's `MemTracker` (a dispatch-mode tracker; it works on CPU and on meta
+  tensors), in the model's dtype. It is an accounting of tensors, not allocator or RSS
+  memory; for the real architectures the model is built in fp16 as the paper ran it.
+- **Latency**: wall time of real runs (not on meta), median and interquartile range over
+  `repeats`, for batch 1 and 8, prefill (the whole prompt) and per-token decode with the
+  KV cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from studylib import models
+from studylib.compress import prune
+from studylib.errors import StudyError
+from studylib.models import surgery
+
+RATIOS = (0.0, 0.15, 0.30, 0.45, 0.60)
+GIB = 2**30
+MIB = 2**20
+
+# The paper's Tables 1 and 7 (also book/data/paper/table1_table7_resources.csv; a test
+# checks the two agree): (method, ratio) -> (allocated memory MiB, TFLOPs).
+PAPER_TABLE = {
+    "llava-1.5-7b": {
+        ("none", 0.0): (13546, 9.57),
+        ("width", 0.15): (11530, 8.21), ("width", 0.30): (9548, 6.89),
+        ("width", 0.45): (7470, 5.49), ("width", 0.60): (5435, 4.17),
+        ("layer", 0.15): (11604, 8.03), ("layer", 0.30): (9664, 6.92),
+        ("layer", 0.45): (7724, 5.55), ("layer", 0.60): (5496, 3.90),
+    },
+    "bunny-v1.0-3b": {
+        ("none", 0.0): (6167, 4.77),
+        ("width", 0.15): (5380, 4.14), ("width", 0.30): (4597, 3.50),
+        ("width", 0.45): (3770, 2.84), ("width", 0.60): (2992, 2.20),
+        ("layer", 0.15): (5411, 4.16), ("layer", 0.30): (4659, 3.56),
+        ("layer", 0.45): (3907, 2.95), ("layer", 0.60): (3006, 2.22),
+    },
+}
+PAPER_NAMES = {"llava-1.5-7b": "LLaVA-v1.5-7B", "bunny-v1.0-3b": "Bunny-v1.0-3B"}
+PAPER_PARAMS = {"llava-1.5-7b": 7.0e9, "bunny-v1.0-3b": 3.2e9}  # study.md, "Models" table
+
+
+# ---------------------------------------------------------------------------------------------
+# Real architectures (configs only)
+
+
+def arch_config(name: str):
+    """LlavaConfig of a paper model, written from the public configs of its parts.
+
+    llava-1.5-7b: CLIP ViT-L/14 at 336 px (577 tokens, CLS dropped -> 576, features of the
+    penultimate layer), mlp2x-gelu projector, Vicuna-7B-v1.5 = Llama-2-7B (llava-hf's
+    vocabulary of 32064, which adds the image and pad tokens).
+    bunny-v1.0-3b: SigLIP-so400m/14 at 384 px (729 tokens, penultimate layer, the whole
+    tower incl. its pooling head runs, as Bunny's SiglipVisionTower does), mlp2x-gelu,
+    Phi-2 (2560 hidden, 32 layers, 32 heads, partial rotary 0.4).
+    """
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        PhiConfig,
+        SiglipVisionConfig,
+    )
+
+    if name == "llava-1.5-7b":
+        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                  num_attention_heads=16, image_size=336, patch_size=14,
+                                  projection_dim=768, hidden_act="quick_gelu")
+        text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008,
+                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                           head_dim=128, max_position_embeddings=4096, rms_norm_eps=1e-5,
+                           pad_token_id=32001, tie_word_embeddings=False)
+        return LlavaConfig(vision_config=vision, text_config=text, image_token_id=32000,
+                           projector_hidden_act="gelu", vision_feature_select_strategy="default",
+                           vision_feature_layer=-2, image_seq_length=576)
+    if name == "bunny-v1.0-3b":
+        vision = SiglipVisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                    num_attention_heads=16, image_size=384, patch_size=14,
+                                    hidden_act="gelu_pytorch_tanh")
+        text = PhiConfig(vocab_size=51200, hidden_size=2560, intermediate_size=10240,
+                         num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                         max_position_embeddings=2048, partial_rotary_factor=0.4,
+                         hidden_act="gelu_new", layer_norm_eps=1e-5, tie_word_embeddings=False)
+        text.head_dim = 80
+        return LlavaConfig(vision_config=vision, text_config=text, image_token_id=50295,
+                           projector_hidden_act="gelu", vision_feature_select_strategy="full",
+                           vision_feature_layer=-2, image_seq_length=729)
+    raise StudyError(f"unknown arch {name!r}; choose from {', '.join(PAPER_TABLE)}")
+
+
+def build_meta(name: str, dtype: torch.dtype = torch.float16):
+    """The architecture on the meta device: shapes and dtypes, no memory, no weights."""
+    from transformers import LlavaForConditionalGeneration
+
+    config = arch_config(name)
+    config._attn_implementation = "eager"
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config).to(dtype)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _pair(value) -> tuple[int, int]:
+    """InternVL's vision config gives sizes as (height, width), CLIP/SigLIP as one int."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def image_tokens(config) -> int:
+    """LLM positions one image takes: patches, plus CLIP's CLS unless the strategy drops it.
+
+    InternVL drops its CLS and merges each 2 x 2 block of patches (pixel shuffle at
+    `downsample_ratio` 0.5), so it has a quarter of the patches.
+    """
+    vc = config.vision_config
+    (height, width), (ph, pw) = _pair(vc.image_size), _pair(vc.patch_size)
+    n = (height // ph) * (width // pw)
+    if config.model_type == "internvl":
+        return round(n * config.downsample_ratio ** 2)
+    if vc.model_type == "clip_vision_model":
+        n += 1
+    if config.vision_feature_select_strategy == "default":
+        n -= 1
+    return n
+
+
+def example_inputs(model, text_tokens: int, batch: int = 1) -> dict[str, torch.Tensor]:
+    """<bos> + one image's tokens + (text_tokens - 1) ordinary tokens, per batch row."""
+    if text_tokens < 1:
+        raise StudyError(f"text tokens must be >= 1, got {text_tokens}")
+    config = model.config
+    param = next(model.parameters())
+    vocab = config.text_config.vocab_size
+    text_id = next(i for i in (3, 4, 5) if i != config.image_token_id)
+    row = [1] + [config.image_token_id] * image_tokens(config) + [text_id] * (text_tokens - 1)
+    ids = torch.tensor([row] * batch, dtype=torch.long, device=param.device) % vocab
+    vc = config.vision_config
+    pixels = torch.zeros(batch, vc.num_channels, *_pair(vc.image_size),
+                         dtype=param.dtype, device=param.device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": pixels}
+
+
+@contextlib.contextmanager
+def _counting(model):
+    """Eager attention (so its matmuls are counted) and, on meta, no data-dependent checks."""
+    sub = {"": model.config._attn_implementation,
+           "text_config": model.config.text_config._attn_implementation,
+           "vision_config": model.config.vision_config._attn_implementation}
+    meta = next(model.parameters()).is_meta
+    old_check = os.environ.get("TRANSFORMERS_DISABLE_TORCH_CHECK")
+    model.set_attn_implementation("eager")
+    if meta:  # Llava compares image-token counts with .item(), impossible without data
+        os.environ["TRANSFORMERS_DISABLE_TORCH_CHECK"] = "1"
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(sub)
+        if meta:
+            if old_check is None:
+                os.environ.pop("TRANSFORMERS_DISABLE_TORCH_CHECK", None)
+            else:
+                os.environ["TRANSFORMERS_DISABLE_TORCH_CHECK"] = old_check
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def count_flops(model, text_tokens: int = 50) -> dict[str, int]:
+    """Forward FLOPs (2 x MACs) for one image + text_tokens, total and per part."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = example_inputs(model, text_tokens)
+    counter = FlopCounterMode(display=False)
+    with _counting(model), counter, torch.no_grad():
+        model(**inputs, use_cache=False)
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    root = type(model).__name__
+    part = {k: counts.get(f"{root}.{k}", 0) for k in (
+        "model.vision_tower", "model.multi_modal_projector", "model.language_model", "lm_head")}
+    return {"total": counts.get("Global", 0), "vision": part["model.vision_tower"],
+            "projector": part["model.multi_modal_projector"],
+            "llm": part["model.language_model"] + part["lm_head"],
+            "sequence_length": inputs["input_ids"].shape[1]}
+
+
+def peak_memory(model, text_tokens: int = 50) -> dict[str, Any]:
+    """Peak of tracked tensor memory during one forward (see the module docstring)."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    inputs = example_inputs(model, text_tokens)
+    tracker = MemTracker()
+    tracker.track_external(model)
+    with _counting(model), tracker, torch.no_grad():
+        model(**inputs, use_cache=False)
+    snapshot = tracker.get_tracker_snapshot("peak")
+    peak = max(snapshot.values(), key=lambda d: d["Total"])  # the model's device
+    param = next(model.parameters())
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    result = {"peak_mib": peak["Total"] / MIB, "parameters_mib": params / MIB,
+              "dtype": str(param.dtype).replace("torch.", ""),
+              "method": "torch MemTracker: params + buffers + live activations, eager "
+                        "attention, no KV cache"}
+    if param.device.type == "cuda":  # the allocator's own peak, as the paper measured
+        torch.cuda.reset_peak_memory_stats(param.device)
+        with _counting(model), torch.no_grad():
+            model(**inputs, use_cache=False)
+        result["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(param.device) / MIB
+    return result
+
+
+def _stats(seconds: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in seconds)
+    q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+    return {"median_ms": statistics.median(ms), "iqr_ms": q[2] - q[0], "n": len(ms)}
+
+
+def _prefill(model, inputs):
+    return model(**inputs, use_cache=True)
+
+
+def _clock(device: torch.device) -> float:
+    """perf_counter after the device's queued work finished (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def latency(model, text_tokens: int = 50, batch_sizes=(1, 8), repeats: int = 5,
+            decode_tokens: int = 8) -> dict[str, Any]:
+    """Prefill and per-token decode wall time, median and IQR over repeated runs."""
+    out = {}
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for batch in batch_sizes:
+            inputs = example_inputs(model, text_tokens, batch)
+            _prefill(model, inputs)  # warm-up
+            prefill, decode = [], []
+            for _ in range(repeats):
+                start = _clock(device)
+                result = _prefill(model, inputs)
+                prefill.append(_clock(device) - start)
+                decode += _decode_steps(model, inputs, result, decode_tokens, device)
+            out[f"batch_{batch}"] = {"prefill": _stats(prefill), "decode_per_token": _stats(decode)}
+    return out
+
+
+def _decode_steps(model, inputs, result, steps: int, device: torch.device) -> list[float]:
+    """Greedy single-token steps on the prefill's KV cache; the time of each step."""
+    cache, mask = result.past_key_values, inputs["attention_mask"]
+    token = result.logits[:, -1:].argmax(-1)
+    times = []
+    for _ in range(steps):
+        mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+        start = _clock(device)
+        step = model(input_ids=token, attention_mask=mask, past_key_values=cache, use_cache=True)
+        times.append(_clock(device) - start)
+        cache, token = step.past_key_values, step.logits[:, -1:].argmax(-1)
+    return times
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    v = sorted(values)
+    q = statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3
+    return {"median": statistics.median(v), "q1": q[0], "q3": q[2], "n": len(v)}
+
+
+def paired_latency(timed: Mapping[str, Any], text_tokens: int = 50, repeats: int = 20,
+                   decode_tokens: int = 8,
+                   reference: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Batch-1 latency of several models timed round-robin, with ratios to a reference.
+
+    Each round times every model of `timed` once (`latency` with repeats=1: one
+    warm-up, one prefill, `decode_tokens` decode steps), in reversed order every other
+    round, so that models timed back to back see the same machine load. Per model: prefill
+    and per-token decode as median / IQR (ms) over the rounds; for each model with a
+    reference (`reference[name]`; default: every model but the first has the first),
+    `<phase>_ratio`: median and quartiles of its time / the reference's time in the same
+    round.
+    """
+    if repeats < 1:
+        raise StudyError(f"repeats must be >= 1, got {repeats}")
+    names = list(timed)
+    if not names:
+        raise StudyError("paired_latency needs at least one model")
+    if reference is None:
+        reference = {n: names[0] for n in names[1:]}
+    bad = [r for r in reference.values() if r not in timed]
+    if bad:
+        raise StudyError(f"reference model {bad[0]!r} is not among the timed models")
+    times = {n: {"prefill": [], "decode_per_token": []} for n in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            lat = latency(timed[name], text_tokens, batch_sizes=(1,), repeats=1,
+                                  decode_tokens=decode_tokens)["batch_1"]
+            for phase in ("prefill", "decode_per_token"):
+                times[name][phase].append(lat[phase]["median_ms"])
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        out[name] = {}
+        for phase, values in times[name].items():
+            s = _spread(values)
+            out[name][phase] = {"median_ms": s["median"], "iqr_ms": s["q3"] - s["q1"],
+                                "n": s["n"]}
+            if name in reference:
+                base = times[reference[name]][phase]
+                out[name][f"{phase}_ratio"] = _spread(
+                    [a / b for a, b in zip(values, base, strict=True)])
+    return out
+
+
+def measure(model, processor=None, text_tokens: int = 50, *, batch_sizes=(1, 8),
+            repeats: int = 5, decode_tokens: int = 8, timing: bool = True) -> dict[str, Any]:
+    """Parameters, FLOPs, peak memory and (off the meta device) latency of `model`.
+
+    `processor`, when given, must agree with the config on the image-token count (the
+    inputs are built from the config, so a mismatch would make the FLOPs wrong).
+    """
+    from studylib.testbed.data import _image_tokens
+
+    if processor is not None and _image_tokens(processor) != image_tokens(model.config):
+        raise StudyError(f"processor gives {_image_tokens(processor)} image tokens, "
+                         f"the config {image_tokens(model.config)}")
+    model.eval()
+    flops = count_flops(model, text_tokens)
+    result = {
+        "parameters": models.parameter_counts(model),
+        "image_tokens": image_tokens(model.config),
+        "text_tokens": text_tokens,
+        "flops": flops,
+        "tflops": flops["total"] / 1e12,
+        "flops_convention": "2 x MACs, FlopCounterMode, eager attention, one forward, no cache",
+        "memory": peak_memory(model, text_tokens),
+    }
+    if timing and not next(model.parameters()).is_meta:
+        result["latency"] = latency(model, text_tokens, batch_sizes, repeats, decode_tokens)
+        result["threads"] = torch.get_num_threads()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's table
+
+
+def arch_row(name: str, method: str, ratio: float, text_tokens: int = 50) -> dict[str, Any]:
+    """Params, FLOPs and memory of one (pruned) paper architecture beside the paper's cell."""
+    model = build_meta(name)
+    if ratio > 0:
+        prune.shrink(model, method, ratio)
+    params = models.parameter_counts(model)
+    flops = count_flops(model, text_tokens)
+    memory = peak_memory(model, text_tokens)
+    key = ("none", 0.0) if ratio == 0 else (method, round(ratio, 2))
+    paper_mem, paper_tflops = PAPER_TABLE[name].get(key, (None, None))
+    row = {"model": PAPER_NAMES[name], "method": key[0], "ratio": ratio,
+           "params_b": params["total"] / 1e9, "llm_params_b": params["llm"] / 1e9,
+           "decoder_ratio": 1 - surgery.decoder_params(model) / _full_decoder(name),
+           "tflops": flops["total"] / 1e12, "paper_tflops": paper_tflops,
+           "memory_mib": memory["peak_mib"], "weights_mib": memory["parameters_mib"],
+           "paper_memory_mib": paper_mem}
+    row["tflops_rel_diff"] = _rel(row["tflops"], paper_tflops)
+    row["memory_rel_diff"] = _rel(row["memory_mib"], paper_mem)
+    if ratio == 0:
+        row["paper_params_b"] = PAPER_PARAMS[name] / 1e9
+        row["params_rel_diff"] = _rel(params["total"], PAPER_PARAMS[name])
+    return row
+
+
+def _full_decoder(name: str) -> int:
+    return surgery.decoder_params(build_meta(name))
+
+
+def _rel(ours: float, paper: float | None) -> float | None:
+    return None if paper is None else (ours - paper) / paper
+
+
+def arch_table(name: str, ratios=RATIOS, methods=("width", "layer"),
+               text_tokens: int = 50) -> list[dict[str, Any]]:
+    """Rows for ratio 0 and each (method, ratio > 0), as in the paper's Tables 1 and 7."""
+    rows = [arch_row(name, "none", 0.0, text_tokens)] if 0 in ratios else []
+    for method in methods:
+        rows += [arch_row(name, method, r, text_tokens) for r in ratios if r > 0]
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    def pct(x):
+        return "" if x is None else f"{100 * x:+.1f}%"
+
+    lines = [f"{'model':<14} {'method':<6} {'ratio':>5} {'params':>7} {'TFLOPs':>7} "
+             f"{'paper':>6} {'diff':>7} {'MiB':>7} {'paper':>6} {'diff':>7}"]
+    for r in rows:
+        lines.append(
+            f"{r['model']:<14} {r['method']:<6} {r['ratio']:>5.2f} {r['params_b']:>6.3f}B "
+            f"{r['tflops']:>7.2f} {r['paper_tflops'] or '':>6} {pct(r['tflops_rel_diff']):>7} "
+            f"{r['memory_mib']:>7.0f} {r['paper_memory_mib'] or '':>6} "
+            f"{pct(r['memory_rel_diff']):>7}")
+    return "\n".join(lines)
+
+
+def format_measure(result: dict[str, Any]) -> str:
+    p, f = result["parameters"], result["flops"]
+    lines = [
+        f"parameters  total {p['total']:,}  vision {p['vision']:,}  projector "
+        f"{p['projector']:,}  LLM {p['llm']:,}",
+        f"FLOPs       {f['total']:.4g} (2 x MACs; {result['image_tokens']} image + "
+        f"{result['text_tokens']} text tokens; vision {f['vision']:.3g}, LLM {f['llm']:.3g})",
+        f"peak memory {result['memory']['peak_mib']:.1f} MiB ({result['memory']['dtype']}; "
+        f"weights {result['memory']['parameters_mib']:.1f} MiB)",
+    ]
+    for batch, lat in result.get("latency", {}).items():
+        pre, dec = lat["prefill"], lat["decode_per_token"]
+        lines.append(f"latency {batch}: prefill {pre['median_ms']:.2f} ms (IQR "
+                     f"{pre['iqr_ms']:.2f}), decode {dec['median_ms']:.2f} ms/token (IQR "
+                     f"{dec['iqr_ms']:.2f})")
+    return "\n".join(lines)

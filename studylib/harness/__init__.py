@@ -1,0 +1,1 @@
+"""lmms-eval: task export, the model plugin, importing its scores and cross-checking them against studylib."""

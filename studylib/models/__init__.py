@@ -1,0 +1,21 @@
+"""Checkpoints of any llava-hf-layout MLLM: loading and saving (pruned ones too), and the
+decoder geometry and surgery that pruning uses.
+
+`from studylib import models` gives the everyday names; the rest live in `checkpoint`
+(files) and `surgery` (layers, heads, channels).
+"""
+
+from studylib.models.checkpoint import (
+    checkpoint_errors,
+    is_local,
+    is_non_uniform,
+    load,
+    load_pruned,
+    read_report,
+    save,
+    save_pruned,
+)
+from studylib.models.surgery import parameter_counts, text_layers
+
+__all__ = ["checkpoint_errors", "is_local", "is_non_uniform", "load", "load_pruned", "parameter_counts",
+           "read_report", "save", "save_pruned", "text_layers"]

@@ -1,0 +1,652 @@
+"""Typed study parameters: the one place a params file, a `--set` override or a notebook's
+`parameters` cell becomes a validated object.
+
+A study file (`params/<study>.yaml`) has three required keys and one optional one::
+
+    notebook: notebooks/00_testbed.ipynb     # the template papermill executes
+    defaults: {limit: 200, ...}              # what every run starts from
+    runs: [{key: teacher, model: toy-llava}, ...]   # a run is {**defaults, **run}
+    profiles: {smoke: {defaults: {...}, runs: [...]}}  # optional named overrides
+
+Why dataclasses with strict checks rather than free dicts: a typo in a knob (`ratio` for
+`ratios`) would otherwise silently run the default, and a run grid costs hours. Every
+problem becomes one `StudyError` line naming the file, the run and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import platform
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from studylib.errors import StudyError
+
+FILE_KEYS = ("notebook", "defaults", "runs", "profiles")
+PROFILE_KEYS = ("defaults", "runs")
+PROFILES = ("smoke", "default")
+# Knobs that change how or where a run executes but not what it computes: left out of run_id.
+NOT_IN_RUN_ID = ("key", "threads", "results", "figures")
+# The paper's model each toy architecture stands in for (figures draw them side by side).
+PAPER_MODEL = {"toy-llava": "LLaVA-v1.5-7B", "toy-bunny": "Bunny-v1.0-3B",
+               "toy-internvl": "Mini-InternVL-Chat-4B-V1-5", "llava-1.5-7b": "LLaVA-v1.5-7B"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyParams:
+    """Knobs every study shares."""
+
+    key: str = "default"  # run name: executed notebook is <model>__<key>.ipynb
+    model: str = "toy-llava"  # model name used in results and file names
+    checkpoint: str = ""  # checkpoint directory; "" means teachers/<model>
+    arch: str = ""  # architecture label for results ("" = the model name)
+    seed: int = 0  # evaluation subset and bootstrap seed
+    limit: int = 12  # benchmark items per benchmark (seeded, stratified subset); 0 = all
+    batch_size: int = 64  # evaluation batch size
+    device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    threads: int = 2  # torch threads in the kernel
+    results: str = "results/results.jsonl"  # results table (JSON Lines)
+    figures: str = "book/figures"  # where figures are saved
+
+    STUDY: typing.ClassVar[str] = ""
+    # A study that reads other studies' rows runs after them, and its run_id includes what
+    # it read (so new upstream rows make it run again instead of being skipped).
+    READS_RESULTS: typing.ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not self.model or "/" in self.model or "__" in self.model:
+            raise StudyError(f"model must be a short name without '/' or '__', got {self.model!r}")
+        if not self.key or "/" in self.key or "__" in self.key:
+            raise StudyError(f"key must be a short name without '/' or '__', got {self.key!r}")
+        _check(self.limit >= 0, f"limit must be >= 0, got {self.limit}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        _check(self.dtype in ("float32", "bfloat16", "float16"),
+               f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+    # --- derived values -------------------------------------------------------------
+    @property
+    def study(self) -> str:
+        return self.STUDY
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.checkpoint or f"teachers/{self.model}")
+
+    @property
+    def arch_label(self) -> str:
+        return self.arch or self.model
+
+    @property
+    def eval_limit(self) -> int | None:
+        return self.limit or None
+
+    @property
+    def paper_model(self) -> str | None:
+        return PAPER_MODEL.get(self.arch_label)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def config(self) -> dict[str, Any]:
+        """What the run computes: every knob except how/where it runs, plus the study and a
+        fingerprint of the checkpoint (a retrained teacher is a new run)."""
+        cfg = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_RUN_ID}
+        cfg["study"] = self.study
+        cfg["checkpoint"] = checkpoint_fingerprint(self.checkpoint_dir)
+        return cfg
+
+    def run_id(self) -> str:
+        from studylib.results import run_id
+
+        return run_id(self.config())
+
+    def output_name(self) -> str:
+        return f"{self.model}__{self.key}"
+
+    def common(self, **extra: Any) -> dict[str, Any]:
+        """Columns every result row of this run carries (the house schema plus provenance)."""
+        return {"study": self.study, "arch": self.arch_label, "method": "none", "ratio": 0.0,
+                "recipe": "none", "data_fraction": None, "limit": self.limit, "key": self.key,
+                **environment(self.threads), **extra}
+
+    def apply(self) -> None:
+        """Set the kernel's thread count from the params (parallel workers get 1 each), quietly."""
+        import warnings
+
+        # before anything imports tqdm.auto (transformers does): no ipywidgets in the kernel
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import torch
+        import transformers
+
+        os.environ["STUDYLIB_THREADS"] = str(self.threads)
+        torch.set_num_threads(self.threads)
+        # A chapter shows results, not progress bars (they also render badly in the book).
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+
+
+@dataclasses.dataclass(frozen=True)
+class TestbedParams(StudyParams):
+    """00_testbed: the data, the models and the teacher's scores against chance."""
+
+    STUDY: typing.ClassVar[str] = "00_testbed"
+    n_scenes: int = 6  # example scenes rendered in the data section
+    examples_per_benchmark: int = 2  # example questions shown per benchmark
+    chance_draws: int = 20  # random-guess replicates averaged for the chance level
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(1 <= self.n_scenes <= 24, f"n_scenes must be 1..24, got {self.n_scenes}")
+        _check(self.examples_per_benchmark >= 0,
+               f"examples_per_benchmark must be >= 0, got {self.examples_per_benchmark}")
+        _check(self.chance_draws >= 1, f"chance_draws must be >= 1, got {self.chance_draws}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningParams(StudyParams):
+    """01_pruning_comparison: layerwise vs widthwise pruning without recovery (paper Table 6,
+    Fig. 2 'prune only'), each method's importance score against random scores."""
+
+    STUDY: typing.ClassVar[str] = "01_pruning_comparison"
+    methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
+    ratios: tuple[float, ...] = (0.15, 0.3)  # fractions of LLM parameters removed
+    calib_n: int = 10  # calibration samples (the paper's n = 10)
+    # "default" = each method's own score (Block Influence / Taylor); "random" = the baseline
+    # that shows the score matters; "magnitude" (sum of |w|) applies to width only.
+    importances: tuple[str, ...] = ("default", "random")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [m for m in self.methods if m not in ("layer", "width")]
+        _check(not bad, f"methods: unknown method {bad[0]!r}; choose from layer, width"
+               if bad else "")
+        _check(bool(self.methods), "methods must not be empty")
+        _check(bool(self.ratios) and all(0.0 < r < 1.0 for r in self.ratios),
+               f"ratios must be in (0, 1), got {list(self.ratios)}")
+        _check(len(set(self.ratios)) == len(self.ratios),
+               f"ratios must be distinct, got {list(self.ratios)}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        bad = [i for i in self.importances if i not in ("default", "random", "magnitude")]
+        _check(not bad, f"importances: unknown importance {bad[0]!r}; choose from default, "
+               "random, magnitude" if bad else "")
+        _check("default" in self.importances,
+               f"importances must include 'default', got {list(self.importances)}")
+
+
+def _check_grid(methods: Sequence[str], ratios: Sequence[float], recipe_names: Sequence[str],
+                seeds: Sequence[int]) -> None:
+    """Shared checks of the recovery chapters' grids (02, 04): one line per problem."""
+    from studylib.compress import recipes
+
+    _check(bool(methods), "methods must not be empty")
+    bad = [m for m in methods if m not in ("layer", "width")]
+    _check(not bad, f"methods: unknown method {bad[0]!r}; choose from layer, width" if bad else "")
+    _check(bool(ratios) and all(0.0 < r < 1.0 for r in ratios),
+           f"ratios must be in (0, 1), got {list(ratios)}")
+    _check(bool(recipe_names), "recipes must not be empty")
+    bad = [r for r in recipe_names if r not in recipes.PRESETS]
+    _check(not bad, f"recipes: unknown recipe {bad[0]!r}; choose from "
+           f"{', '.join(recipes.PRESETS)}" if bad else "")
+    _check(bool(seeds) and all(s >= 0 for s in seeds), f"seeds must be >= 0, got {list(seeds)}")
+    _check(len(set(seeds)) == len(seeds), f"seeds must be distinct, got {list(seeds)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTRecoveryParams(StudyParams):
+    """02_sft_recovery: pruning only vs finetuning the projector (`sft-mm`) vs the projector
+    plus LoRA on the LLM (`sft`), for layerwise and widthwise pruning (paper Fig. 2)."""
+
+    STUDY: typing.ClassVar[str] = "02_sft_recovery"
+    methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
+    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
+    recipes: tuple[str, ...] = ("sft-mm", "sft")  # recovery presets (studylib.compress.recipes)
+    data_fraction: float = 0.05  # seeded share of the 4,000-image recovery set
+    seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
+    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
+        _check(0.0 < self.data_fraction <= 1.0,
+               f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataEfficiencyParams(StudyParams):
+    """04_data_efficiency: recovered AVG-% against the share of recovery data used
+    (5/10/20/100%, paper Fig. 4), for a few recipes and pruning settings."""
+
+    STUDY: typing.ClassVar[str] = "04_data_efficiency"
+    methods: tuple[str, ...] = ("width",)  # pruning methods
+    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
+    recipes: tuple[str, ...] = ("sft",)  # recovery presets (studylib.compress.recipes)
+    fractions: tuple[float, ...] = (0.025, 0.05)  # data fractions, each a seeded subset
+    seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
+    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
+        _check(bool(self.fractions) and all(0.0 < f <= 1.0 for f in self.fractions),
+               f"fractions must be in (0, 1], got {list(self.fractions)}")
+        _check(len(set(self.fractions)) == len(self.fractions),
+               f"fractions must be distinct, got {list(self.fractions)}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+
+
+@dataclasses.dataclass(frozen=True)
+class KDAblationParams(StudyParams):
+    """03_kd_ablation: recovery recipes compared on one pruned student per method (paper
+    Figs. 3, 5-7, Tables 2 and 5): SFT, logits KD (forward / reverse KL), hidden-state L2,
+    their sums, and which hidden layers to match."""
+
+    STUDY: typing.ClassVar[str] = "03_kd_ablation"
+    methods: tuple[str, ...] = ("layer", "width")  # pruning methods (one student each)
+    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
+    recipes: tuple[str, ...] = ("sft", "kl", "rkl", "l2", "sft+kl", "sft+rkl", "sft+l2",
+                                "sft+rkl+l2", "sft+l2@last2", "sft+l2@last3")  # presets
+    data_fraction: float = 0.1  # seeded share of the recovery set (same subset for all)
+    seeds: tuple[int, ...] = (0,)  # training seeds (LoRA init, data order); pruning fixed
+    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+    tau: float = 2.0  # temperature of the logits-KD recipes (the paper's 2.0)
+    cache_check: bool = True  # also time sft+l2 with the teacher online (cache speedup)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
+        _check(len(set(self.recipes)) == len(self.recipes),
+               f"recipes must be distinct, got {list(self.recipes)}")
+        _check(0.0 < self.data_fraction <= 1.0,
+               f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        _check(self.tau > 0, f"tau must be > 0, got {self.tau}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BestPracticesParams(StudyParams):
+    """05_best_practices: the paper's five findings judged on the results of chapters
+    00-04, its Table 3 beside ours, and Fig. 1's spider plots. Trains nothing."""
+
+    STUDY: typing.ClassVar[str] = "05_best_practices"
+    READS_RESULTS: typing.ClassVar[bool] = True
+    studies: tuple[str, ...] = ("00_testbed", "01_pruning_comparison", "02_sft_recovery",
+                                "03_kd_ablation", "04_data_efficiency")  # chapters read
+    archs: tuple[str, ...] = ()  # architectures judged; empty = every one in the table
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(bool(self.studies), "studies must not be empty")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """No model: the chapter reads the results table only (the runner's checkpoint check
+        passes on the working directory, and run_id does not depend on a checkpoint)."""
+        return Path(self.checkpoint or ".")
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "inputs": results_fingerprint(self.results, self.studies)}
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizationParams(StudyParams):
+    """07_quantization: int8 weights on top of pruning and recovery (paper Table 9): the
+    teacher and pruned + recovered students, each in fp32 and int8, for memory, latency
+    and scores."""
+
+    STUDY: typing.ClassVar[str] = "07_quantization"
+    students: tuple[str, ...] = ("layer:0.15", "width:0.3")  # method:ratio, pruned + recovered
+    recipe: str = "sft+l2"  # recovery recipe of every student (the paper's FT + L2)
+    data_fraction: float = 0.02  # seeded share of the 4,000-image recovery set
+    max_steps: int = 3  # cap on optimizer steps per recovery (0 = one epoch over the subset)
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+    repeats: int = 5  # latency rounds; every model is timed once per round
+    text_tokens: int = 50  # prompt tokens after the image for the latency input
+    decode_tokens: int = 8  # decode steps timed per round
+    lm_head: bool = False  # quantize the LM head too (bitsandbytes keeps it float)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(bool(self.students), "students must not be empty")
+        for s in self.students:
+            method, sep, ratio = s.partition(":")
+            _check(bool(sep) and method in ("layer", "width"),
+                   f"students: expected method:ratio with method layer or width, got {s!r}")
+            try:
+                value = float(ratio)
+            except ValueError:
+                value = -1.0
+            _check(0.0 < value < 1.0, f"students: ratio of {s!r} must be in (0, 1)")
+        _check(len(set(self.students)) == len(self.students),
+               f"students must be distinct, got {list(self.students)}")
+        from studylib.compress.recipes import PRESETS
+
+        _check(self.recipe in PRESETS or self.recipe.endswith((".yaml", ".yml")),
+               f"recipe must be a preset ({', '.join(PRESETS)}) or a .yaml file, "
+               f"got {self.recipe!r}")
+        _check(0.0 < self.data_fraction <= 1.0,
+               f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
+        _check(self.text_tokens >= 1, f"text_tokens must be >= 1, got {self.text_tokens}")
+        _check(self.decode_tokens >= 1, f"decode_tokens must be >= 1, got {self.decode_tokens}")
+
+    @property
+    def student_pairs(self) -> list[tuple[str, float]]:
+        """students as (method, ratio) pairs."""
+        return [(s.partition(":")[0], float(s.partition(":")[2])) for s in self.students]
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneralizationParams(SFTRecoveryParams):
+    """06_generalization: the practices on a third architecture (paper Tables 10-11,
+    Mini-InternVL): layerwise vs widthwise pruning of toy-internvl, recovered by the
+    projector only (`sft-mm`), projector + LoRA (`sft`) and SFT + L2 distillation (`sft+l2`)."""
+
+    STUDY: typing.ClassVar[str] = "06_generalization"
+    model: str = "toy-internvl"  # model name used in results and file names
+    recipes: tuple[str, ...] = ("sft-mm", "sft", "sft+l2")  # recovery presets
+
+
+def results_fingerprint(path: str, studies: Sequence[str]) -> str:
+    """A short hash of the run_ids recorded for `studies` in a results table."""
+    from studylib.results import ResultsTable
+
+    rows = ResultsTable(path).rows() if Path(path).is_file() else []
+    ids = sorted({r["run_id"] for r in rows if r.get("study") in studies})
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids else "none"
+
+
+STUDIES: dict[str, type[StudyParams]] = {
+    cls.STUDY: cls for cls in (TestbedParams, PruningParams, SFTRecoveryParams,
+                              DataEfficiencyParams, KDAblationParams,
+                              BestPracticesParams, QuantizationParams, GeneralizationParams)
+}
+
+
+def register(cls: type[StudyParams]) -> type[StudyParams]:
+    """Add a study's params class (later chapters register theirs here)."""
+    STUDIES[cls.STUDY] = cls
+    return cls
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise StudyError(message)
+
+
+def _fields(cls: type[StudyParams]) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check one value against its field type (YAML gives int where float is meant: allow)."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint, origin = args[0], typing.get_origin(args[0])
+    if origin in (tuple, list, Sequence):
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        if isinstance(value, str | int | float):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise StudyError(f"{name}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise StudyError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StudyError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise StudyError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if isinstance(value, bool) or value is None:
+            raise StudyError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def validate(study: str, values: Mapping[str, Any], where: str = "") -> StudyParams:
+    """Values -> the study's params object; unknown keys and bad types are one-line errors."""
+    prefix = f"{where}: " if where else ""
+    if study not in STUDIES:
+        raise StudyError(f"{prefix}unknown study {study!r}; known: {', '.join(sorted(STUDIES))}")
+    cls = STUDIES[study]
+    fields = _fields(cls)
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        raise StudyError(f"{prefix}unknown key {unknown[0]!r} for study {study}; "
+                         f"valid keys: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    try:
+        clean = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
+        return cls(**clean)
+    except StudyError as exc:
+        raise StudyError(f"{prefix}{exc}") from None
+
+
+def from_notebook(study: str, namespace: Mapping[str, Any]) -> StudyParams:
+    """Validate a notebook's `parameters` cell: the study's fields, read from its globals."""
+    values = {k: namespace[k] for k in _fields(STUDIES[study]) if k in namespace}
+    return validate(study, values, where=f"notebook {study}")
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value, YAML-parsed: `0.5` -> 0.5, `[0.3,0.5]` -> list, `toy-bunny` -> str."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StudyError(f"cannot parse value {text!r}: {str(exc).splitlines()[0]}") from None
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise StudyError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+# --- study files --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyFile:
+    path: Path
+    study: str
+    notebook: Path
+    runs: tuple[StudyParams, ...]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml's SafeLoader, but a key given twice in one mapping is an error: PyYAML keeps the
+    last one silently, so a second `limit:` further down would quietly win."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value!r} (line {key.start_mark.line + 1})")
+                seen.add(key.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """A mapping from the file (empty for a missing or null one), else one StudyError line."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise StudyError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text(), Loader=_StrictLoader)
+    except FileNotFoundError:
+        raise StudyError(f"params file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise StudyError(f"{path}: expected a mapping with notebook, defaults, runs")
+    return data
+
+
+def load_study(path: str | os.PathLike, profile: str = "default",
+               overrides: Mapping[str, Any] | None = None,
+               strict_overrides: bool = True) -> StudyFile:
+    """Read, merge and validate a study file: run = {**defaults, **run, **overrides}.
+
+    With a profile other than "default", the file's `profiles.<name>.defaults` update the
+    defaults and `profiles.<name>.runs`, when given, replace the runs. Every profile is
+    validated, not only the selected one.
+    """
+    path = Path(path)
+    data = read_yaml(path)
+    unknown = [k for k in data if k not in FILE_KEYS]
+    if unknown:
+        raise StudyError(f"{path}: unknown top-level key {unknown[0]!r}; "
+                         f"expected {', '.join(FILE_KEYS)}")
+    for key in ("notebook", "defaults", "runs"):
+        if key not in data:
+            raise StudyError(f"{path}: missing top-level key {key!r}")
+    notebook = Path(str(data["notebook"]))
+    study = notebook.stem
+    if study not in STUDIES:
+        raise StudyError(f"{path}: notebook {notebook} is not a known study; "
+                         f"known: {', '.join(sorted(STUDIES))}")
+    if profile not in PROFILES:
+        raise StudyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    profiles = _mapping(data.get("profiles"), f"{path}: profiles")
+    for name, prof in profiles.items():
+        if name not in PROFILES:
+            raise StudyError(f"{path}: unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+        bad = [k for k in _mapping(prof, f"{path}: profiles.{name}") if k not in PROFILE_KEYS]
+        if bad:
+            raise StudyError(f"{path}: profiles.{name}: unknown key {bad[0]!r}; "
+                             f"expected {', '.join(PROFILE_KEYS)}")
+    fields = _fields(STUDIES[study])
+    sets = {k: v for k, v in (overrides or {}).items() if k in fields}
+    if strict_overrides and len(sets) != len(overrides or {}):
+        bad = next(k for k in overrides or {} if k not in fields)
+        raise StudyError(f"--set: unknown key {bad!r} for study {study}; "
+                         f"valid keys: {', '.join(sorted(fields))}")
+    runs = _profile_runs(path, data, study, profile, sets)
+    for other in PROFILES:  # a broken profile fails now, not when someone first selects it
+        if other != profile:
+            _profile_runs(path, data, study, other, {})
+    return StudyFile(path, study, notebook, runs)
+
+
+def _profile_runs(path: Path, data: dict[str, Any], study: str, profile: str,
+                  sets: Mapping[str, Any]) -> tuple[StudyParams, ...]:
+    """One profile's runs, each {**defaults, **run, **sets}, validated."""
+    chosen = _mapping(data.get("profiles"), f"{path}: profiles").get(profile) or {}
+    defaults = {**_mapping(data["defaults"], f"{path}: defaults"),
+                **_mapping(chosen.get("defaults"), f"{path}: profiles.{profile}.defaults")}
+    runs = data["runs"] if chosen.get("runs") is None else chosen["runs"]
+    in_profile = "" if profile == "default" else f" in profile {profile}"
+    if not isinstance(runs, list) or not runs:
+        raise StudyError(f"{path}: runs must be a non-empty list of mappings{in_profile}")
+    merged: list[StudyParams] = []
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise StudyError(f"{path}: runs[{i}] must be a mapping, got {run!r}")
+        where = f"{path}: runs[{i}]" + (f" ({run['key']})" if "key" in run else "") + in_profile
+        merged.append(validate(study, {**defaults, **run, **sets}, where=where))
+    names = [p.output_name() for p in merged]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise StudyError(f"{path}: two runs write the same notebook {dupes[0]}.ipynb "
+                         f"(give them different keys){in_profile}")
+    return tuple(merged)
+
+
+def validate_file(path: str | os.PathLike) -> list[StudyParams]:
+    """Every profile of a file validates (used by the tests and `studylib study --check`)."""
+    out: list[StudyParams] = []
+    for profile in PROFILES:
+        out.extend(load_study(path, profile=profile).runs)
+    return out
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+
+def checkpoint_fingerprint(path: Path) -> str:
+    """A short hash of a checkpoint's weights (size+mtime for very large files), so a
+    retrained teacher at the same path gets a new run_id; the path itself if absent."""
+    if not path.is_dir():
+        return f"missing:{path}"
+    digest = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("config.json")):
+        stat = f.stat()
+        digest.update(f.name.encode())
+        if stat.st_size > 256 * 2**20:
+            digest.update(f"{stat.st_size}:{int(stat.st_mtime)}".encode())
+        else:
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Versions and machine facts recorded beside every result row (the provenance page)."""
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "host": platform.node(),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpus",
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "threads": threads, "git_dirty": git_dirty()}
+
+
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (a run's git_sha alone would hide it)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None

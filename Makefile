@@ -52,7 +52,7 @@ test-fast: setup
 	STUDYLIB_THREADS=1 $(PY) -m pytest -q $(XDIST) -m "not slow and not reproduce"
 
 reproduce-teachers: setup
-	$(PY) -m pytest -q $(XDIST) -m reproduce tests/test_teachers.py
+	$(PY) -m pytest -q $(XDIST) -m reproduce tests/testbed/test_teachers.py
 
 lint: setup
 	.venv/bin/ruff check .

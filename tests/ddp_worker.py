@@ -12,13 +12,14 @@ import sys
 
 import torch
 
+from studylib.testbed import instructions
+
 
 def main(student: str, teacher: str, out: str, cache: str, result_dir: str) -> None:
     torch.set_num_threads(1)
     from studylib.compress import recover
-    from studylib.testbed import shapes
 
-    records = shapes.instruction_set(64, turns=1, seed=0)
+    records = instructions.instruction_set(64, turns=1, seed=0)
     report = recover.recover(student, teacher, "sft+l2", records=records, data_fraction=0.5,
                              seed=0, out=out, cache_dir=cache, max_steps=3, progress=False,
                              training_overrides={"per_device_train_batch_size": 4})

@@ -13,7 +13,7 @@ from lmms_eval.models import get_model
 
 from studylib.evaluation import evaluate
 from studylib.harness.plugin import Studylib
-from studylib.testbed import shapes
+from studylib.testbed import suite
 
 TEACHER = Path(__file__).resolve().parents[1] / "teachers" / "toy-llava"
 torch.set_num_threads(1)
@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def plugin():
     lm = get_model("studylib").create_from_arg_string(f"pretrained={TEACHER}", {"batch_size": 8})
-    items = evaluate.select(shapes.benchmark("GQA"), 12, seed=0)
+    items = evaluate.select(suite.benchmark("GQA"), 12, seed=0)
     lm.task_dict = {"t": {"test": [{"image": it.image, "prompt": it.prompt} for it in items]}}
     return lm, items
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from studylib.analysis import findings
-from studylib.chapters.plotting import SHORT_PAPER_NAME, color
+from studylib.analysis.paper import SHORT_PAPER_NAME
+from studylib.chapters.plotting import color
 
 CLIP = 150.0  # retention is drawn up to this; beyond it the teacher's score is near zero
 VERDICT_COLORS = {"replicated": "#2ca02c", "not replicated": "#d62728", "mixed": "#ff7f0e",

@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from studylib.analysis import paper
 from studylib.chapters import plotting
 from studylib.evaluation import metrics
 
@@ -42,7 +43,7 @@ def recipe_color(recipe: str) -> str:
 def paper_tables_10_11() -> pd.DataFrame:
     """The paper's Tables 10-11 by our names: method, ratio, recipe, its six benchmarks,
     AVG and AVG-% (recomputed as AVG / AVG(unpruned); it agrees with the printed column)."""
-    t = plotting.paper_table(PAPER_TABLE)
+    t = paper.paper_table(PAPER_TABLE)
     avg0 = float(t[t.ratio == 0.0].AVG.iloc[0])
     out = t.assign(recipe=t.recipe.map(PAPER_RECIPES), ratio=t.ratio.astype(float).round(4),
                    avg_pct=100.0 * t.AVG / avg0)

@@ -26,7 +26,7 @@ from studylib.compress import losses, prune, recipes, recover
 from studylib.evaluation import evaluate
 from studylib.results import eval_rows
 from studylib.study.grid import quiet
-from studylib.testbed import shapes
+from studylib.testbed import instructions
 
 # Paper Table 2 (Bunny, layerwise) columns and the study's preset names.
 PAPER_TABLE2 = {"FT": "sft", "L2": "l2", "L2+FT": "sft+l2", "RKL": "rkl", "RKL+FT": "sft+rkl"}
@@ -85,7 +85,7 @@ def kl_directions_toy(modes: Sequence[float] = (-2.5, 2.5), width: float = 0.6,
 def _pick_record(seed: int = 0) -> dict[str, Any]:
     """A training question with a one-word answer (not yes/no, not a letter, not the
     cell-by-cell caption): its next-token distribution has several plausible tokens."""
-    records = shapes.instruction_set(60, turns=1, seed=seed + 7, caption_rate=0.0)
+    records = instructions.instruction_set(60, turns=1, seed=seed + 7, caption_rate=0.0)
     for rec in records:
         answer = rec["conversations"][1]["value"]
         if answer.lower() not in ("yes", "no") and len(answer) > 1 and " " not in answer:
@@ -139,10 +139,10 @@ def final_norm_gain(model) -> np.ndarray:
 def hidden_rms(model, processor, n: int = 16, seed: int = 0) -> np.ndarray:
     """RMS of the last decoder layer's output (before the final norm) at each answer
     position of `n` training conversations: the scale a post-norm L2 would never see."""
-    from studylib.compress.recover import LayerTap
+    from studylib.models.surgery import LayerTap
     from studylib.testbed.data import ConversationCollator
 
-    batch = ConversationCollator(processor)(shapes.instruction_set(n, turns=2, seed=seed + 11))
+    batch = ConversationCollator(processor)(instructions.instruction_set(n, turns=2, seed=seed + 11))
     mask = losses.kd_mask(batch.pop("labels"))
     device = next(model.parameters()).device
     tap = LayerTap(model, [-1])
@@ -221,7 +221,7 @@ def run_grid(teacher, processor, *, model_name: str, methods: Sequence[str],
     avg = evaluated(teacher, eval_seed, method="none", ratio=0.0, recipe="none",
                     data_fraction=None)
     log(f"teacher: AVG {avg:.2f} ({time.perf_counter() - start:.0f} s)")
-    calib = shapes.calibration_sample(calib_n, eval_seed)
+    calib = instructions.calibration_sample(calib_n, eval_seed)
     for method in methods:
         for ratio in ratios:
             t0 = time.perf_counter()

@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 
 from studylib.analysis import findings
+from studylib.analysis.paper import SHORT_PAPER_NAME
 from studylib.chapters.kd_ablation import (
     HIDDEN_ABLATION,
     PAPER_TABLE2,
     WITHOUT_SFT,
     nearest_paper_row,
 )
-from studylib.chapters.plotting import SHORT_PAPER_NAME, color
+from studylib.chapters.plotting import color
 
 PAPER_MARK = dict(marker="D", s=42, color=color("paper"), zorder=6)
 

@@ -11,7 +11,7 @@ the same six models from a toy teacher (`prune.prune`, then `recover.recover` wi
   the paper's baseline is fp16 (and its int8 model keeps the unquantized parts in fp16),
   while the CPU testbed computes in fp32;
 - **latency**: batch 1, one image + `text_tokens` prompt tokens: prefill and per-token
-  decode (`measure.latency`). All six models are timed round-robin, float and int8 of one
+  decode (`latency.latency`). All six models are timed round-robin, float and int8 of one
   model back to back in alternating order, so the int8/float ratio of each round is taken
   under the same machine load; medians and interquartile ranges over the rounds;
 - **scores**: `evaluate.evaluate` on the same seeded items for all six.
@@ -33,10 +33,10 @@ import pandas as pd
 
 from studylib.compress import prune, quantize
 from studylib.errors import StudyError
-from studylib.evaluation import evaluate, measure, metrics
+from studylib.evaluation import evaluate, latency, metrics
 from studylib.results import eval_rows
 from studylib.study.grid import quiet
-from studylib.testbed import shapes
+from studylib.testbed import instructions
 
 DEFAULT_STUDENTS = (("layer", 0.15), ("width", 0.30))  # the paper's Table 9 rows
 VARIANT_ORDER = ("teacher", "layer", "width")
@@ -66,7 +66,7 @@ def build_students(teacher, processor, students=DEFAULT_STUDENTS, *, recipe: str
     students = check_students(students)
     variants = [{"variant": "teacher", "method": "none", "ratio": 0.0, "ratio_achieved": 0.0,
                  "recipe": "none", "data_fraction": None, "model": teacher}]
-    calib = shapes.calibration_sample(calib_n, seed)
+    calib = instructions.calibration_sample(calib_n, seed)
     device = next(teacher.parameters()).device
     for method, ratio in students:
         t0 = time.perf_counter()
@@ -124,7 +124,7 @@ def quant_table(teacher, processor, *, model_name: str, students=DEFAULT_STUDENT
     t0 = time.perf_counter()
     flat = {f"{name}/{p}": m for name, (f, q) in pairs.items()
             for p, m in (("fp32", f), ("int8", q))}
-    lat = measure.paired_latency(flat, text_tokens, repeats, decode_tokens,
+    lat = latency.paired_latency(flat, text_tokens, repeats, decode_tokens,
                          reference={f"{name}/int8": f"{name}/fp32" for name in pairs})
     log(f"latency: {repeats} rounds x {len(flat)} models ({time.perf_counter() - t0:.0f} s)")
     for v in variants:

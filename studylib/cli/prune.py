@@ -8,6 +8,7 @@ from studylib import models
 from studylib.compress import prune
 from studylib.errors import StudyError, check_ratio
 from studylib.outputs import check_out_dir
+from studylib.testbed import instructions
 
 
 def _parse_range(text: str | None) -> tuple[int, int] | None:
@@ -21,14 +22,13 @@ def _parse_range(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_prune(args) -> int:
-    from studylib.testbed import shapes
 
     out = check_out_dir(args.out, args.overwrite)
     layer_range = _parse_range(args.layer_range)
     importance = prune.check_importance(args.method, args.importance)
     prune.rehearse(args.model, args.method, args.ratio, layer_range)
     model, processor = models.load(args.model)
-    records = shapes.calibration_sample(args.calib_samples, seed=args.seed)
+    records = instructions.calibration_sample(args.calib_samples, seed=args.seed)
     report = prune.prune(model, args.method, args.ratio, records, processor, importance=importance,
                    seed=args.seed, layer_range=layer_range)
     models.save_pruned(model, processor, report, out)

@@ -12,7 +12,7 @@ import torch
 
 from studylib import models
 from studylib.compress.quantize import BACKENDS, MIB, quantize_int8, require_bitsandbytes
-from studylib.evaluation import measure
+from studylib.evaluation import latency
 from studylib.outputs import atomic_write_text, check_out_file
 
 
@@ -37,7 +37,7 @@ def cmd_quantize(args) -> int:
              f"{report.bytes_after['total'] / MIB:.3f} MiB ({report.ratio:.3f}x; LLM "
              f"{report.bytes_before['llm'] / MIB:.3f} -> {report.bytes_after['llm'] / MIB:.3f})"]
     if args.repeats:
-        lat = measure.paired_latency({"float": model, "int8": quant},
+        lat = latency.paired_latency({"float": model, "int8": quant},
                                      text_tokens=args.text_tokens, repeats=args.repeats)
         result["latency"] = lat
         for phase in ("prefill", "decode_per_token"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from studylib.compress import recipes, recover
-from studylib.compress.recover import CACHE_ENV
+from studylib.compress.teacher_cache import CACHE_ENV
 from studylib.errors import StudyError, check_fraction, check_positive
 from studylib.outputs import check_out_dir, check_writable_dir
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from studylib.errors import StudyError, positive_int, seed_int
 from studylib.outputs import atomic_dir, check_out_dir, check_out_file
+from studylib.testbed import instructions
 
 
 def cmd_eval(args) -> int:
@@ -32,11 +33,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_teacher(args) -> int:
+    from studylib.evaluation.evaluate import evaluate
     from studylib.testbed.teachers import train_teacher
 
     out = check_out_dir(args.out, args.overwrite)
     summary = train_teacher(args.arch, out, size=args.size, seed=args.seed,
-                            evaluate_after=not args.no_eval)
+                            evaluate=None if args.no_eval else evaluate)
     short = {k: v for k, v in summary.items() if k not in ("loss_log", "eval")}
     print(json.dumps(short, indent=2, default=str))
     if "eval" in summary:
@@ -56,7 +58,7 @@ def cmd_data(args) -> int:
     out = check_out_dir(args.out, args.overwrite)
     if args.images > MAX_DATA_IMAGES:
         raise StudyError(f"--images {args.images} is more than {MAX_DATA_IMAGES:,}")
-    records = shapes.instruction_set(args.images, turns=args.turns, seed=args.seed)
+    records = instructions.instruction_set(args.images, turns=args.turns, seed=args.seed)
     with atomic_dir(out, "data") as tmp:
         for rec in records:
             path = tmp / rec["image"]

@@ -21,11 +21,8 @@ also supplies the hidden states (no cache is built for such recipes).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
-import random
 import statistics
 import tempfile
 import time
@@ -38,12 +35,12 @@ import torch
 from studylib import models
 from studylib.compress import losses, recipes
 from studylib.compress.recipes import RecoveryRecipe
+from studylib.compress.subsets import load_subset, select_subset, training_records
+from studylib.compress.teacher_cache import TeacherCache, default_cache_dir, teacher_fingerprint
 from studylib.errors import StudyError, check_fraction, check_positive
-from studylib.testbed import shapes
+from studylib.models.surgery import LayerTap
 from studylib.testbed.data import ConversationCollator
 
-# The "100%" recovery set: 4000 images x 3 turns = 12,000 question/answer pairs.
-DEFAULT_DATA = dict(n_images=4000, turns=3, seed=0)
 LORA_TARGETS = {
     # Regexes (peft full-matches module names) limited to the language model: a plain name
     # list would also wrap the vision tower's q/k/v (CLIP) or fc1/fc2 (SigLIP).
@@ -51,100 +48,14 @@ LORA_TARGETS = {
     "phi": r".*language_model.*\.(q_proj|k_proj|v_proj|dense|fc1|fc2)",
 }
 LORA_TARGETS["mistral"] = LORA_TARGETS["qwen2"] = LORA_TARGETS["llama"]
-CACHE_ENV = "STUDYLIB_TEACHER_CACHE"
-
-
-def training_records(n_images: int = DEFAULT_DATA["n_images"], turns: int = DEFAULT_DATA["turns"],
-                     seed: int = DEFAULT_DATA["seed"]) -> list[dict[str, Any]]:
-    """The default ("100%") recovery set in LLaVA format (images render on demand)."""
-    return shapes.instruction_set(n_images, turns=turns, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------
 # Data fractions
 
 
-@dataclasses.dataclass(frozen=True)
-class Subset:
-    fraction: float
-    seed: int
-    n_total: int
-    indices: tuple[int, ...]
-    hash: str  # sha256 of the selected records' content (order of `indices`)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"fraction": self.fraction, "seed": self.seed, "n_total": self.n_total,
-                "n": len(self.indices), "hash": self.hash, "indices": list(self.indices)}
-
-
-def _records_hash(records: Sequence[dict[str, Any]]) -> str:
-    h = hashlib.sha256()
-    for rec in records:
-        h.update(json.dumps(rec, sort_keys=True).encode())
-    return h.hexdigest()
-
-
-def select_subset(records: Sequence[dict[str, Any]], fraction: float, seed: int = 0) -> Subset:
-    """A seeded subset of `round(fraction * n)` records (at least 1); nested across fractions."""
-    fraction = check_fraction(fraction)
-    n = len(records)
-    if n == 0:
-        raise StudyError("no training records")
-    k = max(1, round(fraction * n))
-    order = random.Random(seed).sample(range(n), n)
-    indices = tuple(sorted(order[:k]))
-    return Subset(fraction, seed, n, indices, _records_hash([records[i] for i in indices]))
-
-
-def load_subset(path: str | os.PathLike, records: Sequence[dict[str, Any]]) -> Subset:
-    """Reuse a saved subset.json; its hash must match these records (else the data changed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise StudyError(f"subset file not found: {path}")
-    try:
-        d = json.loads(path.read_text())
-        indices = tuple(int(i) for i in d["indices"])
-        subset = Subset(float(d["fraction"]), int(d["seed"]), int(d["n_total"]), indices,
-                        str(d["hash"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StudyError(f"{path} is not a subset file ({type(exc).__name__}: {exc})") from None
-    if subset.n_total != len(records) or max(indices, default=-1) >= len(records) or \
-            _records_hash([records[i] for i in indices]) != subset.hash:
-        raise StudyError(f"{path} does not match the training records (hash differs)")
-    return subset
-
-
 # ---------------------------------------------------------------------------------------------
 # Models: what trains, and where hidden states are read
-
-
-def _base(model):
-    """The LlavaForConditionalGeneration under DDP / peft wrappers."""
-    while hasattr(model, "module"):
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
-
-
-class LayerTap:
-    """Forward hooks keeping decoder-layer outputs (before the final norm) by negative index."""
-
-    def __init__(self, model, indices: Sequence[int]):
-        layers = models.text_layers(_base(model))
-        self.outputs: dict[int, torch.Tensor] = {}
-        self.handles = [layers[len(layers) + i].register_forward_hook(self._keep(i))
-                        for i in indices]
-
-    def _keep(self, index: int):
-        def hook(module, args, output):
-            self.outputs[index] = output[0] if isinstance(output, tuple) else output
-        return hook
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
 
 
 def prepare_student(model, recipe: RecoveryRecipe):
@@ -203,121 +114,6 @@ def check_pair(student, s_proc, teacher, t_proc, recipe: RecoveryRecipe) -> None
 
 # ---------------------------------------------------------------------------------------------
 # Teacher cache
-
-
-def teacher_fingerprint(teacher, path: str | os.PathLike | None = None) -> str:
-    """Identity of a teacher: its directory's weight files (name, size, mtime) and config,
-    or for an in-memory model a hash of its parameters."""
-    h = hashlib.sha256()
-    if path is not None:
-        path = Path(path).resolve()
-        h.update(str(path).encode())
-        for f in sorted(path.iterdir()):
-            if f.suffix in (".safetensors", ".json", ".bin"):
-                st = f.stat()
-                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    else:
-        for name, tensor in sorted(teacher.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "studylib" / "teacher-cache"))
-
-
-class TeacherCache:
-    """Teacher hidden states / top-k logits at the KD positions of each subset record.
-
-    Files (safetensors): `hidden_L{-i}.safetensors` {values (N, H), offsets (n+1)} and
-    `topk{k}.safetensors` {values (N, k), indices (N, k), offsets (n+1)}, N = KD positions
-    of all records in subset order. Positions of a record are independent of batching
-    (right padding + causal attention), so rows can be gathered for any batch.
-    """
-
-    def __init__(self, directory: Path):
-        self.dir = Path(directory)
-        self.hidden: dict[int, dict[str, torch.Tensor]] = {}
-        self.topk: dict[str, torch.Tensor] | None = None
-        self.built: list[str] = []  # files computed by this process (others were hits)
-
-    @staticmethod
-    def key(fingerprint: str, subset: Subset, max_length: int) -> str:
-        return f"{fingerprint}-{subset.hash[:16]}-len{max_length}"
-
-    def ensure(self, teacher, collator: ConversationCollator, records: Sequence[dict],
-               layers: Sequence[int], topk: int, batch_size: int = 32,
-               progress: bool = True) -> TeacherCache:
-        from safetensors.torch import load_file
-
-        want = {f"hidden_L{i}.safetensors": i for i in layers}
-        top_name = f"topk{topk}.safetensors" if topk else None
-        missing_layers = [i for name, i in want.items() if not (self.dir / name).is_file()]
-        need_top = bool(top_name) and not (self.dir / top_name).is_file()
-        if missing_layers or need_top:
-            self._build(teacher, collator, records, missing_layers, topk if need_top else 0,
-                        batch_size, progress)
-        for name, i in want.items():
-            self.hidden[i] = load_file(str(self.dir / name))
-        if top_name:
-            self.topk = load_file(str(self.dir / top_name))
-        return self
-
-    @torch.no_grad()
-    def _build(self, teacher, collator, records, layers, topk, batch_size, progress):
-        from safetensors.torch import save_file
-        from tqdm.auto import tqdm
-
-        teacher.eval()
-        device = next(teacher.parameters()).device
-        tap = LayerTap(teacher, layers)
-        hidden: dict[int, list[torch.Tensor]] = {i: [] for i in layers}
-        top_v, top_i, counts = [], [], []
-        try:
-            for start in tqdm(range(0, len(records), batch_size), desc="teacher cache",
-                              disable=not progress):
-                batch = collator(records[start:start + batch_size])
-                labels = batch.pop("labels")
-                batch = {k: v.to(device) for k, v in batch.items()}
-                mask = losses.kd_mask(labels).to(device)
-                out = teacher(**batch, use_cache=False, logits_to_keep=0)
-                counts += mask.sum(1).tolist()
-                for i in layers:
-                    hidden[i].append(tap.outputs[i][mask].float().cpu())
-                if topk:
-                    v, ix = out.logits[mask].float().topk(min(topk, out.logits.shape[-1]), -1)
-                    top_v.append(v.cpu())
-                    top_i.append(ix.to(torch.int32).cpu())
-        finally:
-            tap.remove()
-        offsets = torch.tensor([0] + counts, dtype=torch.long).cumsum(0)
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-        def write(name: str, tensors: dict[str, torch.Tensor]) -> None:
-            tmp = self.dir / f".{name}.{os.getpid()}.tmp"
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-            os.replace(tmp, self.dir / name)  # atomic: concurrent ranks never see half a file
-            self.built.append(name)
-
-        for i in layers:
-            write(f"hidden_L{i}.safetensors", {"values": torch.cat(hidden[i]), "offsets": offsets})
-        if topk:
-            write(f"topk{topk}.safetensors", {"values": torch.cat(top_v),
-                                              "indices": torch.cat(top_i), "offsets": offsets})
-
-    @staticmethod
-    def _rows(table: dict[str, torch.Tensor], key: str, positions: torch.Tensor) -> torch.Tensor:
-        off = table["offsets"]
-        return torch.cat([table[key][off[p]:off[p + 1]] for p in positions.tolist()])
-
-    def hidden_rows(self, layer: int, positions: torch.Tensor) -> torch.Tensor:
-        return self._rows(self.hidden[layer], "values", positions)
-
-    def topk_rows(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self.topk is not None
-        return (self._rows(self.topk, "values", positions),
-                self._rows(self.topk, "indices", positions))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from studylib.errors import StudyError
 from studylib.evaluation import metrics
-from studylib.testbed import shapes
+from studylib.testbed import shapes, suite
 
 MAX_NEW_TOKENS = {"GQA": 4, "SQA": 3, "MMMU": 3, "POPE": 3, "MME-P": 3, "MME-C": 3}
 
@@ -59,17 +59,17 @@ def check_selection(benchmarks: Sequence[str], limit: int | None) -> None:
         raise StudyError(f"--limit must be a positive integer, got {limit}")
 
 
-def select(items: Sequence[shapes.Item], limit: int | None, seed: int) -> list[shapes.Item]:
+def select(items: Sequence[suite.Item], limit: int | None, seed: int) -> list[suite.Item]:
     """A seeded subset of about `limit` items, stratified by subset and keeping MME pairs."""
     if limit is None:
         return list(items)
-    groups: dict[str, dict[str, list[shapes.Item]]] = {}
+    groups: dict[str, dict[str, list[suite.Item]]] = {}
     for it in items:
         groups.setdefault(it.subset, {}).setdefault(it.group or it.id, []).append(it)
     per_group = max(len(g) for s in groups.values() for g in s.values())
     per_stratum = max(1, -(-limit // (len(groups) * per_group)))
     rng = random.Random(seed)
-    chosen: list[shapes.Item] = []
+    chosen: list[suite.Item] = []
     for stratum in groups.values():
         keys = sorted(stratum)
         for key in sorted(rng.sample(keys, min(per_stratum, len(keys)))):
@@ -116,7 +116,7 @@ def generate_texts(model, processor, questions: Sequence[str], images: Sequence,
     return answers
 
 
-def generate_answers(model, processor, items: Sequence[shapes.Item], batch_size: int = 64,
+def generate_answers(model, processor, items: Sequence[suite.Item], batch_size: int = 64,
                      max_new_tokens: int = 4, progress: bool = True) -> list[str]:
     """Greedy answers to benchmark items (see `generate_texts`)."""
     return generate_texts(model, processor, [it.prompt for it in items],
@@ -124,7 +124,7 @@ def generate_answers(model, processor, items: Sequence[shapes.Item], batch_size:
                           max_new_tokens=max_new_tokens, progress=progress)
 
 
-def score(benchmark: str, items: Sequence[shapes.Item], predictions: Sequence[str],
+def score(benchmark: str, items: Sequence[suite.Item], predictions: Sequence[str],
           seed: int = 0, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Item table and score rows (headline 'score', plus POPE's accuracy) for predictions."""
     table = pd.DataFrame(
@@ -151,7 +151,7 @@ def evaluate(model, processor, benchmarks: Sequence[str] = shapes.BENCHMARKS,
     start = time.perf_counter()
     tables, scores = [], []
     for name in benchmarks:
-        items = select(shapes.benchmark(name), limit, seed)
+        items = select(suite.benchmark(name), limit, seed)
         preds = generate_answers(model, processor, items, batch_size=batch_size,
                                  max_new_tokens=MAX_NEW_TOKENS[name], progress=progress)
         table, rows = score(name, items, preds, seed=seed)

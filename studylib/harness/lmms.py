@@ -33,7 +33,7 @@ from studylib.evaluation import metrics
 from studylib.evaluation.evaluate import MAX_NEW_TOKENS, check_selection, select
 from studylib.harness.tasks import BENCHMARK_OF, GROUP, TASKS
 from studylib.outputs import atomic_dir, check_out_dir
-from studylib.testbed import shapes
+from studylib.testbed import shapes, suite
 
 LMMS_EVAL_VERSION = "0.7.3"
 TOLERANCE = 0.5  # points: the largest lmms-eval vs studylib difference `check` accepts
@@ -99,7 +99,7 @@ def export_tasks(out: str | os.PathLike, benchmarks: Sequence[str] = shapes.BENC
         (tmp / "images").mkdir()
         counts = {}
         for name in benchmarks:
-            items = select(shapes.benchmark(name), limit, seed)
+            items = select(suite.benchmark(name), limit, seed)
             lines = []
             for it in items:
                 image = f"images/{it.scene_seed}.png"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from studylib.errors import StudyError
@@ -148,3 +149,32 @@ def parameter_counts(model) -> dict[str, int]:
 def text_layers(model):
     """The LLM's decoder layers (an nn.ModuleList)."""
     return model.model.language_model.layers
+
+
+def base_model(model):
+    """The LlavaForConditionalGeneration under DDP / peft wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
+
+
+class LayerTap:
+    """Forward hooks keeping decoder-layer outputs (before the final norm) by negative index."""
+
+    def __init__(self, model, indices: Sequence[int]):
+        layers = text_layers(base_model(model))
+        self.outputs: dict[int, torch.Tensor] = {}
+        self.handles = [layers[len(layers) + i].register_forward_hook(self._keep(i))
+                        for i in indices]
+
+    def _keep(self, index: int):
+        def hook(module, args, output):
+            self.outputs[index] = output[0] if isinstance(output, tuple) else output
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []

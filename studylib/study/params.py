@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from studylib.analysis.paper import PAPER_MODEL
 from studylib.errors import StudyError
 
 FILE_KEYS = ("notebook", "defaults", "runs", "profiles")
@@ -34,9 +35,6 @@ PROFILE_KEYS = ("defaults", "runs")
 PROFILES = ("smoke", "default")
 # Knobs that change how or where a run executes but not what it computes: left out of run_id.
 NOT_IN_RUN_ID = ("key", "threads", "results", "figures")
-# The paper's model each toy architecture stands in for (figures draw them side by side).
-PAPER_MODEL = {"toy-llava": "LLaVA-v1.5-7B", "toy-bunny": "Bunny-v1.0-3B",
-               "toy-internvl": "Mini-InternVL-Chat-4B-V1-5", "llava-1.5-7b": "LLaVA-v1.5-7B"}
 
 
 @dataclasses.dataclass(frozen=True)

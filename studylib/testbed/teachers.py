@@ -23,6 +23,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import torch
 
 from studylib import models
 from studylib.errors import StudyError
-from studylib.testbed import shapes, toy
+from studylib.testbed import instructions, toy
 from studylib.testbed.data import ConversationCollator
 from studylib.testbed.vision_pretrain import pretrain_vision
 from studylib.training import LossLog, training_arguments
@@ -83,7 +84,7 @@ def _checksum_callback(stage: str, checksums: dict[str, Any], stop: bool):
 
 
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
-                  evaluate_after: bool = True, stop_after: str | None = None,
+                  evaluate: Callable | None = None, stop_after: str | None = None,
                   **recipe_overrides) -> dict[str, Any]:
     """Train a toy MLLM from scratch (vision, alignment, instruction tuning) and save it.
 
@@ -91,6 +92,9 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     thread count (`torch.get_num_threads()` is recorded in the summary). With `stop_after`
     (one of STAGES), training ends CHECKSUM_STEP steps into that stage, saves nothing, and
     returns only `{"prefix_checksums": ...}`, to compare with the full run's.
+
+    `evaluate(model, processor)` (the CLI passes `studylib.evaluation.evaluate.evaluate`;
+    the testbed sits below evaluation) scores the trained teacher into the summary.
     """
     from transformers import set_seed
 
@@ -120,7 +124,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     llm_start = time.perf_counter()
     # Stage 1: alignment on descriptions only (turns=1, every first turn a description).
     align = recipe["align"]
-    captions = shapes.instruction_set(align["n_images"], turns=1, seed=seed, caption_rate=1.0)
+    captions = instructions.instruction_set(align["n_images"], turns=1, seed=seed, caption_rate=1.0)
     align_steps = _fit(model, captions, collator, losses, seed=seed, epochs=align["epochs"],
                        batch_size=align["batch_size"], lr=align["lr"],
                        logging_steps=recipe["logging_steps"],
@@ -128,7 +132,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     if stop_after == "align":
         return {"prefix_checksums": checksums}
     # Stage 2: instruction tuning on conversations of all benchmark families.
-    records = shapes.instruction_set(recipe["n_images"], turns=recipe["turns"], seed=seed,
+    records = instructions.instruction_set(recipe["n_images"], turns=recipe["turns"], seed=seed,
                                      caption_rate=recipe["caption_rate"])
     result = _fit(model, records, collator, losses, seed=seed, epochs=recipe["epochs"],
                   batch_size=recipe["batch_size"], lr=recipe["lr"],
@@ -159,9 +163,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         "loss_log": losses.rows,
         "parameters": models.parameter_counts(model),
     }
-    if evaluate_after:
-        from studylib.evaluation.evaluate import evaluate
-
+    if evaluate is not None:
         report = evaluate(model, processor)
         summary["eval"] = report.summary()
         summary["eval_wall_time_s"] = round(report.wall_time, 1)

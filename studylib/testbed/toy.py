@@ -27,6 +27,7 @@ import functools
 from typing import Any
 
 from studylib.errors import StudyError
+from studylib.testbed import instructions, questions, suite
 from studylib.testbed.shapes import IMAGE_SIZE
 
 PATCH = 16  # one patch per grid cell: 9 image tokens
@@ -112,11 +113,11 @@ def _trained_tokenizer():
     corpus = [CHAT_TEMPLATE.replace("{", " ").replace("}", " "), "USER: ASSISTANT:"]
     corpus += [" ".join(v) for v in (shapes.SHAPES, shapes.COLORS, shapes.SIZES, shapes.ROWS,
                                       shapes.COLS, shapes.NUMBERS, shapes.LETTERS)]
-    corpus += [shapes._plural(s) for s in shapes.SHAPES] + [str(k) for k in range(30)]
-    for rec in shapes.instruction_set(3000, seed=12345):
+    corpus += [questions._plural(s) for s in shapes.SHAPES] + [str(k) for k in range(30)]
+    for rec in instructions.instruction_set(3000, seed=12345):
         corpus += [turn["value"] for turn in rec["conversations"]]
     for name in shapes.BENCHMARKS:
-        corpus += [f"{it.prompt} {it.answer}" for it in shapes.benchmark(name)]
+        corpus += [f"{it.prompt} {it.answer}" for it in suite.benchmark(name)]
     trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS), min_frequency=1)
     tok.train_from_iterator(corpus, trainer)
     tok.post_processor = processors.TemplateProcessing(

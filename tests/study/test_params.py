@@ -12,7 +12,7 @@ import pytest
 from studylib.errors import StudyError
 from studylib.study import params
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAM_FILES = sorted((REPO / "params").rglob("*.yaml"))
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 

@@ -9,7 +9,7 @@ import pytest
 from studylib import cli, models
 from studylib.evaluation import evaluate
 from studylib.results import ResultsTable
-from studylib.testbed import shapes
+from studylib.testbed import shapes, suite
 
 
 def test_eval_cli_end_to_end_writes_tidy_rows(micro_checkpoint, tmp_path, capsys):
@@ -35,7 +35,7 @@ def test_eval_cli_end_to_end_writes_tidy_rows(micro_checkpoint, tmp_path, capsys
 
 
 def test_limit_is_a_stratified_seeded_subset():
-    items = shapes.benchmark("MME-P")
+    items = suite.benchmark("MME-P")
     a = evaluate.select(items, 40, seed=0)
     assert a == evaluate.select(items, 40, seed=0) != evaluate.select(items, 40, seed=1)
     assert {it.subset for it in a} == set(shapes.MME_P_SUBTASKS)  # every subtask present
@@ -47,7 +47,7 @@ def test_limit_is_a_stratified_seeded_subset():
 
 def test_generation_is_batch_invariant(micro_checkpoint):
     model, processor = models.load(micro_checkpoint)
-    items = shapes.benchmark("GQA")[:10]
+    items = suite.benchmark("GQA")[:10]
     one = evaluate.generate_answers(model, processor, items, batch_size=1, progress=False)
     many = evaluate.generate_answers(model, processor, items, batch_size=10, progress=False)
     assert one == many

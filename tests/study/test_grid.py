@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from studylib import models
-from studylib.chapters import recovery_plots as rp
-from studylib.compress import recover
+from studylib.analysis import tables
+from studylib.chapters import data_efficiency, sft_recovery
+from studylib.chapters import recovery_figures as rp
+from studylib.compress import subsets
 from studylib.evaluation import evaluate, metrics
 from studylib.study import grid
 from studylib.testbed import toy
@@ -44,7 +46,7 @@ def test_grid_rows_cover_teacher_pruned_and_recovered(grid_rows):
     avg = df[(df.benchmark == "AVG") & (df.metric == "paper")]
     assert sorted(avg.recipe.fillna("none")) == ["none", "none", "sft", "sft-mm"]
     teacher = avg[avg.method == "none"].value.iloc[0]
-    pct = grid.avg_pct(df)
+    pct = tables.avg_pct(df)
     assert len(pct) == 3 and set(pct.recipe) == {"none", "sft-mm", "sft"}
     llm = df[df.metric == "avg_pct"].n_params_llm
     for r, kept in zip(pct.itertuples(), llm, strict=True):  # student AVG / teacher AVG
@@ -74,20 +76,20 @@ def test_teacher_is_left_untouched_by_the_grid(monkeypatch):
 def test_summarize_gives_t_intervals_over_seeds():
     pct = pd.DataFrame({"method": "width", "ratio": 0.3, "recipe": "sft",
                         "ratio_achieved": 0.3, "seed": [0, 1, 2], "avg_pct": [90.0, 92.0, 94.0]})
-    s = grid.summarize(pct, ["method", "ratio", "recipe"]).iloc[0]
+    s = tables.summarize(pct, ["method", "ratio", "recipe"]).iloc[0]
     assert s["mean"] == pytest.approx(92.0) and s.seeds == 3
     assert s.ci95 == pytest.approx(4.303 * 2.0 / math.sqrt(3), rel=1e-3)
-    one = grid.summarize(pct.iloc[:1], ["method", "ratio", "recipe"]).iloc[0]
+    one = tables.summarize(pct.iloc[:1], ["method", "ratio", "recipe"]).iloc[0]
     assert math.isnan(one.ci95)
 
 
 def test_subsets_are_nested_and_match_recover():
-    subs = grid.subsets([0.1, 0.05], [3])
+    subs = data_efficiency.grid_subsets([0.1, 0.05], [3])
     assert [s.fraction for s in subs] == [0.05, 0.1]
-    table = grid.subset_table(subs)
+    table = data_efficiency.subset_table(subs)
     assert list(table.images) == [200, 400] and list(table.steps_per_epoch) == [13, 25]
     assert table.contains_smaller.iloc[1] is True or table.contains_smaller.iloc[1]
-    same = recover.select_subset(recover.training_records(), 0.05, 3)
+    same = subsets.select_subset(subsets.training_records(), 0.05, 3)
     assert subs[0].hash == same.hash
 
 
@@ -103,16 +105,16 @@ def test_paper_fig2_recomputes_avg_pct_from_avg():
 def test_figures_draw_from_the_rows(grid_rows, tmp_path):
     from studylib.chapters import plotting
 
-    pct = grid.avg_pct(grid_rows)
-    summary = grid.summarize(pct, ["method", "ratio", "recipe"])
+    pct = tables.avg_pct(grid_rows)
+    summary = tables.summarize(pct, ["method", "ratio", "recipe"])
     fig = rp.fig2_sft_recovery(summary, "micro", rp.paper_fig2("LLaVA-v1.5-7B"),
                                "LLaVA-v1.5-7B", chance=50.0)
     assert plotting.save(fig, "fig2", tmp_path).stat().st_size > 1000
-    fig = rp.fig_trainable_parameters(grid.trainable_table(grid_rows))
+    fig = rp.fig_trainable_parameters(sft_recovery.trainable_table(grid_rows))
     assert plotting.save(fig, "trainable", tmp_path).is_file()
     rec = summary[summary.recipe != "none"].assign(data_fraction=0.01)
     fig = rp.fig4_data_efficiency(rec, "micro", summary[summary.recipe == "none"])
     assert plotting.save(fig, "fig4", tmp_path).is_file()
-    lines = grid.sft_takeaways(summary, items=4, chance=50.0)
+    lines = sft_recovery.sft_takeaways(summary, items=4, chance=50.0)
     assert any(line.startswith("width 0.3") for line in lines)
     assert metrics.PAPER_KEYS  # the AVG the takeaways quote is the paper's

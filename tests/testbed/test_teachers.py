@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from studylib.testbed.teachers import STAGES, train_teacher
 
-TEACHERS = Path(__file__).resolve().parent.parent / "teachers"
+TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
 # The instruct prefix trains the vision and align stages in full first (~70 s): slow.
 STAGE_PARAMS = [pytest.param(s, marks=[pytest.mark.slow] if s == "instruct" else [])
                 for s in STAGES]
@@ -49,7 +49,7 @@ class _Teacher:
         summary = self.summary()
         threads(summary["threads"])
         got = train_teacher(self.arch, None, size=summary["size"], seed=summary["seed"],
-                            evaluate_after=False, stop_after=stage)["prefix_checksums"]
+                            stop_after=stage)["prefix_checksums"]
         assert got[stage] == summary["prefix_checksums"][stage]
 
     @pytest.mark.reproduce
@@ -58,7 +58,7 @@ class _Teacher:
         summary = self.summary()
         threads(summary["threads"])
         got_summary = train_teacher(self.arch, tmp_path / self.arch, size=summary["size"],
-                                    seed=summary["seed"], evaluate_after=False)
+                                    seed=summary["seed"])
         want = load_file(committed / "model.safetensors")
         got = load_file(tmp_path / self.arch / "model.safetensors")
         assert want.keys() == got.keys()

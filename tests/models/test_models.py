@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from studylib import models
 from studylib.errors import StudyError
-from studylib.testbed import data, shapes, toy
+from studylib.evaluation import inputs
+from studylib.testbed import data, instructions, shapes, toy
 from studylib.testbed.teachers import train_teacher
 
 
@@ -53,7 +54,7 @@ def test_default_models_put_most_parameters_in_the_llm(arch):
 @pytest.mark.parametrize("arch", ["toy-llava", "toy-internvl"])
 def test_collator_matches_the_processor_and_labels_only_answers(arch):
     _, processor = toy.build(arch, "micro")
-    record = shapes.instruction_set(1, turns=2, seed=5)[0]
+    record = instructions.instruction_set(1, turns=2, seed=5)[0]
     ids, labels = data.ConversationCollator(processor).encode(record)
     turns = record["conversations"]
     messages = []
@@ -78,7 +79,6 @@ def test_collator_matches_the_processor_and_labels_only_answers(arch):
 def test_internvl_image_tokens_are_the_grid_cells_in_reading_order():
     """Pixel shuffle merges each cell's 2 x 2 patches into image token 3 * row + col, the
     same token per cell as the one-patch-per-cell towers, and the processor counts 9."""
-    from studylib.evaluation import measure
 
     model, processor = toy.build("toy-internvl", "micro")
     side = shapes.IMAGE_SIZE // toy.INTERNVL_PATCH
@@ -86,14 +86,14 @@ def test_internvl_image_tokens_are_the_grid_cells_in_reading_order():
     merged = model.model.pixel_shuffle(grid[None, :, :, None].float(), scale_factor=0.5)
     assert merged.reshape(9, 4).tolist() == [[cell] * 4 for cell in range(9)]
     assert data.ConversationCollator(processor).n_image_tokens == 9
-    assert measure.image_tokens(model.config) == 9 == model.config.image_seq_length
+    assert inputs.image_tokens(model.config) == 9 == model.config.image_seq_length
 
 
 @pytest.mark.parametrize("arch", ["toy-bunny", "toy-internvl"])
 def test_save_then_plain_transformers_load_in_fresh_process(tmp_path, arch):
     model, processor = toy.build(arch, "micro", seed=3)
     models.save(model, processor, tmp_path / "ckpt")
-    batch = data.ConversationCollator(processor)(shapes.instruction_set(2, seed=9))
+    batch = data.ConversationCollator(processor)(instructions.instruction_set(2, seed=9))
     batch.pop("labels")
     with torch.no_grad():
         expected = model(**batch).logits
@@ -119,10 +119,8 @@ print(type(model).__name__, type(processor).__name__,
 
 
 def test_same_seed_same_weights_and_loss_goes_down(tmp_path):
-    a = train_teacher("toy-llava", tmp_path / "a", size="micro", seed=1, evaluate_after=False,
-                      n_images=96, batch_size=8)
-    b = train_teacher("toy-llava", tmp_path / "b", size="micro", seed=1, evaluate_after=False,
-                      n_images=96, batch_size=8)
+    a = train_teacher("toy-llava", tmp_path / "a", size="micro", seed=1,                       n_images=96, batch_size=8)
+    b = train_teacher("toy-llava", tmp_path / "b", size="micro", seed=1,                       n_images=96, batch_size=8)
     wa, wb = (load_file(tmp_path / d / "model.safetensors") for d in ("a", "b"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     losses = [r["loss"] for r in a["loss_log"]]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from studylib.evaluation import evaluate
-from studylib.testbed import shapes
+from studylib.testbed import instructions, questions, shapes, suite
 
 
 def test_scene_and_image_are_deterministic_per_seed():
@@ -28,28 +28,28 @@ def test_render_draws_each_object_in_its_cell_and_colour():
 
 @pytest.mark.parametrize("name", shapes.BENCHMARKS)
 def test_benchmarks_are_deterministic_and_sized(name):
-    first, second = shapes.benchmark(name), shapes.benchmark(name)
+    first, second = suite.benchmark(name), suite.benchmark(name)
     assert first == second
-    expected = shapes.BENCHMARK_SIZES[name] * (2 if name.startswith("MME") else 1)
+    expected = suite.BENCHMARK_SIZES[name] * (2 if name.startswith("MME") else 1)
     assert len(first) == expected
     assert len({it.id for it in first}) == len(first)
 
 
 def test_benchmark_scenes_are_disjoint_from_training_scenes():
-    train = {int(r["image"].split("/")[-1][:-4]) for r in shapes.instruction_set(500)}
-    bench = {it.scene_seed for name in shapes.BENCHMARKS for it in shapes.benchmark(name)}
+    train = {int(r["image"].split("/")[-1][:-4]) for r in instructions.instruction_set(500)}
+    bench = {it.scene_seed for name in shapes.BENCHMARKS for it in suite.benchmark(name)}
     assert not train & bench
 
 
-def _answer_from_scene(item: shapes.Item) -> str:
+def _answer_from_scene(item: suite.Item) -> str:
     """An independent oracle for the GQA families, re-deriving answers from the scene."""
     scene = shapes.make_scene(item.scene_seed)
     q = item.question.lower()
     if q.startswith("what color is the object"):
-        rel = next(r for r in shapes.RELATIONS if f" {r} " in q)
+        rel = next(r for r in questions.RELATIONS if f" {r} " in q)
         color, shape = q.rsplit("the ", 1)[1].rstrip("?").split()
         anchor = scene.find(color, shape)[0]
-        (hit,) = [o for o in scene.objects if shapes.RELATIONS[rel](o, anchor)]
+        (hit,) = [o for o in scene.objects if questions.RELATIONS[rel](o, anchor)]
         return hit.color
     if q.startswith("what color is the "):
         (o,) = scene.find(shape=q.split()[-1].rstrip("?"))
@@ -67,18 +67,18 @@ def _answer_from_scene(item: shapes.Item) -> str:
         word = q.split()[2]
         if word in shapes.COLORS:
             return shapes.NUMBERS[scene.count(lambda o: o.color == word)]
-        shape = next(s for s in shapes.SHAPES if shapes._plural(s) == word)
+        shape = next(s for s in shapes.SHAPES if questions._plural(s) == word)
         return shapes.NUMBERS[scene.count(lambda o: o.shape == shape)]
     raise AssertionError(q)
 
 
 def test_gqa_answers_are_correct_by_construction():
-    for item in shapes.benchmark("GQA"):
+    for item in suite.benchmark("GQA"):
         assert _answer_from_scene(item) == item.answer, item
 
 
 def test_pope_answers_match_the_scene_and_splits_are_balanced():
-    items = shapes.benchmark("POPE")
+    items = suite.benchmark("POPE")
     for it in items:
         words = it.question.lower().split()
         color, shape = words[3], words[4]
@@ -92,7 +92,7 @@ def test_pope_answers_match_the_scene_and_splits_are_balanced():
 def test_mme_pairs_one_yes_one_no_per_image():
     for name in ("MME-P", "MME-C"):
         groups = {}
-        for it in shapes.benchmark(name):
+        for it in suite.benchmark(name):
             groups.setdefault(it.group, []).append(it)
         assert all(sorted(i.answer for i in g) == ["no", "yes"] for g in groups.values())
         assert all(len({i.scene_seed for i in g}) == 1 for g in groups.values())
@@ -100,7 +100,7 @@ def test_mme_pairs_one_yes_one_no_per_image():
 
 @pytest.mark.parametrize("name", shapes.BENCHMARKS)
 def test_oracle_scores_full_marks(name):
-    items = shapes.benchmark(name)
+    items = suite.benchmark(name)
     _, rows = evaluate.score(name, items, [it.answer for it in items], n_boot=50)
     full = {"MME-P": 2000.0, "MME-C": 800.0}.get(name, 100.0)
     assert rows.set_index("metric").loc["score", "value"] == pytest.approx(full)
@@ -109,7 +109,7 @@ def test_oracle_scores_full_marks(name):
 @pytest.mark.parametrize("name", shapes.BENCHMARKS)
 def test_random_answerer_scores_at_chance(name):
     """The mean score of 20 uniform random answerers is within 5% of the chance level."""
-    items = shapes.benchmark(name)
+    items = suite.benchmark(name)
     vocab = sorted({it.answer for it in items})  # GQA: a random word from the answer set
     options = {"POPE": ("yes", "no"), "MME-P": ("yes", "no"), "MME-C": ("yes", "no"),
                "SQA": shapes.LETTERS, "MMMU": shapes.LETTERS}.get(name, vocab)
@@ -124,17 +124,17 @@ def test_random_answerer_scores_at_chance(name):
 
 
 def test_constant_answerers_score_at_chance():
-    sqa = shapes.benchmark("SQA")
+    sqa = suite.benchmark("SQA")
     _, rows = evaluate.score("SQA", sqa, ["A"] * len(sqa), n_boot=100)
     assert 15 < rows.value[0] < 35  # letters are shuffled: "always A" is ~25%
-    mme = shapes.benchmark("MME-P")
+    mme = suite.benchmark("MME-P")
     _, rows = evaluate.score("MME-P", mme, ["yes"] * len(mme), n_boot=100)
     assert rows.value[0] == pytest.approx(500.0)  # acc 50 + acc+ 0, x 10 subtasks
 
 
 def test_instruction_set_is_llava_format():
-    records = shapes.instruction_set(20, turns=3, seed=1)
-    assert records == shapes.instruction_set(20, turns=3, seed=1)
+    records = instructions.instruction_set(20, turns=3, seed=1)
+    assert records == instructions.instruction_set(20, turns=3, seed=1)
     rec = records[0]
     assert set(rec) == {"id", "image", "conversations"}
     conv = rec["conversations"]
@@ -145,6 +145,6 @@ def test_instruction_set_is_llava_format():
 
 
 def test_calibration_sample_is_seeded():
-    a, b = shapes.calibration_sample(10, seed=3), shapes.calibration_sample(10, seed=3)
+    a, b = instructions.calibration_sample(10, seed=3), instructions.calibration_sample(10, seed=3)
     assert a == b and len(a) == 10
-    assert a != shapes.calibration_sample(10, seed=4)
+    assert a != instructions.calibration_sample(10, seed=4)

@@ -7,7 +7,7 @@ import pytest
 
 from studylib.evaluation import metrics
 
-PAPER = Path(__file__).resolve().parents[1] / "book" / "data" / "paper"
+PAPER = Path(__file__).resolve().parents[2] / "book" / "data" / "paper"
 
 
 def _rows_with_scores():

@@ -13,7 +13,7 @@ from studylib import models
 from studylib.compress import importance, prune
 from studylib.errors import StudyError
 from studylib.models import surgery
-from studylib.testbed import shapes, toy
+from studylib.testbed import instructions, toy
 from studylib.testbed.data import ConversationCollator
 
 ARCHS = ("toy-llava", "toy-bunny", "toy-internvl")
@@ -31,7 +31,7 @@ def micro():
 
 @pytest.fixture(scope="module")
 def calib():
-    return shapes.calibration_sample(3, seed=0)
+    return instructions.calibration_sample(3, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ import math
 import pandas as pd
 import pytest
 
+from studylib.analysis import tables
 from studylib.chapters import generalization as gen
-from studylib.study import grid
 
 
 def test_paper_tables_10_11_by_our_recipe_names():
     paper = gen.paper_tables_10_11()
-    raw = pd.read_csv(gen.plotting.PAPER_DIR / f"{gen.PAPER_TABLE}.csv")
+    raw = pd.read_csv(gen.paper.PAPER_DIR / f"{gen.PAPER_TABLE}.csv")
     assert set(paper.recipe) == {"none", "sft-mm", "sft", "sft+l2"}
     # recomputed from AVG, it agrees with the printed AVG-% to its rounding
     assert paper.avg_pct.tolist() == pytest.approx(raw.AVG_pct.tolist(), abs=0.015)
@@ -33,7 +33,7 @@ def _run() -> pd.DataFrame:
 
 def test_side_by_side_puts_the_paper_cell_and_gqa_retention_beside_ours():
     run = _run()
-    summary = grid.summarize(grid.avg_pct(run), ["method", "ratio", "recipe"])
+    summary = tables.summarize(tables.avg_pct(run), ["method", "ratio", "recipe"])
     table = gen.side_by_side(summary, gen.paper_tables_10_11(), run).set_index("recipe")
     assert table.loc["sft", "AVG-% ours"] == 97.0 and table.loc["sft", "AVG-% paper"] == 86.6
     assert table.loc["sft", "ours - paper"] == pytest.approx(10.4)

@@ -16,13 +16,14 @@ import pytest
 import torch
 
 from studylib import models
+from studylib.analysis import paper
 from studylib.chapters import quantization
 from studylib.compress import losses, prune, quantize
 from studylib.errors import StudyError
-from studylib.evaluation import evaluate, measure
-from studylib.testbed import shapes, toy
+from studylib.evaluation import evaluate, latency
+from studylib.testbed import instructions, toy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAX_ABS_DIFF = 0.75  # logits of the answer positions
 MAX_REL_L2 = 0.05
 MAX_AVG_DIFF = 3.0  # AVG points at limit=20 (measured: 0.10 toy-llava, 0.00 toy-bunny)
@@ -38,7 +39,7 @@ def teacher():
 def batch(teacher):
     from studylib.testbed.data import ConversationCollator
 
-    out = ConversationCollator(teacher[1])(shapes.instruction_set(16, turns=2, seed=123))
+    out = ConversationCollator(teacher[1])(instructions.instruction_set(16, turns=2, seed=123))
     return out, losses.kd_mask(out.pop("labels"))
 
 
@@ -111,7 +112,7 @@ def test_lm_head_option(teacher):
 @pytest.mark.parametrize("layer_range", [None, (1, 3)], ids=["uniform", "non-uniform"])
 def test_quantize_pruned_checkpoint(tmp_path, layer_range):
     model, processor = toy.build("toy-llava", "micro", seed=0)
-    calib = shapes.calibration_sample(4, seed=0)
+    calib = instructions.calibration_sample(4, seed=0)
     report = prune.prune(model.eval(), "width", 0.3, calib, processor, layer_range=layer_range)
     models.save_pruned(model, processor, report, tmp_path / "pruned")
     loaded, _ = models.load(tmp_path / "pruned")
@@ -130,7 +131,7 @@ def test_quantize_pruned_checkpoint(tmp_path, layer_range):
 def shapes_batch(processor):
     from studylib.testbed.data import ConversationCollator
 
-    out = ConversationCollator(processor)(shapes.instruction_set(2, turns=1, seed=5))
+    out = ConversationCollator(processor)(instructions.instruction_set(2, turns=1, seed=5))
     out.pop("labels")
     return out
 
@@ -142,7 +143,7 @@ def test_bad_input_is_one_line(teacher):
         (lambda: quantize.quantize_int8(int8), "already quantized"),
         (lambda: quantize.quantize_int8(copy.deepcopy(model), backend="fp4"), "unknown backend"),
         (lambda: quantize.quantize_int8(torch.nn.Linear(2, 2)), "Llava-layout"),
-        (lambda: measure.paired_latency({"a": model}, repeats=0), "repeats must be"),
+        (lambda: latency.paired_latency({"a": model}, repeats=0), "repeats must be"),
         (lambda: quantization.check_students([("depth", 0.3)]), "unknown pruning method"),
     ]
     if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
@@ -157,7 +158,7 @@ def test_bad_input_is_one_line(teacher):
 def test_paired_latency_gives_ratios(teacher):
     model, _ = teacher
     int8, _ = quantize.quantize_int8(copy.deepcopy(model))
-    lat = measure.paired_latency({"fp32": model, "int8": int8}, text_tokens=10, repeats=3,
+    lat = latency.paired_latency({"fp32": model, "int8": int8}, text_tokens=10, repeats=3,
                                      decode_tokens=2)
     assert lat["fp32"]["prefill"]["n"] == 3 and "prefill_ratio" not in lat["fp32"]
     r = lat["int8"]["decode_per_token_ratio"]
@@ -165,12 +166,10 @@ def test_paired_latency_gives_ratios(teacher):
 
 
 def test_paper_table9_is_read_in_the_chapter_layout():
-    from studylib.chapters import plotting
-
-    paper = quantization.paper_table9(plotting.paper_table("table9_pruning_vs_int8"))
-    assert list(zip(paper.variant, paper.precision, strict=True))[:2] == [("teacher", "int8"),
+    table = quantization.paper_table9(paper.paper_table("table9_pruning_vs_int8"))
+    assert list(zip(table.variant, table.precision, strict=True))[:2] == [("teacher", "int8"),
                                                                           ("teacher", "fp16")]
-    t = paper.set_index(["variant", "precision"])
+    t = table.set_index(["variant", "precision"])
     assert t.memory_mib["teacher", "int8"] / t.memory_mib["teacher", "fp16"] == pytest.approx(
         0.555, abs=1e-3)
 

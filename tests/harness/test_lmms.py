@@ -19,7 +19,7 @@ from studylib.errors import StudyError
 from studylib.evaluation import evaluate, metrics
 from studylib.harness import lmms, tasks
 from studylib.results import ResultsTable
-from studylib.testbed import shapes
+from studylib.testbed import shapes, suite
 
 
 class _TaskLoader(yaml.SafeLoader):
@@ -38,7 +38,7 @@ def test_export_holds_the_items_studylib_eval_scores(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["tasks"] == [tasks.TASKS[b] for b in shapes.BENCHMARKS]
     for bench in shapes.BENCHMARKS:
-        items = evaluate.select(shapes.benchmark(bench), 30, seed=3)
+        items = evaluate.select(suite.benchmark(bench), 30, seed=3)
         docs = [json.loads(line) for line in
                 (exported / f"{tasks.TASKS[bench]}.jsonl").read_text().splitlines()]
         assert [d["id"] for d in docs] == [it.id for it in items]
@@ -61,7 +61,7 @@ def test_export_holds_the_items_studylib_eval_scores(exported):
 @pytest.mark.parametrize("bench", shapes.BENCHMARKS)
 def test_task_metrics_equal_studylib_scores(bench):
     """process_results + aggregation (what lmms-eval runs) == evaluate.score, on noisy answers."""
-    items = evaluate.select(shapes.benchmark(bench), 80, seed=0)
+    items = evaluate.select(suite.benchmark(bench), 80, seed=0)
     rng = random.Random(bench)
     pool = ["yes", "no", "maybe", "A", "b.", "(C)", "red", "two", ""] + [it.answer for it in items]
     preds = [it.answer if rng.random() < 0.5 else rng.choice(pool) for it in items]

@@ -9,11 +9,11 @@ import torch
 
 from studylib import models
 from studylib.compress import prune
-from studylib.evaluation import measure
+from studylib.evaluation import inputs, measure
 from studylib.models import surgery
 from studylib.testbed import toy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER_CSV = ROOT / "book" / "data" / "paper" / "table1_table7_resources.csv"
 
 
@@ -27,7 +27,7 @@ def micro():
 def test_flops_count_image_tokens_and_grow_with_text(arch):
     model = toy.build(arch, "micro", seed=0)[0].eval()  # InternVL: 36 patches -> 9 tokens
     short, long = measure.count_flops(model, 10), measure.count_flops(model, 20)
-    n_image = measure.image_tokens(model.config)
+    n_image = inputs.image_tokens(model.config)
     assert n_image == 9 and short["sequence_length"] == 9 + 10
     assert long["total"] > short["total"] and long["vision"] == short["vision"] > 0
     assert short["projector"] > 0

@@ -13,7 +13,7 @@ import pytest
 
 from studylib.results import ResultsTable
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "00_testbed.ipynb"
 
 pytestmark = pytest.mark.slow

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from studylib import models
-from studylib.compress import recipes, recover
+from studylib.compress import recipes, recover, subsets
 from studylib.errors import StudyError
-from studylib.testbed import shapes, toy
+from studylib.testbed import instructions, toy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def drop_layers(model, drop):
@@ -47,7 +47,7 @@ def pair(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def records():
-    return shapes.instruction_set(48, turns=2, seed=0)
+    return instructions.instruction_set(48, turns=2, seed=0)
 
 
 # --- recipes ---------------------------------------------------------------------------------
@@ -93,22 +93,22 @@ def test_recipe_validation_and_yaml(tmp_path):
 
 
 def test_subsets_are_seeded_nested_and_hashed(tmp_path, records):
-    a = recover.select_subset(records, 0.25, seed=0)
-    assert len(a.indices) == 12 and a == recover.select_subset(records, 0.25, seed=0)
-    assert a.indices != recover.select_subset(records, 0.25, seed=1).indices
-    assert set(a.indices) < set(recover.select_subset(records, 0.5, seed=0).indices)
+    a = subsets.select_subset(records, 0.25, seed=0)
+    assert len(a.indices) == 12 and a == subsets.select_subset(records, 0.25, seed=0)
+    assert a.indices != subsets.select_subset(records, 0.25, seed=1).indices
+    assert set(a.indices) < set(subsets.select_subset(records, 0.5, seed=0).indices)
     f = tmp_path / "subset.json"
     f.write_text(json.dumps(a.to_dict()))
-    assert recover.load_subset(f, records) == a
+    assert subsets.load_subset(f, records) == a
     changed = copy.deepcopy(records)
     changed[a.indices[0]]["conversations"][1]["value"] = "something else"
     with pytest.raises(StudyError, match="hash differs"):
-        recover.load_subset(f, changed)
+        subsets.load_subset(f, changed)
     for bad in (0, 1.5, -0.1, float("nan"), "x"):
         with pytest.raises(StudyError, match="data fraction"):
-            recover.select_subset(records, bad)
-    assert len(recover.training_records(n_images=10)) == 10
-    assert recover.DEFAULT_DATA == {"n_images": 4000, "turns": 3, "seed": 0}
+            subsets.select_subset(records, bad)
+    assert len(subsets.training_records(n_images=10)) == 10
+    assert subsets.DEFAULT_DATA == {"n_images": 4000, "turns": 3, "seed": 0}
 
 
 # --- what trains -----------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def test_two_process_ddp_through_the_trainer(pair, tmp_path):
     r0, r1 = (json.loads((res / f"rank{i}.json").read_text()) for i in (0, 1))
     assert r0["world_size"] == r1["world_size"] == 2 and r0["steps"] == r1["steps"] == 3
     assert r0["weights"] == r1["weights"]
-    expected = recover.select_subset(shapes.instruction_set(64, turns=1, seed=0), 0.5)
+    expected = subsets.select_subset(instructions.instruction_set(64, turns=1, seed=0), 0.5)
     assert r0["subset_hash"] == r1["subset_hash"] == expected.hash
     assert not set(r0["seen"]) & set(r1["seen"])  # each rank its own shard
     assert set(r0["seen"]) | set(r1["seen"]) <= set(range(len(expected.indices)))

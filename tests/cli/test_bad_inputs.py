@@ -9,7 +9,7 @@ import pytest
 
 from studylib import cli, models
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEACHER = REPO / "teachers" / "toy-bunny"
 LMMS_OK = {"results": {"gqa": {"exact_match,none": 0.6}}}
 

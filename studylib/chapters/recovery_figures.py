@@ -16,8 +16,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from studylib.analysis import paper
 from studylib.chapters import plotting
-from studylib.compress import recover
+from studylib.compress import subsets
 
 # The three curves of the paper's Fig. 2, by our recipe names.
 FIG2_CURVES = {"none": "prune only", "sft-mm": "+ finetune projector (sft-mm)",
@@ -48,7 +49,7 @@ def paper_fig2(paper_model: str | None) -> pd.DataFrame:
     cols = ["method", "ratio", "recipe", "avg_pct", "source"]
     if not paper_model:
         return pd.DataFrame(columns=cols)
-    t6 = plotting.paper_table("table6_pruning_only")
+    t6 = paper.paper_table("table6_pruning_only")
     t6 = t6[t6.model == paper_model]
     if t6.empty:
         return pd.DataFrame(columns=cols)
@@ -61,7 +62,7 @@ def paper_fig2(paper_model: str | None) -> pd.DataFrame:
             rows.append({"method": method, "ratio": float(r.ratio), "recipe": "none",
                          "avg_pct": 100.0 * float(r.AVG) / avg0, "source": "Table 6"})
     if paper_model.startswith("Bunny"):
-        t2 = plotting.paper_table("table2_bunny_layer_kd")
+        t2 = paper.paper_table("table2_bunny_layer_kd")
         rows.append({"method": "layer", "ratio": 0.0, "recipe": "sft", "avg_pct": 100.0,
                      "source": "Table 2"})
         rows += [{"method": "layer", "ratio": float(r.ratio), "recipe": "sft",
@@ -123,7 +124,7 @@ def fig2_sft_recovery(summary: pd.DataFrame, arch: str, paper: pd.DataFrame | No
     """Paper Fig. 2: AVG-% against the share of LLM parameters removed, one panel per
     pruning method, one curve per recovery (prune only, + projector, + projector + LoRA).
 
-    `summary`: `grid.summarize(pct, ["method", "ratio", "recipe"])` (mean and 95% CI over
+    `summary`: `tables.summarize(pct, ["method", "ratio", "recipe"])` (mean and 95% CI over
     seeds, x = achieved ratio); `paper`: `paper_fig2(...)` (dashed, nominal ratio).
     """
     methods = [m for m in ("layer", "width") if m in set(summary.method)]
@@ -168,7 +169,7 @@ def fig2_sft_recovery(summary: pd.DataFrame, arch: str, paper: pd.DataFrame | No
 # --- chapter 04 ----------------------------------------------------------------------------
 
 
-def fig_subsets(subs: Sequence[recover.Subset], show: int = 240):
+def fig_subsets(subs: Sequence[subsets.Subset], show: int = 240):
     """Which of the first `show` training images each seeded subset selects: a fixed
     permutation cut at round(f * n), so smaller fractions sit inside larger ones and a
     different seed picks different images."""
@@ -197,8 +198,8 @@ def fig4_data_efficiency(summary: pd.DataFrame, arch: str, prune_only: pd.DataFr
     level and, per recipe, 95% of its largest-data result (the paper's "5% is enough"
     criterion, finding 5). The paper prints no per-fraction numbers: ours only.
 
-    `summary`: `grid.summarize(pct, ["method", "ratio", "recipe", "data_fraction"])`;
-    `prune_only`: `grid.summarize(...)` rows with recipe "none".
+    `summary`: `tables.summarize(pct, ["method", "ratio", "recipe", "data_fraction"])`;
+    `prune_only`: `tables.summarize(...)` rows with recipe "none".
     """
     settings = summary[["method", "ratio"]].drop_duplicates().sort_values(["method", "ratio"])
     n = len(settings)

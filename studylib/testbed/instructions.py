@@ -1,0 +1,99 @@
+"""The instruction-tuning set: LLaVA-format conversations over training scenes, and the calibration sample drawn from it."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from studylib.testbed.questions import (
+    GQA_FAMILIES,
+    MMMU_FAMILIES,
+    SQA_FAMILIES,
+    mme_pair,
+    pope_item,
+)
+from studylib.testbed.shapes import (
+    LETTER,
+    MME_C_SUBTASKS,
+    MME_P_SUBTASKS,
+    POPE_SPLITS,
+    SHORT_ANSWER,
+    TRAIN_SEED_BASE,
+    YES_NO,
+    Scene,
+    image_name,
+    make_scene,
+)
+
+
+def _any_question(scene: Scene, rng: random.Random) -> tuple[str, str]:
+    """One training question of a random family, in its benchmark's prompt format."""
+    while True:
+        kind = rng.choices(("gqa", "sqa", "pope", "mme", "mmmu"), (4, 2, 2, 4, 2))[0]
+        if kind == "gqa":
+            qa, suffix = rng.choice(GQA_FAMILIES)(scene, rng), SHORT_ANSWER
+        elif kind == "sqa":
+            qa, suffix = rng.choice(SQA_FAMILIES)(scene, rng), LETTER
+        elif kind == "mmmu":
+            qa, suffix = rng.choice(MMMU_FAMILIES)(scene, rng), LETTER
+        elif kind == "pope":
+            split = rng.choice(POPE_SPLITS)
+            qa, suffix = pope_item(scene, rng, split, rng.random() < 0.5), YES_NO
+        else:
+            subtask = rng.choice(MME_P_SUBTASKS + MME_C_SUBTASKS)
+            pair = mme_pair(scene, rng, subtask)
+            if pair is None:
+                continue
+            answer = rng.choice(("yes", "no"))
+            qa, suffix = (pair[0] if answer == "yes" else pair[1], answer, {}), YES_NO
+        if qa is not None:
+            return f"{qa[0]}\n{suffix}", qa[1]
+
+
+DESCRIBE = "Describe the image cell by cell."
+
+
+def caption(scene: Scene) -> str:
+    """The nine grid cells in reading order, "empty" or the object there: dense visual
+    supervision (like LLaVA's caption data) whose i-th part describes image patch i."""
+    at = {(o.row, o.col): o for o in scene.objects}
+    parts = []
+    for r in range(3):
+        for c in range(3):
+            o = at.get((r, c))
+            parts.append(f"{o.size} {o.color} {o.shape}" if o else "empty")
+    return " ; ".join(parts)
+
+
+def instruction_set(n_images: int, turns: int = 3, seed: int = 0,
+                    caption_rate: float = 0.5) -> list[dict[str, Any]]:
+    """LLaVA-format conversations over training scenes (seeds disjoint from benchmarks).
+
+    Each record: {"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."},
+    {"from": "gpt", "value": "..."}, ...]} with `turns` question/answer pairs per image,
+    as in LLaVA-v1.5-mix665k. `image` names the scene ("shapesworld/<seed>.png"). With
+    probability `caption_rate` the first turn asks for a description of every object, the
+    dense grounding signal that LLaVA's captioning data gives.
+    """
+    rng = random.Random(seed)
+    records = []
+    for i in range(n_images):
+        scene = make_scene(TRAIN_SEED_BASE + seed * n_images + i)
+        conv = []
+        described = rng.random() < caption_rate
+        for t in range(turns):
+            if t == 0 and described:
+                q, a = DESCRIBE, caption(scene)
+            else:
+                q, a = _any_question(scene, rng)
+            conv.append({"from": "human", "value": ("<image>\n" if t == 0 else "") + q})
+            conv.append({"from": "gpt", "value": a})
+        records.append({"id": f"shapes-{scene.seed}", "image": image_name(scene.seed),
+                        "conversations": conv})
+    return records
+
+
+def calibration_sample(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """n records drawn (seeded) from the instruction set, as the paper's n = 10 calibration."""
+    pool = instruction_set(max(200, n), seed=0)
+    return random.Random(seed).sample(pool, n)

@@ -1,0 +1,319 @@
+"""Question families: each generator returns (question, answer, extra) for a scene, or None when the scene does not support it (the caller retries with another generator or scene)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from studylib.testbed.shapes import (
+    COLOR_PRIOR,
+    COLORS,
+    CORNERS,
+    HOT_COLORS,
+    LETTERS,
+    NUMBERS,
+    ROWS,
+    SHAPE_PRIOR,
+    SHAPES,
+    Obj,
+    Scene,
+)
+
+QA = tuple[str, str, dict[str, Any]]
+RELATIONS = {
+    "left of": lambda a, b: a.col < b.col,
+    "right of": lambda a, b: a.col > b.col,
+    "above": lambda a, b: a.row < b.row,
+    "below": lambda a, b: a.row > b.row,
+}
+
+
+def _plural(shape: str) -> str:
+    return shape + ("es" if shape.endswith("s") else "s")
+
+
+def _unique_by_shape(scene: Scene) -> list[Obj]:
+    return [o for o in scene.objects if len(scene.find(shape=o.shape)) == 1]
+
+
+def _unique_by_color(scene: Scene) -> list[Obj]:
+    return [o for o in scene.objects if len(scene.find(color=o.color)) == 1]
+
+
+def _choices(rng: random.Random, answer: str, pool: list[str]) -> tuple[str, str]:
+    """Four lettered options containing the answer; returns (options text, letter)."""
+    distractors = rng.sample([p for p in pool if p != answer], 3)
+    options = distractors + [answer]
+    rng.shuffle(options)
+    text = " ".join(f"{letter}. {opt}" for letter, opt in zip(LETTERS, options, strict=False))
+    return text, LETTERS[options.index(answer)]
+
+
+# GQA-like: compositional short answers --------------------------------------------------
+
+
+def gqa_color(scene: Scene, rng: random.Random) -> QA | None:
+    objs = _unique_by_shape(scene)
+    if not objs:
+        return None
+    o = rng.choice(objs)
+    return f"What color is the {o.shape}?", o.color, {"type": "color"}
+
+
+def gqa_shape(scene: Scene, rng: random.Random) -> QA | None:
+    objs = _unique_by_color(scene)
+    if not objs:
+        return None
+    o = rng.choice(objs)
+    return f"What shape is the {o.color} object?", o.shape, {"type": "shape"}
+
+
+def gqa_position(scene: Scene, rng: random.Random) -> QA | None:
+    o = rng.choice(scene.objects)
+    return f"Where is the {o.name}?", o.position, {"type": "position"}
+
+
+def gqa_size(scene: Scene, rng: random.Random) -> QA | None:
+    o = rng.choice(scene.objects)
+    return f"What size is the {o.name}?", o.size, {"type": "size"}
+
+
+def gqa_count(scene: Scene, rng: random.Random) -> QA | None:
+    if rng.random() < 0.5:
+        color = rng.choice(COLORS)
+        n = scene.count(lambda o: o.color == color)
+        return f"How many {color} objects are there?", NUMBERS[n], {"type": "count"}
+    shape = rng.choice(SHAPES)
+    n = scene.count(lambda o: o.shape == shape)
+    return f"How many {_plural(shape)} are there?", NUMBERS[n], {"type": "count"}
+
+
+def gqa_relation(scene: Scene, rng: random.Random) -> QA | None:
+    """Two hops: find the anchor, then the single object in the stated relation to it."""
+    anchor = rng.choice(scene.objects)
+    relation = rng.choice(list(RELATIONS))
+    hits = [o for o in scene.objects if RELATIONS[relation](o, anchor)]
+    if len(hits) != 1:
+        return None
+    q = f"What color is the object {relation} the {anchor.name}?"
+    return q, hits[0].color, {"type": "relation"}
+
+
+GQA_FAMILIES = (gqa_color, gqa_shape, gqa_position, gqa_size, gqa_count, gqa_relation)
+
+
+# SQA-like: context + question + lettered choices -----------------------------------------
+
+
+def sqa_hot(scene: Scene, rng: random.Random) -> QA | None:
+    hot = [o for o in _unique_by_shape(scene) if o.color in HOT_COLORS]
+    cold = [o.shape for o in _unique_by_shape(scene) if o.color not in HOT_COLORS]
+    if len(hot) != 1:
+        return None
+    answer = hot[0].shape
+    pool = cold + [s for s in SHAPES if s not in {o.shape for o in scene.objects}]
+    if len(pool) < 3:
+        return None
+    options, letter = _choices(rng, answer, pool + [answer])
+    context = "Context: red, yellow and purple objects are hot. other objects are cold."
+    q = f"{context}\nQuestion: which object in the image is hot?\nOptions: {options}"
+    return q, letter, {"type": "hot"}
+
+
+def sqa_corners(scene: Scene, rng: random.Random) -> QA | None:
+    objs = _unique_by_color(scene)
+    if not objs:
+        return None
+    o = rng.choice(objs)
+    answer = NUMBERS[CORNERS[o.shape]] if CORNERS[o.shape] < 10 else "twelve"
+    pool = ["zero", "three", "four", "twelve", "five"]
+    options, letter = _choices(rng, answer, pool)
+    context = (
+        "Context: a circle has zero corners, a triangle three, a square and a diamond four, "
+        "a cross twelve."
+    )
+    q = f"{context}\nQuestion: how many corners does the {o.color} object have?\nOptions: {options}"
+    return q, letter, {"type": "corners"}
+
+
+def sqa_count(scene: Scene, rng: random.Random) -> QA | None:
+    n = len(scene.objects)
+    pool = [NUMBERS[i] for i in range(1, 7)]
+    options, letter = _choices(rng, NUMBERS[n], pool)
+    context = "Context: every object in the image is a toy."
+    q = f"{context}\nQuestion: how many toys are in the image?\nOptions: {options}"
+    return q, letter, {"type": "count"}
+
+
+SQA_FAMILIES = (sqa_hot, sqa_corners, sqa_count)
+# POPE-like: object existence with three kinds of negatives ------------------------------
+
+
+_ALL_OBJECTS = [(c, s) for c in COLORS for s in SHAPES]
+_POPULARITY = sorted(
+    _ALL_OBJECTS,
+    key=lambda cs: -COLOR_PRIOR[COLORS.index(cs[0])] * SHAPE_PRIOR[SHAPES.index(cs[1])],
+)
+
+
+def pope_item(scene: Scene, rng: random.Random, split: str, positive: bool) -> QA | None:
+    present = {(o.color, o.shape) for o in scene.objects}
+    if positive:
+        color, shape = rng.choice(sorted(present))
+    else:
+        absent = [cs for cs in _ALL_OBJECTS if cs not in present]
+        if split == "random":
+            color, shape = rng.choice(absent)
+        elif split == "popular":  # the most frequent objects overall that are absent here
+            color, shape = [cs for cs in _POPULARITY if cs not in present][rng.randrange(3)]
+        elif split == "adversarial":  # share a colour or a shape with something present
+            near = [cs for cs in absent if any(cs[0] == c or cs[1] == s for c, s in present)]
+            color, shape = rng.choice(near)
+        else:
+            raise ValueError(f"unknown POPE split {split!r}")
+    q = f"Is there a {color} {shape} in the image?"
+    return q, "yes" if positive else "no", {"split": split}
+
+
+# MME-like: per image, one question answered "yes" and one answered "no" ------------------
+
+
+def _yes_no_pair(make: Callable[[bool], str | None]) -> tuple[str, str] | None:
+    yes, no = make(True), make(False)
+    return (yes, no) if yes and no else None
+
+
+def mme_pair(scene: Scene, rng: random.Random, subtask: str) -> tuple[str, str] | None:
+    """(question whose answer is yes, question whose answer is no) for one subtask."""
+    objs = scene.objects
+    o = rng.choice(objs)
+    if subtask == "existence":
+        absent = [s for s in SHAPES if not scene.find(shape=s)]
+        if not absent:
+            return None
+        no_shape = rng.choice(absent)
+        return f"Is there a {o.shape} in the image?", f"Is there a {no_shape} in the image?"
+    if subtask == "count":
+        n = len(objs)
+        wrong = rng.choice([k for k in range(1, 7) if k != n])
+        return (f"Are there {NUMBERS[n]} objects in the image?",
+                f"Are there {NUMBERS[wrong]} objects in the image?")
+    if subtask == "position":
+        wrong = rng.choice([r for r in range(3) if r != o.row])
+        return (f"Is the {o.name} in the {ROWS[o.row]} row?",
+                f"Is the {o.name} in the {ROWS[wrong]} row?")
+    if subtask == "color":
+        objs_u = _unique_by_shape(scene)
+        if not objs_u:
+            return None
+        o = rng.choice(objs_u)
+        wrong = rng.choice([c for c in COLORS if c != o.color])
+        return f"Is the {o.shape} {o.color}?", f"Is the {o.shape} {wrong}?"
+    if subtask == "shape":
+        objs_u = _unique_by_color(scene)
+        if not objs_u:
+            return None
+        o = rng.choice(objs_u)
+        wrong = rng.choice([s for s in SHAPES if s != o.shape])
+        return f"Is the {o.color} object a {o.shape}?", f"Is the {o.color} object a {wrong}?"
+    if subtask == "size":
+        other = "small" if o.size == "large" else "large"
+        return f"Is the {o.name} {o.size}?", f"Is the {o.name} {other}?"
+    if subtask in ("left_right", "above_below"):
+        rels = ("left of", "right of") if subtask == "left_right" else ("above", "below")
+        pairs = [(a, b) for a in objs for b in objs if RELATIONS[rels[0]](a, b)]
+        if not pairs:
+            return None
+        a, b = rng.choice(pairs)
+        rel = rng.choice(rels)
+        x, y = (a, b) if rel == rels[0] else (b, a)  # x rel y holds
+        return f"Is the {x.name} {rel} the {y.name}?", f"Is the {y.name} {rel} the {x.name}?"
+    if subtask == "color_count":
+        color = o.color
+        n = scene.count(lambda p: p.color == color)
+        wrong = rng.choice([k for k in range(1, 5) if k != n])
+        return (f"Are there {NUMBERS[n]} {color} objects?",
+                f"Are there {NUMBERS[wrong]} {color} objects?")
+    if subtask == "shape_count":
+        shape = o.shape
+        n = scene.count(lambda p: p.shape == shape)
+        wrong = rng.choice([k for k in range(1, 5) if k != n])
+        return (f"Are there {NUMBERS[n]} {_plural(shape)}?",
+                f"Are there {NUMBERS[wrong]} {_plural(shape)}?")
+    # --- cognition ---
+    if subtask == "arithmetic":
+        s1, s2 = rng.sample(SHAPES, 2)
+        total = scene.count(lambda p: p.shape in (s1, s2))
+        wrong = rng.choice([k for k in range(0, 6) if k != total])
+        q = "Is the number of {} plus the number of {} equal to {}?"
+        return (q.format(_plural(s1), _plural(s2), NUMBERS[total]),
+                q.format(_plural(s1), _plural(s2), NUMBERS[wrong]))
+    if subtask == "comparison":
+        c1, c2 = rng.sample(COLORS, 2)
+        n1 = scene.count(lambda p: p.color == c1)
+        n2 = scene.count(lambda p: p.color == c2)
+        if n1 == n2:
+            return None
+        more, less = (c1, c2) if n1 > n2 else (c2, c1)
+        return (f"Are there more {more} objects than {less} objects?",
+                f"Are there more {less} objects than {more} objects?")
+    if subtask == "removal":
+        color = o.color
+        left = scene.count(lambda p: p.color != color)
+        wrong = rng.choice([k for k in range(0, 6) if k != left])
+        q = "If every {} object were removed, would {} objects remain?"
+        return q.format(color, NUMBERS[left]), q.format(color, NUMBERS[wrong])
+    if subtask == "rules":
+        hot = [p for p in _unique_by_shape(scene) if p.color in HOT_COLORS]
+        cold = [p for p in _unique_by_shape(scene) if p.color not in HOT_COLORS]
+        if not hot or not cold:
+            return None
+        ctx = "Red, yellow and purple objects are hot; other objects are cold."
+        return (f"{ctx} Is the {rng.choice(hot).shape} hot?",
+                f"{ctx} Is the {rng.choice(cold).shape} hot?")
+    raise ValueError(f"unknown MME subtask {subtask!r}")
+
+
+# MMMU-like: harder multi-step multiple choice -------------------------------------------
+
+
+def mmmu_row_color(scene: Scene, rng: random.Random) -> QA | None:
+    """Three hops: anchor -> its row -> the largest other object there -> its colour."""
+    anchor = rng.choice(scene.objects)
+    same_row = [o for o in scene.objects if o.row == anchor.row and o is not anchor]
+    if len(same_row) != 1:
+        return None
+    answer = same_row[0].color
+    options, letter = _choices(rng, answer, list(COLORS))
+    q = (f"Question: what color is the other object in the same row as the {anchor.name}?"
+         f"\nOptions: {options}")
+    return q, letter, {"type": "row_color"}
+
+
+def mmmu_same_color_count(scene: Scene, rng: random.Random) -> QA | None:
+    objs = _unique_by_shape(scene)
+    if not objs:
+        return None
+    o = rng.choice(objs)
+    n = scene.count(lambda p: p.color == o.color and p is not o)
+    options, letter = _choices(rng, NUMBERS[n], list(NUMBERS[:5]))
+    q = (f"Question: how many other objects have the same color as the {o.shape}?"
+         f"\nOptions: {options}")
+    return q, letter, {"type": "same_color_count"}
+
+
+def mmmu_hot_corners(scene: Scene, rng: random.Random) -> QA | None:
+    hot = [o for o in scene.objects if o.color in HOT_COLORS]
+    total = sum(CORNERS[o.shape] for o in hot)
+    if total > 20:
+        return None
+    pool = [str(k) for k in (0, 3, 4, 7, 8, 11, 12, 15, 16)]
+    options, letter = _choices(rng, str(total), pool)
+    q = ("Context: red, yellow and purple objects are hot. a circle has zero corners, a "
+         "triangle three, a square and a diamond four, a cross twelve.\nQuestion: how many "
+         f"corners do the hot objects have in total?\nOptions: {options}")
+    return q, letter, {"type": "hot_corners"}
+
+
+MMMU_FAMILIES = (mmmu_row_color, mmmu_same_color_count, mmmu_hot_corners)

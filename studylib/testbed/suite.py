@@ -1,0 +1,133 @@
+"""The six benchmark analogues: seeded items over benchmark scenes (seeds disjoint from training)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterator
+
+from PIL import Image
+
+from studylib.testbed.questions import (
+    GQA_FAMILIES,
+    MMMU_FAMILIES,
+    SQA_FAMILIES,
+    mme_pair,
+    pope_item,
+)
+from studylib.testbed.shapes import (
+    BENCH_SEED_BASE,
+    BENCHMARKS,
+    LETTER,
+    MME_C_SUBTASKS,
+    MME_P_SUBTASKS,
+    POPE_SPLITS,
+    SHORT_ANSWER,
+    YES_NO,
+    Scene,
+    make_scene,
+    render,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One benchmark question. `group` ties MME's yes/no pair of an image (for acc+)."""
+
+    benchmark: str
+    id: str
+    scene_seed: int
+    question: str  # without the answer-format suffix
+    suffix: str
+    answer: str
+    subset: str = ""  # POPE split or MME subtask
+    group: str = ""
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.question}\n{self.suffix}"
+
+    @property
+    def image(self) -> Image.Image:
+        return render(make_scene(self.scene_seed))
+
+
+# Benchmark sizes: large enough for a +-2-4 point 95% CI, small enough to score in seconds.
+# MME-P: 300 images = 30 per subtask, 2 questions each (600 items); MME-C: 40 per subtask.
+BENCHMARK_SIZES = {"GQA": 600, "SQA": 300, "POPE": 600, "MME-P": 300, "MME-C": 160, "MMMU": 300}
+
+
+def _scene_stream(base: int) -> Iterator[Scene]:
+    seed = base
+    while True:
+        yield make_scene(seed)
+        seed += 1
+
+
+def _mc_or_short(name: str, families, size: int, base: int, suffix: str) -> list[Item]:
+    rng = random.Random(base)
+    items: list[Item] = []
+    scenes = _scene_stream(base)
+    while len(items) < size:
+        scene = next(scenes)
+        family = families[len(items) % len(families)]
+        qa = family(scene, rng)
+        if qa is None:
+            continue
+        q, a, extra = qa
+        items.append(Item(name, f"{name}-{len(items):04d}", scene.seed, q, suffix, a,
+                          subset=extra.get("type", "")))
+    return items
+
+
+def _pope(size: int, base: int) -> list[Item]:
+    rng = random.Random(base)
+    items: list[Item] = []
+    scenes = _scene_stream(base)
+    per_split = size // len(POPE_SPLITS)
+    for split in POPE_SPLITS:
+        for k in range(per_split):
+            scene = next(scenes)
+            q, a, _ = pope_item(scene, rng, split, positive=k % 2 == 0)
+            items.append(Item("POPE", f"POPE-{len(items):04d}", scene.seed, q, YES_NO, a,
+                              subset=split))
+    return items
+
+
+def _mme(name: str, subtasks, images: int, base: int) -> list[Item]:
+    rng = random.Random(base)
+    items: list[Item] = []
+    scenes = _scene_stream(base)
+    per_task = images // len(subtasks)
+    for subtask in subtasks:
+        done = 0
+        while done < per_task:
+            scene = next(scenes)
+            pair = mme_pair(scene, rng, subtask)
+            if pair is None:
+                continue
+            group = f"{name}-{subtask}-{done:03d}"
+            for q, a in zip(pair, ("yes", "no"), strict=True):
+                items.append(Item(name, f"{group}-{a}", scene.seed, q, YES_NO, a,
+                                  subset=subtask, group=group))
+            done += 1
+    return items
+
+
+def benchmark(name: str, size: int | None = None) -> list[Item]:
+    """The items of one benchmark analogue, fixed for a given size."""
+    size = size or BENCHMARK_SIZES[name]
+    offset = BENCH_SEED_BASE + 10**6 * BENCHMARKS.index(name)  # each benchmark its own scenes
+    if name == "GQA":
+        return _mc_or_short(name, GQA_FAMILIES, size, offset, SHORT_ANSWER)
+    if name == "SQA":
+        return _mc_or_short(name, SQA_FAMILIES, size, offset, LETTER)
+    if name == "MMMU":
+        return _mc_or_short(name, MMMU_FAMILIES, size, offset, LETTER)
+    if name == "POPE":
+        return _pope(size, offset)
+    if name == "MME-P":
+        return _mme(name, MME_P_SUBTASKS, size, offset)
+    if name == "MME-C":
+        return _mme(name, MME_C_SUBTASKS, size, offset)
+    raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")

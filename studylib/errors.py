@@ -3,7 +3,6 @@ the input checks several commands share (torch-free, so light modules can use th
 
 from __future__ import annotations
 
-import argparse
 import math
 from typing import Any
 
@@ -47,28 +46,3 @@ def check_positive(value: Any, name: str) -> float:
     if not (math.isfinite(number) and number > 0):
         raise StudyError(f"{name} must be a finite number > 0, got {value!r}")
     return number
-
-
-# argparse types every command uses (an ArgumentTypeError becomes one `studylib:` line)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def seed_int(text: str) -> int:
-    """argparse type: an integer seed >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
-    return value

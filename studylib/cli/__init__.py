@@ -15,7 +15,8 @@ import importlib
 import os
 import sys
 
-from studylib.errors import StudyError, positive_int
+from studylib.cli import argtypes
+from studylib.errors import StudyError
 
 COMMAND_MODULES = tuple(f"studylib.cli.{name}" for name in (
     "testbed", "prune", "recover", "study", "measure", "lmms", "advise", "quantize"))
@@ -35,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="studylib", description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=positive_int, help="torch threads (default 2)")
+    parser.add_argument("--threads", type=argtypes.positive_int, help="torch threads (default 2)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_command(sub)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studylib.analysis.advise import BUDGETS, advise, check_query, format_advice
+from studylib.cli import argtypes
 from studylib.errors import StudyError
 
 
@@ -22,19 +23,8 @@ def cmd_advise(args) -> int:
 
 
 def add_command(sub) -> None:
-    import argparse
-
-    def ratio(text: str) -> float:
-        try:
-            return check_query(text)[0]
-        except StudyError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    def data_fraction(text: str) -> float:
-        try:
-            return check_query(0.5, text)[1]
-        except StudyError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+    ratio = argtypes.checked(lambda text: check_query(text)[0])
+    data_fraction = argtypes.checked(lambda text: check_query(0.5, text)[1])
 
     p = sub.add_parser("advise", help="which pruning + recovery pipeline to use, from the "
                                       "results table")

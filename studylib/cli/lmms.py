@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from studylib.cli import argtypes
 from studylib.harness.lmms import (
     TOLERANCE,
     check,
@@ -74,20 +75,19 @@ def cmd_check(args) -> int:
 
 
 def add_command(sub) -> None:
-    from studylib.errors import positive_int, seed_int
 
     p = sub.add_parser("export-lmms", help="write the ShapesWorld benchmarks as lmms-eval tasks")
     p.add_argument("out", help="task directory to write (pass it to --include_path)")
     p.add_argument("--benchmarks", help="comma-separated subset of the six (default: all)")
-    p.add_argument("--limit", type=positive_int, help="items per benchmark, as studylib eval")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--limit", type=argtypes.positive_int, help="items per benchmark, as studylib eval")
+    p.add_argument("--seed", type=argtypes.seed_int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import-lmms", help="add an lmms-eval results JSON to the results table")
     p.add_argument("results", help="lmms-eval's *_results.json, or its --output_path directory")
     p.add_argument("--model", required=True, help="label of the scored model in the table")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=argtypes.seed_int, default=0)
     p.add_argument("--study", default="lmms-eval", help="study column of the rows")
     p.add_argument("--table", default="results/results.jsonl")
     # The condition columns the book's findings and `studylib advise` group by.
@@ -103,8 +103,8 @@ def add_command(sub) -> None:
                        "same model and items; exit 1 if any score differs by > 0.5 points")
     p.add_argument("model", help="checkpoint directory")
     p.add_argument("--benchmarks", help="comma-separated subset of the six (default: all)")
-    p.add_argument("--limit", type=positive_int)
-    p.add_argument("--seed", type=seed_int, default=0)
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--limit", type=argtypes.positive_int)
+    p.add_argument("--seed", type=argtypes.seed_int, default=0)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=64)
     p.add_argument("--out", help="also write the comparison as CSV")
     p.set_defaults(func=cmd_check)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from studylib import models
+from studylib.cli import argtypes
 from studylib.compress import prune
 from studylib.errors import StudyError
 from studylib.evaluation import measure
@@ -43,7 +44,6 @@ def cmd_measure(args) -> int:
 def add_command(sub) -> None:
     import argparse
 
-    from studylib.errors import positive_int
 
     def ratio(text: str) -> float:
         try:
@@ -59,7 +59,7 @@ def add_command(sub) -> None:
                           "--ratio, the 0/15/30/45/60%% table beside the paper's")
     p.add_argument("--ratio", type=ratio, help="structurally prune this fraction first")
     p.add_argument("--method", choices=prune.METHODS)
-    p.add_argument("--text-tokens", type=positive_int, default=50)
-    p.add_argument("--repeats", type=positive_int, default=5, help="latency repeats")
+    p.add_argument("--text-tokens", type=argtypes.positive_int, default=50)
+    p.add_argument("--repeats", type=argtypes.positive_int, default=5, help="latency repeats")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from studylib import models
+from studylib.cli import argtypes
 from studylib.compress import prune
-from studylib.errors import StudyError, check_ratio
+from studylib.errors import StudyError
 from studylib.outputs import check_out_dir
 from studylib.testbed import instructions
 
@@ -40,26 +41,16 @@ def cmd_prune(args) -> int:
 
 
 def add_command(sub) -> None:
-    import argparse
-
-    from studylib.errors import positive_int, seed_int
-
-    def ratio(text: str) -> float:
-        try:
-            return check_ratio(text)
-        except StudyError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
     p = sub.add_parser("prune", help="prune the LLM layerwise (Block Influence) or widthwise")
     p.add_argument("--model", required=True, help="checkpoint directory (model + processor)")
     p.add_argument("--method", required=True, choices=prune.METHODS)
-    p.add_argument("--ratio", required=True, type=ratio,
+    p.add_argument("--ratio", required=True, type=argtypes.ratio,
                    help="fraction of the LLM decoder-layer parameters to remove, in (0, 1)")
     p.add_argument("--importance", choices=sorted({i for v in prune.IMPORTANCES.values() for i in v}),
                    help="layer: bi (default) | random; width: taylor (default) | magnitude | "
                         "random")
-    p.add_argument("--calib-samples", type=positive_int, default=10)
-    p.add_argument("--seed", type=seed_int, default=0, help="calibration-sample and random seed")
+    p.add_argument("--calib-samples", type=argtypes.positive_int, default=10)
+    p.add_argument("--seed", type=argtypes.seed_int, default=0, help="calibration-sample and random seed")
     p.add_argument("--layer-range", help="START:END, prune only these layers (width: "
                                          "non-uniform checkpoint, load with models.load_pruned)")
     p.add_argument("--out", required=True)

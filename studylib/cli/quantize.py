@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from studylib import models
+from studylib.cli import argtypes
 from studylib.compress.quantize import BACKENDS, MIB, quantize_int8, require_bitsandbytes
 from studylib.evaluation import latency
 from studylib.outputs import atomic_write_text, check_out_file
@@ -61,10 +62,9 @@ def cmd_quantize(args) -> int:
 
 
 def add_command(sub) -> None:
-    from studylib.errors import positive_int, seed_int
 
     def repeats(text: str) -> int:
-        return 0 if text == "0" else positive_int(text)
+        return 0 if text == "0" else argtypes.positive_int(text)
 
     p = sub.add_parser(
         "quantize", help="int8 weights for the LLM: memory, latency and scores vs float",
@@ -82,10 +82,10 @@ def add_command(sub) -> None:
                    help="quantize the LM head too (bitsandbytes keeps it float by default)")
     p.add_argument("--repeats", type=repeats, default=20,
                    help="latency rounds, float and int8 alternately (0 = no timing)")
-    p.add_argument("--text-tokens", type=positive_int, default=50)
+    p.add_argument("--text-tokens", type=argtypes.positive_int, default=50)
     p.add_argument("--eval", action="store_true", help="also score both on the benchmarks")
-    p.add_argument("--limit", type=positive_int, help="items per benchmark for --eval")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--limit", type=argtypes.positive_int, help="items per benchmark for --eval")
+    p.add_argument("--seed", type=argtypes.seed_int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--out", help="write the JSON report to this file")
     p.set_defaults(func=cmd_quantize)

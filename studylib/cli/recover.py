@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from studylib.cli import argtypes
 from studylib.compress import recipes, recover
 from studylib.compress.teacher_cache import CACHE_ENV
-from studylib.errors import StudyError, check_fraction, check_positive
+from studylib.errors import check_fraction
 from studylib.outputs import check_out_dir, check_writable_dir
 
 
@@ -26,38 +27,20 @@ def cmd_recover(args) -> int:
 
 
 def add_command(sub) -> None:
-    from studylib.errors import positive_int, seed_int
-
-    def fraction(text: str) -> float:
-        import argparse
-
-        try:
-            return check_fraction(text)
-        except StudyError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    def positive_float(text: str) -> float:
-        import argparse
-
-        try:
-            return check_positive(text, "epochs")
-        except StudyError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
     p = sub.add_parser("recover", help="recovery training of a pruned student (SFT / KD / L2)")
     p.add_argument("--student", required=True, help="pruned checkpoint directory")
     p.add_argument("--teacher", required=True, help="unpruned checkpoint directory")
     p.add_argument("--recipe", required=True,
                    help=f"preset ({', '.join(recipes.PRESETS)}) or a recipe .yaml file")
-    p.add_argument("--data-fraction", type=fraction, default=1.0,
+    p.add_argument("--data-fraction", type=argtypes.fraction, default=1.0,
                    help="fraction of the 4000-image x 3-turn recovery set, in (0, 1]")
-    p.add_argument("--epochs", type=positive_float, help="default: the recipe's")
-    p.add_argument("--seed", type=seed_int, default=0, help="training seed")
-    p.add_argument("--subset-seed", type=seed_int, default=0, help="data-subset seed")
+    p.add_argument("--epochs", type=argtypes.positive("epochs"), help="default: the recipe's")
+    p.add_argument("--seed", type=argtypes.seed_int, default=0, help="training seed")
+    p.add_argument("--subset-seed", type=argtypes.seed_int, default=0, help="data-subset seed")
     p.add_argument("--subset", help="reuse a subset.json from an earlier run")
     p.add_argument("--cache-dir", help=f"teacher cache (default ${CACHE_ENV} or ~/.cache)")
     p.add_argument("--no-cache", action="store_true", help="run the teacher online for L2")
-    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
+    p.add_argument("--max-steps", type=argtypes.positive_int, help="stop after this many steps")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_recover)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from studylib.cli import argtypes
 from studylib.errors import StudyError
 from studylib.outputs import atomic_write_text, check_out_file
 from studylib.study import params as P
@@ -73,7 +74,6 @@ def cmd_study(args) -> int:
 
 
 def add_command(sub) -> None:
-    from studylib.errors import positive_int
 
     p = sub.add_parser("study", help="execute the study notebooks from params files, then "
                                      "build the book")
@@ -85,10 +85,10 @@ def add_command(sub) -> None:
     p.add_argument("--profile", choices=P.PROFILES, default="default",
                    help="smoke: minutes, for CI; default: what `make book` runs")
     p.add_argument("--no-build", action="store_true", help="execute runs, skip the book")
-    p.add_argument("--workers", type=positive_int, default=1,
+    p.add_argument("--workers", type=argtypes.positive_int, default=1,
                    help="parallel kernels; each gets threads // workers torch threads")
     p.add_argument("--book", default="book", help="book directory (default: book)")
     p.add_argument("--results", help="results table for every run (default: from params)")
-    p.add_argument("--timeout", type=positive_int, help="per-cell execution timeout (s)")
+    p.add_argument("--timeout", type=argtypes.positive_int, help="per-cell execution timeout (s)")
     p.add_argument("--check", action="store_true", help="validate and list the runs only")
     p.set_defaults(func=cmd_study)

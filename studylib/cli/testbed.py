@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from studylib.errors import StudyError, positive_int, seed_int
+from studylib.cli import argtypes
+from studylib.errors import StudyError
 from studylib.outputs import atomic_dir, check_out_dir, check_out_file
 from studylib.testbed import instructions
 
@@ -73,10 +74,10 @@ def add_command(sub) -> None:
     p = sub.add_parser("eval", help="score a model on the six ShapesWorld benchmarks")
     p.add_argument("--model", required=True, help="checkpoint directory (model + processor)")
     p.add_argument("--out", required=True, help="results table (JSON Lines) to append to")
-    p.add_argument("--limit", type=positive_int, help="items per benchmark (seeded subset)")
-    p.add_argument("--seed", type=seed_int, default=0, help="subset and bootstrap seed")
+    p.add_argument("--limit", type=argtypes.positive_int, help="items per benchmark (seeded subset)")
+    p.add_argument("--seed", type=argtypes.seed_int, default=0, help="subset and bootstrap seed")
     p.add_argument("--benchmarks", help="comma-separated subset of GQA,SQA,POPE,MME-P,MME-C,MMMU")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=64)
     p.set_defaults(func=cmd_eval)
 
     from studylib.testbed.toy import ARCHS
@@ -84,7 +85,7 @@ def add_command(sub) -> None:
     p = sub.add_parser("teacher", help="train a toy MLLM from scratch on ShapesWorld")
     p.add_argument("--arch", required=True, choices=sorted(ARCHS))
     p.add_argument("--size", default="default", choices=("default", "micro"))
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=argtypes.seed_int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--no-eval", action="store_true", help="skip the benchmark run at the end")
     p.add_argument("--overwrite", action="store_true")
@@ -92,8 +93,8 @@ def add_command(sub) -> None:
 
     p = sub.add_parser("data", help="write the ShapesWorld instruction set as LLaVA JSON + PNGs")
     p.add_argument("--out", required=True)
-    p.add_argument("--images", type=positive_int, default=1000)
-    p.add_argument("--turns", type=positive_int, default=3)
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--images", type=argtypes.positive_int, default=1000)
+    p.add_argument("--turns", type=argtypes.positive_int, default=3)
+    p.add_argument("--seed", type=argtypes.seed_int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_data)

@@ -8,6 +8,7 @@ from torch import nn
 from studylib import models
 from studylib.errors import StudyError
 from studylib.models import surgery
+from studylib.testbed.data import ConversationCollator
 
 
 def _device(model) -> torch.device:
@@ -17,8 +18,6 @@ def _device(model) -> torch.device:
 def _batches(records, processor, desc: str):
     """One collated calibration sample at a time, on the model's device, with a progress bar."""
     from tqdm.auto import tqdm
-
-    from studylib.testbed.data import ConversationCollator
 
     if not records:
         raise StudyError("calibration needs at least one record")

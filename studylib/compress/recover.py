@@ -40,6 +40,7 @@ from studylib.compress.teacher_cache import TeacherCache, default_cache_dir, tea
 from studylib.errors import StudyError, check_fraction, check_positive
 from studylib.models.surgery import LayerTap
 from studylib.testbed.data import ConversationCollator
+from studylib.training import LossLog, training_arguments
 
 LORA_TARGETS = {
     # Regexes (peft full-matches module names) limited to the language model: a plain name
@@ -287,8 +288,6 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         overrides.setdefault("ddp_backend", "gloo")
     with tempfile.TemporaryDirectory() as tmp:
-        from studylib.training import LossLog, training_arguments
-
         args = training_arguments(tmp, epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                                   seed=seed, logging_steps=recipe.logging_steps,
                                   warmup_ratio=recipe.warmup_ratio,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.evaluation import metrics
+from studylib.evaluation.evaluate import score, select
 from studylib.testbed import shapes, suite
 
 
@@ -35,8 +36,6 @@ def chance_scores(benchmarks: Sequence[str] = shapes.BENCHMARKS, limit: int | No
     Why not a constant: MME's acc+ and POPE's F1 do not sit at 50 for a coin flip, and GQA's
     chance depends on each question family's answer vocabulary.
     """
-    from studylib.evaluation.evaluate import score, select
-
     rows = []
     for name in benchmarks:
         items = select(suite.benchmark(name), limit, seed)

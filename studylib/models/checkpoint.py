@@ -15,6 +15,7 @@ from typing import Any
 
 from studylib.errors import StudyError
 from studylib.models import surgery
+from studylib.outputs import atomic_dir
 
 
 def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
@@ -94,8 +95,6 @@ def save(model, processor, out: str | os.PathLike, extra: dict[str, Any] | None 
     `studylib.outputs.atomic_dir` writes a hidden sibling and swaps it in, so a kill at any
     moment leaves `out` whole (old or new), marked as studylib's for a later `--overwrite`.
     """
-    from studylib.outputs import atomic_dir
-
     out = Path(out)
     with atomic_dir(out, command) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

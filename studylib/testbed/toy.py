@@ -27,7 +27,7 @@ import functools
 from typing import Any
 
 from studylib.errors import StudyError
-from studylib.testbed import instructions, questions, suite
+from studylib.testbed import instructions, questions, shapes, suite
 from studylib.testbed.shapes import IMAGE_SIZE
 
 PATCH = 16  # one patch per grid cell: 9 image tokens
@@ -104,8 +104,6 @@ def build_tokenizer():
 def _trained_tokenizer():
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from studylib.testbed import shapes
 
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()

@@ -73,7 +73,7 @@ def add_command(sub) -> None:
                     "(timed alternately in one process) and, with --eval, the benchmark "
                     "scores of both. No quantized checkpoint is written: dynamic int8 weights "
                     "are packed objects safetensors cannot store, and quantizing at load time "
-                    "takes under a second (studylib.quantize.quantize_int8).")
+                    "takes under a second (studylib.compress.quantize.quantize_int8).")
     p.add_argument("--model", required=True, help="checkpoint directory (model + processor)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="torch: dynamic int8 on CPU; bitsandbytes: LLM.int8 on a CUDA GPU "

@@ -275,7 +275,7 @@ def _prune_width(model, ratio, layer_ids, importance, records, processor, seed, 
     report.notes.append(f"per pruned layer: removed {groups} kv groups ({groups * n_rep} query "
                         f"heads) and {channels} MLP channels")
     if not report.uniform:
-        report.notes.append("layers differ in width: load with studylib.prune.load_pruned")
+        report.notes.append("layers differ in width: load with studylib.models.load_pruned")
 
 
 def shrink(model, method: str, ratio: float, layer_range: Sequence[int] | None = None) -> None:

@@ -25,7 +25,7 @@ from studylib.evaluation.evaluate import chat_prompts, generate_texts
 
 def manifest() -> ModelManifest:
     """What the `lmms_eval.models` entry point hands lmms-eval's model registry."""
-    return ModelManifest(model_id="studylib", simple_class_path="studylib.lmms_plugin.Studylib")
+    return ModelManifest(model_id="studylib", simple_class_path="studylib.harness.plugin.Studylib")
 
 
 def _as_bool(value) -> bool:

@@ -32,7 +32,6 @@ def _scratch_book(root: Path) -> Path:
         shutil.copy(repo / "book" / name, book / name)
     for md in (repo / "book").glob("*.md"):
         shutil.copy(md, book / md.name)
-    shutil.copytree(repo / "book" / "data", book / "data")
     return book
 
 

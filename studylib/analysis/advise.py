@@ -6,7 +6,7 @@ This module answers the same question from *our* measurements instead of the pap
 prose. Per architecture it takes the conditions the budget allows (a budget is a ceiling:
 a cheaper recipe that measured better is a valid answer), moves to the measured ratio
 closest to the asked one (then the closest data fraction), and recommends the condition
-with the highest retained performance (AVG-%, 95% CI by `findings.RULE`), beside the
+with the highest retained performance (AVG-%, 95% CI by `stats.RULE`), beside the
 runner-up and the paper's own choice.
 
 An answer read off a table is only as good as the rows under it, so every answer says how
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import findings
+from studylib.analysis import evidence, findings, paper
 from studylib.compress import recipes
 from studylib.errors import StudyError, check_fraction, check_ratio
 
@@ -65,10 +65,10 @@ def paper_choice(ratio: float, budget: str) -> tuple[str, str, str]:
     30%, widthwise above) with projector-only SFT (finding 3) or SFT + L2 (finding 4)."""
     if budget == "none":
         return "width", "none", "finding 1"
-    method = findings.prescribed_method(ratio)
+    method = paper.prescribed_method(ratio)
     if budget == "projector":
         return method, "sft-mm", "Table 3 method, finding 3"
-    return method, findings.PRESCRIBED_RECIPE, "Table 3"
+    return method, paper.PRESCRIBED_RECIPE, "Table 3"
 
 
 def check_query(ratio: Any, data_fraction: Any = None, budget: str = "full") -> tuple:
@@ -82,7 +82,7 @@ def check_query(ratio: Any, data_fraction: Any = None, budget: str = "full") -> 
 
 def candidates(ev: pd.DataFrame) -> pd.DataFrame:
     """Evaluations a recommendation may pick: pruned models with an AVG-%, without the
-    unpruned teacher and chapter 01's random-importance baselines (as `findings.headline`)."""
+    unpruned teacher and chapter 01's random-importance baselines (as `evidence.headline`)."""
     if ev.empty:
         return ev
     keep = (ev.method != "none") & ~ev.method.astype(str).str.endswith("-random")
@@ -125,7 +125,7 @@ def _advise_arch(arch: str, e: pd.DataFrame, ratio: float, fraction: float | Non
         measured_fraction = _closest(sorted(set(trained.data_fraction)), fraction,
                                      prefer_high=False)
         at = at[at.data_fraction.isna() | np.isclose(at.data_fraction, measured_fraction)]
-    s = findings.summary(at).sort_values(["AVG_pct", "seeds"], ascending=False)
+    s = evidence.summary(at).sort_values(["AVG_pct", "seeds"], ascending=False)
     best = s.iloc[0]
     others = s[(s.method != best.method) | (s.recipe != best.recipe)]
     runner = others.iloc[0] if len(others) else None
@@ -155,10 +155,10 @@ def _advise_arch(arch: str, e: pd.DataFrame, ratio: float, fraction: float | Non
                    "to compare it with")
     else:
         def rows(r):
-            return findings.select(at, method=r.method, recipe=r.recipe,
+            return evidence.select(at, method=r.method, recipe=r.recipe,
                                    data_fraction=_frac(r.data_fraction))
 
-        lead = findings.compare(rows(best), rows(runner))
+        lead = evidence.compare(rows(best), rows(runner))
         out.update({"runner_up": _setting(runner), "runner_up_AVG_pct": runner.AVG_pct,
                     "lead_ci_low": lead["lo"], "lead_ci_high": lead["hi"]})
         if findings.outcome(lead) != "supported":
@@ -172,7 +172,7 @@ def _advise_arch(arch: str, e: pd.DataFrame, ratio: float, fraction: float | Non
 
 def recommend(ev: pd.DataFrame, ratio: float, data_fraction: float | None = None,
               budget: str = "full", archs: Sequence[str] | None = None) -> pd.DataFrame:
-    """One recommendation per architecture (columns `COLUMNS`) from `findings.evaluations`
+    """One recommendation per architecture (columns `COLUMNS`) from `evidence.evaluations`
     rows; an empty frame when no pruned model was evaluated. Bad queries raise StudyError."""
     ratio, data_fraction, budget = check_query(ratio, data_fraction, budget)
     e = candidates(ev)
@@ -191,7 +191,7 @@ def advise(df: pd.DataFrame, ratio: float, data_fraction: float | None = None,
     check_query(ratio, data_fraction, budget)
     if df is None or df.empty:
         raise StudyError("the results table is empty: run the study first (`studylib study`)")
-    ev = candidates(findings.evaluations(df, studies=studies))
+    ev = candidates(evidence.evaluations(df, studies=studies))
     if ev.empty:
         raise StudyError("the results table has no evaluated pruned models (method layer or "
                          "width with a teacher to compare with): run chapters 01-04 first")

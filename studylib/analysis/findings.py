@@ -1,46 +1,48 @@
-"""From results-table rows to AVG-%, confidence intervals and the paper's five findings.
+"""The paper's five findings and its best practice, judged on our evaluations.
 
-Every number here is read from the tidy results table (`studylib.results`); nothing is
-trained. Three steps:
+Every finding of the paper (`paper.FINDINGS`) becomes a list of directed comparisons of
+AVG-% (`claims`), each supported / contradicted / tied by its 95% CI (`evidence.compare`,
+the study's one CI rule in `stats`), and a verdict per toy architecture (`verdicts`). A
+finding with no data is "not measured", never an error: a chapter whose rows are missing
+simply contributes no claims. `best_practice` sets the paper's Table 3 beside ours.
 
-1. `evaluations(df)`: one row per evaluated model (a run's condition and training seed)
-   with its six benchmark scores, the paper's AVG, and **AVG-%** = 100 * AVG / AVG of the
-   unpruned teacher measured in the same run (same items, same seed), plus the evaluation
-   standard error of AVG-% derived from the per-benchmark 95% bootstrap CIs.
-2. `compare(ev, a, b)`: the difference of two conditions' AVG-% with a 95% CI that adds the
-   two sources of noise we can estimate (`RULE`).
-3. `claims(ev)` / `verdicts(claims)`: each finding of the paper as a list of directed
-   comparisons, each supported / contradicted / tied by that CI, and a verdict per toy
-   architecture. A finding with no data is "not measured", never an error: a chapter whose
-   rows are missing simply contributes no claims.
+`evaluations`, `coverage` and `headline` live in `studylib.analysis.evidence`; they are
+re-exported here because the notebooks call them as `findings.<name>`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from studylib.analysis import stats
+from studylib.analysis.evidence import (
+    BENCHMARKS,
+    CONDITION,
+    compare,
+    coverage,  # noqa: F401  (re-exported for the notebooks)
+    evaluations,  # noqa: F401  (re-exported for the notebooks)
+    headline,  # noqa: F401  (re-exported for the notebooks)
+    select,
+    summary,
+)
+from studylib.analysis.paper import (
+    FINDINGS,
+    PAPER_EVIDENCE,
+    PRESCRIBED_RECIPE,
+    prescribed_method,
+)
 from studylib.evaluation import metrics
 
-BENCHMARKS = metrics.PAPER_KEYS
-CONDITION = ("arch", "method", "ratio", "recipe", "data_fraction")
-Z = 1.96
-# Two-sided 95% Student t quantiles by degrees of freedom (no scipy in the environment).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
 RULE = (
-    "A claim compares two conditions' AVG-% (or one condition with a threshold). Its 95% CI "
-    "half-width is sqrt(S^2 + E^2): S = t(n-1) * sd / sqrt(n) over the n training seeds "
-    "(differences paired by seed when both sides share seeds; S = 0 with one seed), and "
-    "E = 1.96 * sqrt(se_a^2 + se_b^2), the evaluation noise of the fixed benchmark subset "
-    "(each se from the per-benchmark bootstrap CIs, combined as for AVG, treating the two "
-    "models as independent, which is conservative for models scored on the same items). "
+    "A claim compares two conditions' AVG-% (or one condition with a threshold). "
+    + stats.RULE
+    + " In a comparison, differences are paired by seed when both sides share seeds, and "
+    "se_eval = sqrt(se_a^2 + se_b^2), treating the two models as independent, which is "
+    "conservative for models scored on the same items. "
     "A claim is *supported* when the CI lies entirely on the paper's side, *contradicted* "
     "when it lies entirely on the other side, a *tie* otherwise. A finding is **replicated** "
     "when some claims are supported, none contradicted and supports >= ties; **not "
@@ -49,228 +51,7 @@ RULE = (
     "dominate; **not measured** when the results table has no rows for any of its claims."
 )
 
-FINDINGS = {
-    1: "Without recovery, widthwise pruning keeps more performance than layerwise.",
-    2: "With recovery, layerwise is better below ~30-40%, widthwise above ~40%.",
-    3: "At small ratios (~15%), finetuning only the projector recovers >= 95%.",
-    4: "SFT + L2 is the best recovery; distillation alone falls behind (collapses at high "
-       "ratios); reverse KL beats forward KL.",
-    5: "Below ~50%, 5% of the data gives >= 95% of the full-data result; above, more data "
-       "is needed.",
-}
-# The evidence the paper gives for each finding (its own tables and figures).
-PAPER_EVIDENCE = {
-    1: "Table 6: 15% width/layer 95.5/91.5 (Bunny), 92.8/74.0 (LLaVA)",
-    2: "Fig. 2",
-    3: "Fig. 2, Tables 10-11",
-    4: "Table 2, Figs. 3, 5-7: RKL alone 12.6% at 60%",
-    5: "Fig. 4",
-}
 LABELS = ("replicated", "not replicated", "mixed", "inconclusive", "not measured")
-# The paper's best practice (Table 3): layerwise + FT + L2 up to 30%, widthwise above.
-PRESCRIBED_RECIPE = "sft+l2"
-
-
-def t975(dof: int) -> float:
-    """The two-sided 95% t quantile (1.96 beyond 30 degrees of freedom)."""
-    if dof < 1:
-        return float("nan")
-    return _T975[dof - 1] if dof <= len(_T975) else Z
-
-
-# --- from rows to evaluations -------------------------------------------------------------
-
-
-def latest_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """Keep, per executed notebook (study, model, key), only its newest run: a rerun with
-    new parameters or a retrained teacher replaces the old rows instead of mixing with them."""
-    if df.empty or not {"study", "model", "key", "timestamp", "run_id"} <= set(df.columns):
-        return df
-    runs = df.groupby("run_id", sort=False).agg(study=("study", "first"),
-                                                model=("model", "first"),
-                                                key=("key", "first"),
-                                                timestamp=("timestamp", "max"))
-    runs = runs.reset_index()
-    runs["notebook"] = [f"{s}/{m}__{k}" for s, m, k in
-                        zip(runs.study, runs.model, runs.key, strict=True)]
-    newest = runs.sort_values("timestamp").groupby("notebook").tail(1).run_id
-    return df[df.run_id.isin(set(newest))]
-
-
-def _num(series: pd.Series) -> pd.Series:
-    return pd.to_numeric(series, errors="coerce")
-
-
-def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
-                dedupe: bool = True) -> pd.DataFrame:
-    """One row per evaluated model: condition, seed, six scores, AVG, AVG-% and its eval SE.
-
-    `df` is the results table (any studies). Rows of random-guess baselines (model
-    "chance") and non-benchmark rows (timings, verdicts) are ignored. With `dedupe`, one
-    condition and seed measured by several chapters counts once (the larger benchmark
-    subset, then the newest run).
-    """
-    cols = ["study", "run_id", *CONDITION, "seed", "limit", "timestamp", *BENCHMARKS, "AVG",
-            "se_AVG", "teacher_AVG", "AVG_pct", "se_pct",
-            *(f"teacher_{b}" for b in BENCHMARKS)]
-    need = {"run_id", "benchmark", "metric", "value", *CONDITION}
-    if df is None or df.empty or not need <= set(df.columns):
-        return pd.DataFrame(columns=cols)
-    df = latest_runs(df)
-    if studies:
-        df = df[df.study.isin(list(studies))]
-    rows = df[(df.metric == "score") & df.benchmark.isin(BENCHMARKS)]
-    if "model" in rows:
-        rows = rows[rows.model != "chance"]
-    if rows.empty:
-        return pd.DataFrame(columns=cols)
-    rows = rows.copy()
-    for col in ("study", "seed", "limit", "timestamp", "ci_low", "ci_high"):
-        if col not in rows:
-            rows[col] = np.nan
-    rows["ratio"] = _num(rows.ratio).round(4)
-    rows["data_fraction"] = _num(rows.data_fraction)
-    scale = rows.benchmark.map(metrics.PAPER_SCALE)
-    rows["se"] = (_num(rows.ci_high) - _num(rows.ci_low)) / (2 * Z) / scale
-    keys = ["study", "run_id", *CONDITION, "seed"]
-    out = []
-    for key, g in rows.groupby(keys, dropna=False, sort=False):
-        scores = dict(zip(g.benchmark, _num(g.value), strict=False))
-        if not all(b in scores for b in BENCHMARKS):
-            continue
-        se = dict(zip(g.benchmark, g.se, strict=False))
-        rec = dict(zip(keys, key, strict=True))
-        rec.update({b: scores[b] for b in BENCHMARKS})
-        rec["AVG"] = metrics.average(scores)
-        rec["se_AVG"] = math.sqrt(sum(np.nan_to_num(se[b]) ** 2 for b in BENCHMARKS)) / len(
-            BENCHMARKS)
-        rec["limit"] = g["limit"].iloc[0]
-        rec["timestamp"] = g["timestamp"].max()
-        out.append(rec)
-    ev = pd.DataFrame(out)
-    if ev.empty:
-        return pd.DataFrame(columns=cols)
-    ev = _attach_teacher(ev)
-    if dedupe:
-        ev = (ev.sort_values(["limit", "timestamp"], na_position="first")
-              .drop_duplicates([*CONDITION, "seed"], keep="last"))
-    return ev.reset_index(drop=True)[cols]
-
-
-def _attach_teacher(ev: pd.DataFrame) -> pd.DataFrame:
-    """AVG-% against the unpruned model (method "none") of the same run; a run without one
-    borrows the newest teacher of the same architecture scored on the same subset size."""
-    teachers = ev[ev.method == "none"].sort_values("timestamp")
-    by_run = teachers.groupby("run_id").tail(1).set_index("run_id")
-    by_arch = teachers.groupby(["arch", "limit"], dropna=False).tail(1).set_index(
-        ["arch", "limit"])
-    t_avg, t_scores = [], {b: [] for b in BENCHMARKS}
-    for r in ev.itertuples(index=False):
-        if r.run_id in by_run.index:
-            t = by_run.loc[r.run_id]
-        elif (r.arch, r.limit) in by_arch.index:
-            t = by_arch.loc[(r.arch, r.limit)]
-        else:
-            t = None
-        t_avg.append(np.nan if t is None else float(t.AVG))
-        for b in BENCHMARKS:
-            t_scores[b].append(np.nan if t is None else float(t[b]))
-    ev = ev.copy()
-    ev["teacher_AVG"] = t_avg
-    for b in BENCHMARKS:
-        ev[f"teacher_{b}"] = t_scores[b]
-    ev["AVG_pct"] = 100 * ev.AVG / ev.teacher_AVG
-    ev["se_pct"] = 100 * ev.se_AVG / ev.teacher_AVG
-    return ev
-
-
-def retention(ev: pd.DataFrame) -> pd.DataFrame:
-    """Per-benchmark retention: 100 * score / the teacher's score on that benchmark."""
-    out = ev.copy()
-    for b in BENCHMARKS:
-        out[b] = 100 * out[b] / out[f"teacher_{b}"].replace(0, np.nan)
-    return out
-
-
-# --- statistics ----------------------------------------------------------------------------
-
-
-def halfwidth(sd: float, n: int, se_eval: float) -> float:
-    """95% CI half-width of a mean over n seeds plus the evaluation noise (see RULE)."""
-    seed_part = t975(n - 1) * sd / math.sqrt(n) if n >= 2 and np.isfinite(sd) else 0.0
-    return math.sqrt(seed_part ** 2 + (Z * np.nan_to_num(se_eval)) ** 2)
-
-
-def summary(ev: pd.DataFrame, by: Sequence[str] = CONDITION) -> pd.DataFrame:
-    """AVG-% per condition: mean over seeds, seeds, 95% CI (`RULE`)."""
-    by = list(by)
-    if ev.empty:
-        return pd.DataFrame(columns=[*by, "seeds", "AVG_pct", "ci_low", "ci_high", "AVG"])
-    rows = []
-    for key, g in ev.groupby(by, dropna=False, sort=False):
-        vals = g.AVG_pct.dropna()
-        n = len(vals)
-        mean = float(vals.mean()) if n else np.nan
-        half = halfwidth(float(vals.std(ddof=1)) if n > 1 else np.nan, n,
-                         float(g.se_pct.mean()))
-        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
-                     "seeds": n, "AVG_pct": mean, "ci_low": mean - half, "ci_high": mean + half,
-                     "AVG": float(g.AVG.mean())})
-    return pd.DataFrame(rows)
-
-
-def select(ev: pd.DataFrame, **where: Any) -> pd.DataFrame:
-    """Rows of `ev` matching every key=value (None matches a missing data_fraction)."""
-    mask = pd.Series(True, index=ev.index)
-    for key, value in where.items():
-        col = ev[key]
-        if value is None:
-            mask &= col.isna()
-        elif isinstance(value, float):
-            mask &= np.isclose(_num(col), value, atol=1e-6)
-        else:
-            mask &= col == value
-    return ev[mask]
-
-
-def compare(a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0,
-            threshold: float = 0.0) -> dict[str, Any] | None:
-    """d = mean(AVG-% of a) - scale * mean(AVG-% of b) - threshold, with its 95% CI.
-
-    `b=None` compares `a` with the constant `threshold`. Seeds present on both sides are
-    paired. Returns None when either side has no evaluation.
-    """
-    a = a.dropna(subset=["AVG_pct"])
-    if a.empty or (b is not None and b.dropna(subset=["AVG_pct"]).empty):
-        return None
-    sa = a.groupby("seed", dropna=False).agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
-    if b is None:
-        diffs = sa.v - threshold
-        n = len(diffs)
-        sd = float(diffs.std(ddof=1)) if n > 1 else np.nan
-        half = halfwidth(sd, n, float(sa.se.mean()))
-        d = float(diffs.mean())
-        return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
-                "b": threshold}
-    b = b.dropna(subset=["AVG_pct"])
-    sb = b.groupby("seed", dropna=False).agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
-    common = sa.index.intersection(sb.index)
-    e = Z * math.sqrt(np.nan_to_num(sa.se.mean()) ** 2
-                      + (scale * np.nan_to_num(sb.se.mean())) ** 2)
-    if len(common) >= 1:
-        diffs = sa.v[common] - scale * sb.v[common] - threshold
-        n = len(diffs)
-        s = t975(n - 1) * float(diffs.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
-        d = float(diffs.mean())
-    else:
-        na, nb = len(sa), len(sb)
-        n = min(na, nb)
-        d = float(sa.v.mean() - scale * sb.v.mean() - threshold)
-        s = (t975(n - 1) * math.sqrt(sa.v.var(ddof=1) / na + scale ** 2 * sb.v.var(ddof=1) / nb)
-             if n > 1 else 0.0)
-    half = math.sqrt(s ** 2 + e ** 2)
-    return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
-            "b": float(sb.v.mean())}
 
 
 def outcome(result: Mapping[str, Any], direction: int = 1) -> str:
@@ -486,11 +267,6 @@ def verdict_rows(v: pd.DataFrame) -> list[dict[str, Any]]:
 # --- the best-practice table (paper Table 3) ------------------------------------------------
 
 
-def prescribed_method(ratio: float) -> str:
-    """The paper's Table 3 choice: layerwise up to 30%, widthwise from 45%."""
-    return "layer" if ratio <= 0.3 + 1e-9 else "width"
-
-
 def best_practice(ev: pd.DataFrame, arch: str, paper_model: str | None,
                   paper: pd.DataFrame | None) -> pd.DataFrame:
     """Paper Table 3 beside ours, per ratio: the paper's prescription (method + FT + L2)
@@ -543,39 +319,7 @@ def paper_retention(paper: pd.DataFrame, model: str) -> pd.DataFrame:
     base = base.iloc[0]
     out = t[t.ratio > 0].copy()
     for b in BENCHMARKS:
-        out[b] = 100 * out[b] / base[b]
+        out[b] = metrics.pct_of_teacher(out[b], base[b])
     return out
 
 
-def headline(ev: pd.DataFrame) -> pd.DataFrame:
-    """Per architecture and ratio: AVG-% pruned only (best method) and recovered (best
-    setting), the issue's headline retained-performance numbers."""
-    # the unpruned teacher and chapter 01's random-importance baselines are not candidates
-    e = ev[(ev.method != "none") & ~ev.method.str.endswith("-random")].dropna(subset=["AVG_pct"])
-    if e.empty:
-        return pd.DataFrame(columns=["arch", "ratio", "pruned only", "recovered", "setting"])
-    s = summary(e)
-    rows = []
-    for (arch, r), g in s.groupby(["arch", "ratio"]):
-        only = g[g.recipe == "none"].sort_values("AVG_pct").tail(1)
-        rec = g[g.recipe != "none"].sort_values("AVG_pct").tail(1)
-        rows.append({"arch": arch, "ratio": r,
-                     "pruned only": only.AVG_pct.iloc[0] if len(only) else np.nan,
-                     "pruned only (method)": only.method.iloc[0] if len(only) else "",
-                     "recovered": rec.AVG_pct.iloc[0] if len(rec) else np.nan,
-                     "recovered (setting)": (f"{rec.method.iloc[0]}+{rec.recipe.iloc[0]}"
-                                             if len(rec) else "")})
-    return pd.DataFrame(rows)
-
-
-def coverage(df: pd.DataFrame) -> pd.DataFrame:
-    """What the results table holds: evaluations per study and architecture."""
-    ev = evaluations(df, dedupe=False)
-    if ev.empty:
-        return pd.DataFrame(columns=["study", "arch", "evaluations", "seeds", "ratios",
-                                     "recipes"])
-    return (ev.groupby(["study", "arch"])
-            .agg(evaluations=("AVG", "size"), seeds=("seed", "nunique"),
-                 ratios=("ratio", lambda x: ", ".join(f"{v:g}" for v in sorted(set(x)))),
-                 recipes=("recipe", lambda x: ", ".join(sorted(set(map(str, x))))))
-            .reset_index())

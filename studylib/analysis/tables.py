@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from studylib.analysis import stats
 from studylib.evaluation import metrics
 
 GRID = ["method", "ratio", "recipe", "data_fraction", "seed"]  # the coordinates of a grid cell
@@ -24,22 +25,18 @@ def avg_pct(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-# Student t quantiles t(0.975, df) for df = 1..10 (no scipy here); 1.96 beyond df 30.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
 def _ci95(values: np.ndarray) -> float:
-    """Half-width of a t-based 95% interval of the mean over seeds (NaN with one seed)."""
+    """Half-width of the 95% CI of the mean over seeds (`stats.halfwidth`; grid rows carry
+    no evaluation CI). NaN with one seed: a table then shows no "±" column rather than a 0
+    that would read as certainty."""
     n = len(values)
     if n < 2:
         return math.nan
-    df = n - 1
-    t = _T975[df - 1] if df <= len(_T975) else (2.09 if df < 20 else 2.03 if df <= 30 else 1.96)
-    return float(t * np.std(values, ddof=1) / math.sqrt(n))
+    return stats.halfwidth(float(np.std(values, ddof=1)), n)
 
 
 def summarize(pct: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Mean AVG-% over seeds with the 95% CI half-width (t interval; NaN for one seed)."""
+    """Mean AVG-% over seeds with the 95% CI half-width (`stats`; NaN for one seed)."""
     g = pct.groupby(list(by), dropna=False, sort=True)
     out = g.avg_pct.agg(mean="mean", seeds="count").reset_index()
     out["ci95"] = g.avg_pct.apply(lambda v: _ci95(v.to_numpy(float))).to_numpy()
@@ -61,7 +58,7 @@ def chance_pct(df: pd.DataFrame) -> float:
     head = dict(zip(rows.benchmark, rows.value, strict=False))
     if not all(k in head for k in metrics.PAPER_KEYS):
         return math.nan
-    return 100.0 * metrics.average(head) / teacher_avg(df)
+    return metrics.pct_of_teacher(metrics.average(head), teacher_avg(df))
 
 
 def wide(summary: pd.DataFrame, columns: str, index: Sequence[str] = ("method", "ratio"),

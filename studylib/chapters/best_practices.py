@@ -9,8 +9,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import findings
-from studylib.analysis.paper import SHORT_PAPER_NAME
+from studylib.analysis import evidence, findings
+from studylib.analysis.paper import (
+    FINDINGS,
+    PRESCRIBED_RECIPE,
+    SHORT_PAPER_NAME,
+    prescribed_method,
+)
 from studylib.chapters.plotting import color
 
 CLIP = 150.0  # retention is drawn up to this; beyond it the teacher's score is near zero
@@ -21,10 +26,10 @@ VERDICT_COLORS = {"replicated": "#2ca02c", "not replicated": "#d62728", "mixed":
 def fig_verdicts(v: pd.DataFrame):
     """Findings x architectures, each cell coloured by its verdict, with claim counts."""
     archs = list(dict.fromkeys(v.arch)) if not v.empty else []
-    n = len(findings.FINDINGS)
+    n = len(FINDINGS)
     fig, ax = plt.subplots(figsize=(3.6 + 2.3 * max(len(archs), 1), 0.75 * n + 1.2))
     for j, arch in enumerate(archs):
-        for i in findings.FINDINGS:
+        for i in FINDINGS:
             r = v[(v.finding == i) & (v.arch == arch)].iloc[0]
             ax.add_patch(plt.Rectangle((j, i - 1), 1, 1, facecolor=VERDICT_COLORS[r.verdict],
                                        edgecolor="#999999"))
@@ -35,7 +40,7 @@ def fig_verdicts(v: pd.DataFrame):
     ax.set_ylim(n, 0)
     ax.set_xticks(np.arange(len(archs)) + 0.5, archs)
     ax.set_yticks(np.arange(n) + 0.5, [textwrap.fill(f"{i}. {t}", 46)
-                                       for i, t in findings.FINDINGS.items()], fontsize=7.5)
+                                       for i, t in FINDINGS.items()], fontsize=7.5)
     ax.xaxis.tick_top()
     ax.grid(False)
     if not archs:
@@ -60,7 +65,7 @@ def fig_spider(ev: pd.DataFrame, arch: str, paper_model: str | None,
     """Paper Fig. 1 (right): per-benchmark retention (% of the unpruned model's score) at
     each ratio, for our best recovered setting, the paper's prescription applied to our
     model, and the paper's own best-practice model (Table 3)."""
-    ret = findings.retention(ev[(ev.arch == arch) & (ev.method != "none")])
+    ret = evidence.retention(ev[(ev.arch == arch) & (ev.method != "none")])
     rec = ret[ret.recipe != "none"].dropna(subset=["AVG_pct"])
     ratios = ratios or sorted(set(rec.ratio))
     fig, axes = plt.subplots(1, max(len(ratios), 1), subplot_kw={"projection": "polar"},
@@ -68,22 +73,22 @@ def fig_spider(ev: pd.DataFrame, arch: str, paper_model: str | None,
     axes = axes[0]
     paper = findings.paper_retention(table3, paper_model) if (
         table3 is not None and paper_model) else pd.DataFrame()
-    labels = list(findings.BENCHMARKS)
+    labels = list(evidence.BENCHMARKS)
     top, clipped = 110.0, False
     for ax, r in zip(axes, ratios, strict=False):
         at = rec[np.isclose(rec.ratio, r)]
-        s = findings.summary(at).sort_values("AVG_pct")
+        s = evidence.summary(at).sort_values("AVG_pct")
         drawn = []
         if not s.empty:
             best = s.iloc[-1]
             drawn.append((f"ours best: {best.method}+{best.recipe}", best))
-            presc = s[(s.method == findings.prescribed_method(r))
-                      & (s.recipe == findings.PRESCRIBED_RECIPE)]
+            presc = s[(s.method == prescribed_method(r))
+                      & (s.recipe == PRESCRIBED_RECIPE)]
             if not presc.empty and presc.index[-1] != s.index[-1]:
                 p = presc.iloc[-1]
                 drawn.append((f"ours, paper's recipe: {p.method}+{p.recipe}", p))
         for k, (label, row) in enumerate(drawn):
-            g = findings.select(at, method=row.method, recipe=row.recipe)
+            g = evidence.select(at, method=row.method, recipe=row.recipe)
             vals = g[labels].mean().to_numpy(float)
             if np.nanmax(vals, initial=0) > CLIP:  # a teacher near zero on a benchmark
                 clipped = True
@@ -116,7 +121,7 @@ def fig_spider(ev: pd.DataFrame, arch: str, paper_model: str | None,
 def fig_retained(ev: pd.DataFrame, table3: pd.DataFrame | None = None):
     """AVG-% vs ratio per architecture: best pruned-only, best recovered (95% CIs), and the
     paper's best-practice models (Table 3)."""
-    head = findings.summary(ev[ev.method != "none"].dropna(subset=["AVG_pct"]))
+    head = evidence.summary(ev[ev.method != "none"].dropna(subset=["AVG_pct"]))
     archs = sorted(set(head.arch)) if not head.empty else []
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
     markers = ["o", "s", "^", "v"]

@@ -8,7 +8,7 @@ and SFT plus distillation ("SFT+KD mm + LLM"). Our stand-in is `toy-internvl`
 `sft-mm`, `sft` and `sft+l2` (the paper's best-practice KD is the last-layer L2, Table 3).
 
 Everything here reads the results table's rows (via `studylib.study.grid`) and the paper's CSV
-in book/data/paper/; nothing trains.
+in studylib/analysis/paper_tables/; nothing trains.
 """
 
 from __future__ import annotations
@@ -22,14 +22,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from studylib.analysis import paper
+from studylib.analysis.paper import TABLE10_11_MODEL, TABLE10_11_RECIPES
 from studylib.chapters import plotting
 from studylib.evaluation import metrics
 
-PAPER_MODEL = "Mini-InternVL-Chat-4B-V1-5"
-PAPER_TABLE = "table10_11_internvl"
-# The paper's recipe names in Tables 10-11 -> our presets (studylib.compress.recipes).
-PAPER_RECIPES = {"none": "none", "SFT mm only": "sft-mm", "SFT mm + LLM": "sft",
-                 "SFT+KD mm + LLM": "sft+l2"}
 RECIPE_ORDER = ("none", "sft-mm", "sft", "sft+l2")
 RECIPE_LABELS = {"none": "prune only", "sft-mm": "projector (sft-mm)",
                  "sft": "projector + LoRA (sft)", "sft+l2": "SFT + L2 KD (sft+l2)"}
@@ -43,10 +39,11 @@ def recipe_color(recipe: str) -> str:
 def paper_tables_10_11() -> pd.DataFrame:
     """The paper's Tables 10-11 by our names: method, ratio, recipe, its six benchmarks,
     AVG and AVG-% (recomputed as AVG / AVG(unpruned); it agrees with the printed column)."""
-    t = paper.paper_table(PAPER_TABLE)
+    t = paper.paper_table("table10_11_internvl")
     avg0 = float(t[t.ratio == 0.0].AVG.iloc[0])
-    out = t.assign(recipe=t.recipe.map(PAPER_RECIPES), ratio=t.ratio.astype(float).round(4),
-                   avg_pct=100.0 * t.AVG / avg0)
+    out = t.assign(recipe=t.recipe.map(TABLE10_11_RECIPES),
+                   ratio=t.ratio.astype(float).round(4),
+                   avg_pct=metrics.pct_of_teacher(t.AVG, avg0))
     return out[["method", "ratio", "recipe", *metrics.PAPER_KEYS, "AVG", "avg_pct"]]
 
 
@@ -60,7 +57,8 @@ def retention(run: pd.DataFrame, benchmark: str = "GQA") -> pd.DataFrame:
     teacher = float(rows[rows.method == "none"].value.iloc[0])
     students = rows[rows.method != "none"].assign(recipe=lambda d: d.recipe.fillna("none"))
     students = students.assign(ratio=students.ratio.astype(float).round(4),
-                               pct=100.0 * students.value.astype(float) / teacher)
+                               pct=metrics.pct_of_teacher(students.value.astype(float),
+                                                          teacher))
     return (students.groupby(["method", "ratio", "recipe"]).pct.mean()
             .rename(f"{benchmark}-%").reset_index())
 
@@ -81,7 +79,8 @@ def side_by_side(summary: pd.DataFrame, paper: pd.DataFrame,
         gqa = retention(run).set_index(["method", "ratio", "recipe"])["GQA-%"]
         gqa0 = float(paper[paper.ratio == 0].GQA.iloc[0])
         ours["GQA-% ours"] = [gqa.get(k, math.nan) for k in keys]
-        ours["GQA-% paper"] = [100.0 * p.GQA.get(k, math.nan) / gqa0 for k in keys]
+        ours["GQA-% paper"] = [metrics.pct_of_teacher(p.GQA.get(k, math.nan), gqa0)
+                               for k in keys]
         cols += ["GQA-% ours", "GQA-% paper"]
     ours["recipe"] = pd.Categorical(ours.recipe, RECIPE_ORDER, ordered=True)
     out = ours.sort_values(["ratio", "method", "recipe"])[cols]
@@ -127,8 +126,8 @@ def fig_tables_10_11(summary: pd.DataFrame, paper: pd.DataFrame, arch: str,
                pp.avg_pct, chance)]
     if gqa is not None:
         gqa0 = float(paper[paper.ratio == 0].GQA.iloc[0])
-        panels.append(("GQA-%", gqa.set_index(keys)["GQA-%"], None, 100.0 * pp.GQA / gqa0,
-                       None))
+        panels.append(("GQA-%", gqa.set_index(keys)["GQA-%"], None,
+                       metrics.pct_of_teacher(pp.GQA, gqa0), None))
     height = 3.3 * len(panels) + 0.8  # inches; the legend takes the last ~0.75
     fig, axes = plt.subplots(len(panels), len(ratios), figsize=(5.0 * len(ratios) + 0.5, height),
                              sharey="row", squeeze=False)
@@ -160,7 +159,7 @@ def fig_tables_10_11(summary: pd.DataFrame, paper: pd.DataFrame, arch: str,
     handles = [Patch(color=recipe_color(r), label=f"{RECIPE_LABELS[r]}, ours ({arch})")
                for r in recipes_]
     handles.append(Line2D([], [], color="black", marker="D", ls="none",
-                          label=f"paper ({PAPER_MODEL}, Tables 10-11)"))
+                          label=f"paper ({TABLE10_11_MODEL}, Tables 10-11)"))
     if chance is not None and np.isfinite(chance):
         handles.append(Line2D([], [], color=plotting.color("chance"), ls=":",
                               label="chance (random guesser), AVG-%"))

@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE2_MODEL, TABLE2_RECIPES
 from studylib.compress import losses, prune, recipes, recover
 from studylib.evaluation import evaluate
 from studylib.results import eval_rows
 from studylib.study.grid import quiet
 from studylib.testbed import instructions
 
-# Paper Table 2 (Bunny, layerwise) columns and the study's preset names.
-PAPER_TABLE2 = {"FT": "sft", "L2": "l2", "L2+FT": "sft+l2", "RKL": "rkl", "RKL+FT": "sft+rkl"}
 HIDDEN_ABLATION = {"sft+l2": "last1", "sft+l2@last2": "last2", "sft+l2@last3": "last3"}
 WITHOUT_SFT = {"kl": "sft+kl", "rkl": "sft+rkl", "l2": "sft+l2"}
 
@@ -314,7 +313,7 @@ def nearest_paper_row(table: pd.DataFrame, ratio: float) -> pd.Series | None:
 def recipe_table(ev: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
     """AVG-% per recipe (rows) and pruned setting (columns), "mean [95% CI]", with the
     teacher and pruned-only rows on top; the gain over SFT in its own columns."""
-    from studylib.analysis import findings
+    from studylib.analysis import evidence
 
     e = ev[ev.method != "none"]
     if e.empty:
@@ -322,7 +321,7 @@ def recipe_table(ev: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
     known = list(dict.fromkeys(["none", *order, *sorted(set(e.recipe))]))
     out = {}
     for (method, ratio), g in e.groupby(["method", "ratio"]):
-        s = findings.summary(g, by=["recipe"]).set_index("recipe")
+        s = evidence.summary(g, by=["recipe"]).set_index("recipe")
         col = f"{method} {ratio:g}"
         out[col] = {r: f"{s.AVG_pct[r]:.1f} [{s.ci_low[r]:.1f}, {s.ci_high[r]:.1f}]"
                     for r in s.index}
@@ -332,7 +331,7 @@ def recipe_table(ev: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
             for r in s.index:
                 if r in ("sft", "none"):
                     continue
-                c = findings.compare(g[g.recipe == r], base)
+                c = evidence.compare(g[g.recipe == r], base)
                 gains[r] = f"{c['d']:+.1f} [{c['lo']:+.1f}, {c['hi']:+.1f}]"
             out[f"{col}: vs sft"] = gains
     table = pd.DataFrame(out)
@@ -345,31 +344,31 @@ def recipe_table(ev: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
 def table2_analogue(ev: pd.DataFrame, table2: pd.DataFrame, arch: str) -> pd.DataFrame:
     """Paper Table 2 (Bunny, layerwise: FT, L2, L2+FT, RKL, RKL+FT AVG-%) beside ours for
     each of our pruned settings, at the paper's nearest ratio."""
-    from studylib.analysis import findings
+    from studylib.analysis import evidence
 
     rows = []
     e = ev[ev.method != "none"]
     for (method, ratio), g in e.groupby(["method", "ratio"]):
-        s = findings.summary(g, by=["recipe"]).set_index("recipe")
+        s = evidence.summary(g, by=["recipe"]).set_index("recipe")
         rows.append({"source": f"this study ({arch}, {method})", "ratio": ratio,
-                     **{col: s.AVG_pct.get(name, np.nan) for col, name in PAPER_TABLE2.items()}})
+                     **{col: s.AVG_pct.get(name, np.nan) for col, name in TABLE2_RECIPES.items()}})
         paper = nearest_paper_row(table2, ratio)
         if paper is not None and not any(r["source"].startswith("paper") and
                                           r["ratio"] == paper.ratio for r in rows):
-            rows.append({"source": "paper (Bunny-3B, layer)", "ratio": paper.ratio,
-                         **{col: paper[col] for col in PAPER_TABLE2}})
+            rows.append({"source": f"paper ({SHORT_PAPER_NAME[TABLE2_MODEL]}, layer)", "ratio": paper.ratio,
+                         **{col: paper[col] for col in TABLE2_RECIPES}})
     return pd.DataFrame(rows)
 
 
 def takeaways(ev: pd.DataFrame, rec: pd.DataFrame) -> list[str]:
     """The chapter's conclusions, each computed from the evaluations (see `findings.RULE`
     for "CI-separated")."""
-    from studylib.analysis import findings
+    from studylib.analysis import evidence, findings
 
     lines = []
     e = ev[ev.method != "none"]
     for (method, ratio), g in e.groupby(["method", "ratio"]):
-        s = findings.summary(g[g.recipe != "none"], by=["recipe"]).sort_values("AVG_pct")
+        s = evidence.summary(g[g.recipe != "none"], by=["recipe"]).sort_values("AVG_pct")
         if s.empty:
             continue
         best = s.iloc[-1]
@@ -383,7 +382,7 @@ def takeaways(ev: pd.DataFrame, rec: pd.DataFrame) -> list[str]:
                            ("sft+l2", "l2", "L2 with vs without SFT"),
                            ("sft+l2@last2", "sft+l2", "last-2 vs last-1 layers"),
                            ("sft+l2@last3", "sft+l2", "last-3 vs last-1 layers")):
-            c = findings.compare(g[g.recipe == a], g[g.recipe == b])
+            c = evidence.compare(g[g.recipe == a], g[g.recipe == b])
             if c is None:
                 continue
             verdict = {"supported": "better", "contradicted": "worse",

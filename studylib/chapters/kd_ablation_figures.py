@@ -1,5 +1,5 @@
 """Figures of chapter 03 (distillation ablation): teaching pictures and paper Figs. 3/5-7 and
-Table 5 analogues. Evaluations come from `findings.evaluations` (results-table rows only);
+Table 5 analogues. Evaluations come from `evidence.evaluations` (results-table rows only);
 the paper's numbers from its shared tables, labelled as such. Colours are the book's
 (`plotting.color`)."""
 
@@ -9,14 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import findings
-from studylib.analysis.paper import SHORT_PAPER_NAME
-from studylib.chapters.kd_ablation import (
-    HIDDEN_ABLATION,
-    PAPER_TABLE2,
-    WITHOUT_SFT,
-    nearest_paper_row,
-)
+from studylib.analysis import evidence
+from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE2_MODEL, TABLE2_RECIPES
+from studylib.chapters.kd_ablation import HIDDEN_ABLATION, WITHOUT_SFT, nearest_paper_row
 from studylib.chapters.plotting import color
 
 PAPER_MARK = dict(marker="D", s=42, color=color("paper"), zorder=6)
@@ -131,7 +126,7 @@ def fig_gain_over_ft(ev: pd.DataFrame, table2: pd.DataFrame | None = None, arch:
         _empty(axes[0], "no recovered runs")
         return fig
     for ax, (method, ratio) in zip(axes, settings, strict=False):
-        e = findings.select(ev, method=method, ratio=ratio)
+        e = evidence.select(ev, method=method, ratio=ratio)
         base = e[e.recipe == "sft"]
         names = [r for r in (recipe_order or sorted(set(e.recipe))) if r in set(e.recipe)
                  and r not in ("sft", "none")]
@@ -142,14 +137,14 @@ def fig_gain_over_ft(ev: pd.DataFrame, table2: pd.DataFrame | None = None, arch:
             else None
         labelled = False
         for y, name in enumerate(names):
-            res = findings.compare(e[e.recipe == name], base)
+            res = evidence.compare(e[e.recipe == name], base)
             ax.errorbar(res["d"], y, xerr=[[res["d"] - res["lo"]], [res["hi"] - res["d"]]],
                         fmt="o", color=color(name), capsize=3,
                         label=f"this study ({arch})" if y == 0 else None)
-            col = {v: k for k, v in PAPER_TABLE2.items()}.get(name)
+            col = {v: k for k, v in TABLE2_RECIPES.items()}.get(name)
             if paper is not None and col:
                 ax.scatter(paper[col] - paper["FT"], y + 0.25, **PAPER_MARK,
-                           label=None if labelled else _paper_label("Bunny-3B", paper.ratio))
+                           label=None if labelled else _paper_label(SHORT_PAPER_NAME[TABLE2_MODEL], paper.ratio))
                 labelled = True
         ax.axvline(0, color="black", lw=1)
         ax.set_yticks(range(len(names)), names)
@@ -171,8 +166,8 @@ def fig_sft_term(ev: pd.DataFrame, table2: pd.DataFrame | None = None, arch: str
         _empty(axes[0], "no recovered runs")
         return fig
     for ax, (method, ratio) in zip(axes, settings, strict=False):
-        e = findings.select(ev, method=method, ratio=ratio)
-        s = findings.summary(e, by=["recipe"]).set_index("recipe")
+        e = evidence.select(ev, method=method, ratio=ratio)
+        s = evidence.summary(e, by=["recipe"]).set_index("recipe")
         terms = [t for t in WITHOUT_SFT if t in s.index or WITHOUT_SFT[t] in s.index]
         if not terms:
             _empty(ax, "no KL / RKL / L2 runs")
@@ -192,10 +187,10 @@ def fig_sft_term(ev: pd.DataFrame, table2: pd.DataFrame | None = None, arch: str
                        yerr=[[r.AVG_pct - r.ci_low], [r.ci_high - r.AVG_pct]], capsize=3,
                        label=("with the SFT loss" if with_sft else "distillation only")
                        if i == 0 else None)
-                col = {v: c for c, v in PAPER_TABLE2.items()}.get(name)
+                col = {v: c for c, v in TABLE2_RECIPES.items()}.get(name)
                 if paper is not None and col:
                     ax.scatter(x[i] + offset, paper[col], **PAPER_MARK,
-                               label=None if labelled else _paper_label("Bunny-3B", paper.ratio))
+                               label=None if labelled else _paper_label(SHORT_PAPER_NAME[TABLE2_MODEL], paper.ratio))
                     labelled = True
         for ref, style in (("sft", dict(color=color("sft"), ls="--")),
                            ("none", dict(color=color("prune only"), ls=":"))):
@@ -223,7 +218,7 @@ def fig_hidden_layers(ev: pd.DataFrame, table5: pd.DataFrame | None = None, arch
         _empty(axes[0], "no recovered runs")
         return fig
     for ax, (method, ratio) in zip(axes, settings, strict=False):
-        e = findings.select(ev, method=method, ratio=ratio)
+        e = evidence.select(ev, method=method, ratio=ratio)
         base = e[e.recipe == "sft+l2"]
         names = [n for n in HIDDEN_ABLATION if n in set(e.recipe)]
         if base.empty or len(names) < 2:
@@ -233,7 +228,7 @@ def fig_hidden_layers(ev: pd.DataFrame, table5: pd.DataFrame | None = None, arch
         for i, name in enumerate(names):
             if name == "sft+l2":  # the reference: 0 by definition
                 continue
-            res = findings.compare(e[e.recipe == name], base)
+            res = evidence.compare(e[e.recipe == name], base)
             ax.bar(i - 0.2, res["d"], 0.38, color=color(name),
                    yerr=[[res["d"] - res["lo"]], [res["hi"] - res["d"]]], capsize=3,
                    label=f"this study ({arch}), 95% CI" if i == 1 else None)

@@ -2,7 +2,7 @@
 
 `set_theme()` once per notebook; every method and recipe keeps one colour across the whole
 book (`COLORS`), so a reader learns "orange = widthwise" once. Where the paper reports the
-same quantity, its numbers (the shared CSV tables in book/data/paper/) are drawn beside
+same quantity, its numbers (the shared CSV tables in studylib/analysis/paper_tables/) are drawn beside
 ours, labelled "paper (LLaVA-7B)" vs "this study (toy-llava)".
 """
 

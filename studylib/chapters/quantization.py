@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE9_MODEL
 from studylib.compress import prune, quantize
 from studylib.errors import StudyError
 from studylib.evaluation import evaluate, latency, metrics
@@ -40,7 +41,6 @@ from studylib.testbed import instructions
 
 DEFAULT_STUDENTS = (("layer", 0.15), ("width", 0.30))  # the paper's Table 9 rows
 VARIANT_ORDER = ("teacher", "layer", "width")
-PAPER_MODEL_NAMES = {"LLaVA-v1.5-7B": "LLaVA-7B", "Bunny-v1.0-3B": "Bunny-3B"}
 
 
 # --- the grid -------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def table9(run: pd.DataFrame) -> pd.DataFrame:
         out.append(row)
     t = _order(pd.DataFrame(out))
     teacher = t[(t.variant == "teacher") & (t.precision == "fp32")].AVG
-    t["AVG-%"] = 100 * t.AVG / (teacher.iloc[0] if len(teacher) else np.nan)
+    t["AVG-%"] = metrics.pct_of_teacher(t.AVG, teacher.iloc[0] if len(teacher) else np.nan)
     return t
 
 
@@ -224,12 +224,12 @@ def paper_table9(paper: pd.DataFrame) -> pd.DataFrame:
 
 
 def beside(ours: pd.DataFrame, paper: pd.DataFrame, run: pd.DataFrame | None = None,
-           paper_name: str = "LLaVA-7B") -> pd.DataFrame:
+           paper_name: str = SHORT_PAPER_NAME[TABLE9_MODEL]) -> pd.DataFrame:
     """What int8 does to each model, ours vs the paper's: memory and latency as int8/float
     ratios, and the change of AVG (with its 95% CI when `run` is given)."""
-    from studylib.analysis import findings
+    from studylib.analysis import evidence
 
-    ev = findings.evaluations(run) if run is not None else pd.DataFrame()
+    ev = evidence.evaluations(run) if run is not None else pd.DataFrame()
     rows = []
     for variant in VARIANT_ORDER:
         o = ours[ours.variant == variant].set_index("precision")
@@ -246,7 +246,7 @@ def beside(ours: pd.DataFrame, paper: pd.DataFrame, run: pd.DataFrame | None = N
                "ΔAVG": o.AVG["int8"] - o.AVG["fp32"]}
         if not ev.empty:
             method = {"teacher": "none"}.get(variant, variant)
-            c = findings.compare(ev[ev.method == f"{method}-int8"], ev[ev.method == method])
+            c = evidence.compare(ev[ev.method == f"{method}-int8"], ev[ev.method == method])
             if c is not None:  # in AVG-% points -> AVG points
                 scale = o.AVG["fp32"] / o["AVG-%"]["fp32"]
                 row["ΔAVG 95% CI"] = f"[{c['lo'] * scale:+.2f}, {c['hi'] * scale:+.2f}]"
@@ -270,7 +270,7 @@ def _ratio(p: pd.DataFrame, col: str) -> float:
     return float(p[col]["int8"] / p[col]["fp16"]) if {"int8", "fp16"} <= set(p.index) else np.nan
 
 
-def fig_table9(side: pd.DataFrame, arch: str, paper_name: str = "LLaVA-7B"):
+def fig_table9(side: pd.DataFrame, arch: str, paper_name: str = SHORT_PAPER_NAME[TABLE9_MODEL]):
     """Three panels: weight memory, latency (int8 / float) and ΔAVG, ours beside the paper's."""
     import matplotlib.pyplot as plt
 
@@ -309,7 +309,8 @@ def fig_table9(side: pd.DataFrame, arch: str, paper_name: str = "LLaVA-7B"):
     return fig
 
 
-def takeaways(ours: pd.DataFrame, side: pd.DataFrame, paper_name: str = "LLaVA-7B") -> list[str]:
+def takeaways(ours: pd.DataFrame, side: pd.DataFrame,
+              paper_name: str = SHORT_PAPER_NAME[TABLE9_MODEL]) -> list[str]:
     """The chapter's conclusions, computed from the two tables."""
     lines = []
     for r in side.itertuples(index=False):

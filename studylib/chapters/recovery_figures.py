@@ -1,6 +1,6 @@
 """Figures of the recovery chapters (02 finetuning, 04 data efficiency), drawn from the
 results table's rows (via `studylib.study.grid`) and, where the paper printed the same
-quantity, from its tables in book/data/paper/.
+quantity, from its tables (`studylib.analysis.paper`).
 
 Colours follow `plotting.COLORS` (one per recipe across the book); ours are solid lines
 labelled "ours (<arch>)", the paper's dashed and labelled "paper (<model>)".
@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 from studylib.analysis import paper
 from studylib.chapters import plotting
 from studylib.compress import subsets
+from studylib.evaluation import metrics
 
 # The three curves of the paper's Fig. 2, by our recipe names.
 FIG2_CURVES = {"none": "prune only", "sft-mm": "+ finetune projector (sft-mm)",
@@ -60,8 +61,9 @@ def paper_fig2(paper_model: str | None) -> pd.DataFrame:
                      "source": "Table 6"})
         for r in t6[t6.method == method].itertuples():
             rows.append({"method": method, "ratio": float(r.ratio), "recipe": "none",
-                         "avg_pct": 100.0 * float(r.AVG) / avg0, "source": "Table 6"})
-    if paper_model.startswith("Bunny"):
+                         "avg_pct": metrics.pct_of_teacher(float(r.AVG), avg0),
+                         "source": "Table 6"})
+    if paper_model == paper.TABLE2_MODEL:
         t2 = paper.paper_table("table2_bunny_layer_kd")
         rows.append({"method": "layer", "ratio": 0.0, "recipe": "sft", "avg_pct": 100.0,
                      "source": "Table 2"})

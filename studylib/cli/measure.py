@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 
 from studylib import models
+from studylib.analysis.resources import beside_paper, format_table
 from studylib.cli import argtypes
 from studylib.compress import prune
 from studylib.errors import StudyError
 from studylib.evaluation import measure
-from studylib.evaluation.measure import (
-    PAPER_TABLE,
-    arch_row,
-    arch_table,
-    format_measure,
-    format_table,
-)
+from studylib.evaluation.measure import ARCHS, arch_row, arch_table, format_measure
 
 
 def cmd_measure(args) -> int:
@@ -26,6 +21,7 @@ def cmd_measure(args) -> int:
             rows = arch_table(args.arch, text_tokens=args.text_tokens)
         else:
             rows = [arch_row(args.arch, args.method, args.ratio, args.text_tokens)]
+        rows = [beside_paper(row) for row in rows]
         print(json.dumps(rows, indent=2) if args.json else format_table(rows))
         return 0
     if args.ratio is not None:
@@ -42,22 +38,13 @@ def cmd_measure(args) -> int:
 
 
 def add_command(sub) -> None:
-    import argparse
-
-
-    def ratio(text: str) -> float:
-        try:
-            return prune.check_ratio(text)
-        except StudyError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
     p = sub.add_parser("measure", help="parameters, FLOPs, memory and latency of an MLLM")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="checkpoint directory (model + processor)")
-    src.add_argument("--arch", choices=sorted(PAPER_TABLE),
+    src.add_argument("--arch", choices=sorted(ARCHS),
                      help="a paper architecture on the meta device (no weights): without "
                           "--ratio, the 0/15/30/45/60%% table beside the paper's")
-    p.add_argument("--ratio", type=ratio, help="structurally prune this fraction first")
+    p.add_argument("--ratio", type=argtypes.ratio, help="structurally prune this fraction first")
     p.add_argument("--method", choices=prune.METHODS)
     p.add_argument("--text-tokens", type=argtypes.positive_int, default=50)
     p.add_argument("--repeats", type=argtypes.positive_int, default=5, help="latency repeats")

@@ -4,7 +4,8 @@
 `arch_table()` does so for the paper's real architectures without their weights: LLaVA-1.5-7B
 and Bunny-v1.0-3B are instantiated on PyTorch's meta device from hand-written configs (the
 public values of their components), pruned structurally (`prune.shrink`: counts depend on
-how many heads/channels/layers go, not on which) and measured.
+how many heads/channels/layers go, not on which) and measured. The paper's own numbers are
+set beside ours one floor up, in `studylib.analysis.resources`.
 
 Conventions, stated because published numbers differ on them:
 
@@ -42,26 +43,8 @@ RATIOS = (0.0, 0.15, 0.30, 0.45, 0.60)
 GIB = 2**30
 MIB = 2**20
 
-# The paper's Tables 1 and 7 (also book/data/paper/table1_table7_resources.csv; a test
-# checks the two agree): (method, ratio) -> (allocated memory MiB, TFLOPs).
-PAPER_TABLE = {
-    "llava-1.5-7b": {
-        ("none", 0.0): (13546, 9.57),
-        ("width", 0.15): (11530, 8.21), ("width", 0.30): (9548, 6.89),
-        ("width", 0.45): (7470, 5.49), ("width", 0.60): (5435, 4.17),
-        ("layer", 0.15): (11604, 8.03), ("layer", 0.30): (9664, 6.92),
-        ("layer", 0.45): (7724, 5.55), ("layer", 0.60): (5496, 3.90),
-    },
-    "bunny-v1.0-3b": {
-        ("none", 0.0): (6167, 4.77),
-        ("width", 0.15): (5380, 4.14), ("width", 0.30): (4597, 3.50),
-        ("width", 0.45): (3770, 2.84), ("width", 0.60): (2992, 2.20),
-        ("layer", 0.15): (5411, 4.16), ("layer", 0.30): (4659, 3.56),
-        ("layer", 0.45): (3907, 2.95), ("layer", 0.60): (3006, 2.22),
-    },
-}
-PAPER_NAMES = {"llava-1.5-7b": "LLaVA-v1.5-7B", "bunny-v1.0-3b": "Bunny-v1.0-3B"}
-PAPER_PARAMS = {"llava-1.5-7b": 7.0e9, "bunny-v1.0-3b": 3.2e9}  # study.md, "Models" table
+# The paper's real architectures, built from configs alone (`arch_config`).
+ARCHS = ("llava-1.5-7b", "bunny-v1.0-3b")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,7 +92,7 @@ def arch_config(name: str):
         return LlavaConfig(vision_config=vision, text_config=text, image_token_id=50295,
                            projector_hidden_act="gelu", vision_feature_select_strategy="full",
                            vision_feature_layer=-2, image_seq_length=729)
-    raise StudyError(f"unknown arch {name!r}; choose from {', '.join(PAPER_TABLE)}")
+    raise StudyError(f"unknown arch {name!r}; choose from {', '.join(ARCHS)}")
 
 
 def build_meta(name: str, dtype: torch.dtype = torch.float16):
@@ -226,39 +209,27 @@ def measure(model, processor=None, text_tokens: int = 50, *, batch_sizes=(1, 8),
 
 
 # ---------------------------------------------------------------------------------------------
-# The paper's table
+# The real architectures, pruned (`studylib.analysis.resources` sets the paper's cells beside)
 
 
 def arch_row(name: str, method: str, ratio: float, text_tokens: int = 50) -> dict[str, Any]:
-    """Params, FLOPs and memory of one (pruned) paper architecture beside the paper's cell."""
+    """Params, FLOPs and memory of one (pruned) paper architecture."""
     model = build_meta(name)
     if ratio > 0:
         prune.shrink(model, method, ratio)
     params = models.parameter_counts(model)
     flops = count_flops(model, text_tokens)
     memory = peak_memory(model, text_tokens)
-    key = ("none", 0.0) if ratio == 0 else (method, round(ratio, 2))
-    paper_mem, paper_tflops = PAPER_TABLE[name].get(key, (None, None))
-    row = {"model": PAPER_NAMES[name], "method": key[0], "ratio": ratio,
-           "params_b": params["total"] / 1e9, "llm_params_b": params["llm"] / 1e9,
-           "decoder_ratio": 1 - surgery.decoder_params(model) / _full_decoder(name),
-           "tflops": flops["total"] / 1e12, "paper_tflops": paper_tflops,
-           "memory_mib": memory["peak_mib"], "weights_mib": memory["parameters_mib"],
-           "paper_memory_mib": paper_mem}
-    row["tflops_rel_diff"] = _rel(row["tflops"], paper_tflops)
-    row["memory_rel_diff"] = _rel(row["memory_mib"], paper_mem)
-    if ratio == 0:
-        row["paper_params_b"] = PAPER_PARAMS[name] / 1e9
-        row["params_rel_diff"] = _rel(params["total"], PAPER_PARAMS[name])
-    return row
+    return {"arch": name, "method": "none" if ratio == 0 else method, "ratio": ratio,
+            "params": params["total"], "params_b": params["total"] / 1e9,
+            "llm_params_b": params["llm"] / 1e9,
+            "decoder_ratio": 1 - surgery.decoder_params(model) / _full_decoder(name),
+            "tflops": flops["total"] / 1e12, "memory_mib": memory["peak_mib"],
+            "weights_mib": memory["parameters_mib"]}
 
 
 def _full_decoder(name: str) -> int:
     return surgery.decoder_params(build_meta(name))
-
-
-def _rel(ours: float, paper: float | None) -> float | None:
-    return None if paper is None else (ours - paper) / paper
 
 
 def arch_table(name: str, ratios=RATIOS, methods=("width", "layer"),
@@ -268,21 +239,6 @@ def arch_table(name: str, ratios=RATIOS, methods=("width", "layer"),
     for method in methods:
         rows += [arch_row(name, method, r, text_tokens) for r in ratios if r > 0]
     return rows
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    def pct(x):
-        return "" if x is None else f"{100 * x:+.1f}%"
-
-    lines = [f"{'model':<14} {'method':<6} {'ratio':>5} {'params':>7} {'TFLOPs':>7} "
-             f"{'paper':>6} {'diff':>7} {'MiB':>7} {'paper':>6} {'diff':>7}"]
-    for r in rows:
-        lines.append(
-            f"{r['model']:<14} {r['method']:<6} {r['ratio']:>5.2f} {r['params_b']:>6.3f}B "
-            f"{r['tflops']:>7.2f} {r['paper_tflops'] or '':>6} {pct(r['tflops_rel_diff']):>7} "
-            f"{r['memory_mib']:>7.0f} {r['paper_memory_mib'] or '':>6} "
-            f"{pct(r['memory_rel_diff']):>7}")
-    return "\n".join(lines)
 
 
 def format_measure(result: dict[str, Any]) -> str:

@@ -31,9 +31,16 @@ def average(scores: Mapping[str, float]) -> float:
     return float(np.mean([scores[k] / PAPER_SCALE[k] for k in PAPER_KEYS]))
 
 
+def pct_of_teacher(value, teacher):
+    """`value` as a percentage of the unpruned teacher's: AVG-% when both are AVGs, a
+    benchmark's retention when both are its scores. Floats, arrays or pandas Series; the
+    one place the study turns a score into a share of the teacher's."""
+    return 100.0 * value / teacher
+
+
 def average_pct(scores: Mapping[str, float], reference: Mapping[str, float]) -> float:
     """AVG-%: AVG as a percentage of the unpruned model's AVG."""
-    return 100.0 * average(scores) / average(reference)
+    return pct_of_teacher(average(scores), average(reference))
 
 
 # --- parsing ------------------------------------------------------------------------------

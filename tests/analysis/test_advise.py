@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from studylib import cli
-from studylib.analysis import advise, findings
+from studylib.analysis import advise, evidence
 from studylib.errors import StudyError
 from studylib.evaluation import metrics
 
@@ -18,7 +18,7 @@ TEACHER = 50.0  # AVG of the unpruned model: AVG-% = 2 * AVG
 def eval_rows(avg, *, method="none", ratio=0.0, recipe="none", data_fraction=None, seed=0,
               arch="toy-llava", half_ci=0.5):
     """Six benchmark rows of one evaluated model whose paper AVG is `avg` (as in
-    tests/test_findings.py), all in one run with the teacher."""
+    tests/analysis/test_findings.py), all in one run with the teacher."""
     return [{"study": "02_sft_recovery", "run_id": f"run-{arch}", "key": "k", "model": arch,
              "arch": arch, "timestamp": "2025-01-01T00:00:00", "method": method,
              "ratio": ratio, "recipe": recipe, "data_fraction": data_fraction, "seed": seed,
@@ -144,13 +144,13 @@ def test_empty_or_useless_tables_raise():
 
 
 def test_the_book_grid_degrades_to_an_empty_table():
-    ev = findings.evaluations(table(crossing()))
+    ev = evidence.evaluations(table(crossing()))
     grid = advise.advice_table(ev)
     assert len(grid) == len(advise.GRID_RATIOS) * len(advise.BUDGETS)
     assert list(grid[grid.budget == "full"].method) == ["layer", "layer", "width", "width"]
     view = advise.decision_table(grid)
     assert view.evidence[view.budget == "none"].str.startswith("thin: nothing").all()
-    assert advise.advice_table(findings.evaluations(pd.DataFrame())).empty
+    assert advise.advice_table(evidence.evaluations(pd.DataFrame())).empty
 
 
 def write_table(path, df):

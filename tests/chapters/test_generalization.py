@@ -11,7 +11,7 @@ from studylib.chapters import generalization as gen
 
 def test_paper_tables_10_11_by_our_recipe_names():
     paper = gen.paper_tables_10_11()
-    raw = pd.read_csv(gen.paper.PAPER_DIR / f"{gen.PAPER_TABLE}.csv")
+    raw = gen.paper.paper_table("table10_11_internvl")
     assert set(paper.recipe) == {"none", "sft-mm", "sft", "sft+l2"}
     # recomputed from AVG, it agrees with the printed AVG-% to its rounding
     assert paper.avg_pct.tolist() == pytest.approx(raw.AVG_pct.tolist(), abs=0.015)

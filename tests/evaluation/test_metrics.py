@@ -1,18 +1,16 @@
 """Metrics against hand-computed values, and the paper's AVG against its own tables."""
 
-from pathlib import Path
-
+import numpy as np
 import pandas as pd
 import pytest
 
+from studylib.analysis.paper import paper_table
 from studylib.evaluation import metrics
-
-PAPER = Path(__file__).resolve().parents[2] / "book" / "data" / "paper"
 
 
 def _rows_with_scores():
     for name in ("table3_best_practice", "table6_pruning_only", "table10_11_internvl"):
-        df = pd.read_csv(PAPER / f"{name}.csv")
+        df = paper_table(name)
         for row in df.to_dict("records"):
             yield name, row
 
@@ -23,7 +21,7 @@ def test_average_reproduces_every_printed_avg(table, row):
 
 
 def test_average_pct_reproduces_printed_avg_pct_except_known_bunny_rows():
-    df = pd.read_csv(PAPER / "table6_pruning_only.csv")
+    df = paper_table("table6_pruning_only")
     mismatched = []
     for model, group in df.groupby("model"):
         base = group[group.method == "none"].iloc[0].to_dict()
@@ -32,6 +30,20 @@ def test_average_pct_reproduces_printed_avg_pct_except_known_bunny_rows():
                 mismatched.append((model, row["method"], row["ratio"]))
     # study.md: the paper's own inconsistency, the four Bunny widthwise rows of Table 6
     assert sorted(mismatched) == [("Bunny-v1.0-3B", "width", r) for r in (0.15, 0.3, 0.45, 0.6)]
+
+
+def test_pct_of_teacher_is_average_pct_on_precomputed_avgs():
+    t6 = paper_table("table6_pruning_only")
+    llava = t6[t6.model == "LLaVA-v1.5-7B"]
+    base = llava[llava.method == "none"].iloc[0].to_dict()
+    rows = llava.to_dict("records")
+    by_row = [metrics.average_pct(r, base) for r in rows]
+    avgs = pd.Series([metrics.average(r) for r in rows])
+    from_avg = metrics.pct_of_teacher(avgs, metrics.average(base))
+    assert isinstance(from_avg, pd.Series) and from_avg.tolist() == pytest.approx(by_row)
+    assert by_row[0] == 100.0 and min(by_row) < 50  # LLaVA width 60% collapses
+    assert metrics.pct_of_teacher(45.0, 50.0) == 90.0
+    assert np.isnan(metrics.pct_of_teacher(45.0, np.nan))
 
 
 def test_average_needs_all_six():

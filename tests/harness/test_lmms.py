@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from studylib import cli
+from studylib.analysis.paper import paper_table
 from studylib.errors import StudyError
 from studylib.evaluation import evaluate, metrics
 from studylib.harness import lmms, tasks
@@ -97,7 +98,7 @@ def test_import_maps_real_benchmarks_and_computes_the_papers_avg():
     assert got[("GQA", "score")] == pytest.approx(61.98)
     assert got[("MME-P", "score")] == pytest.approx(1511.33)
     assert got[("POPE", "accuracy")] == pytest.approx(88.0)
-    paper = pd.read_csv("book/data/paper/table6_pruning_only.csv").iloc[0]
+    paper = paper_table("table6_pruning_only").iloc[0]
     assert paper["ratio"] == 0 and "LLaVA" in paper["model"]
     assert got[("AVG", "paper")] == pytest.approx(paper["AVG"], abs=0.01)
     assert next(r["n"] for r in rows if r["benchmark"] == "GQA") == 12578
@@ -127,7 +128,7 @@ def test_import_cli_records_rows_once(tmp_path, capsys):
 
 def test_imported_rows_join_the_findings_as_conditions(tmp_path):
     """An unpruned and a pruned import of one arch give AVG-% like the chapters' rows do."""
-    from studylib.analysis import findings
+    from studylib.analysis import evidence
 
     teacher, student = tmp_path / "t.json", tmp_path / "s.json"
     teacher.write_text(json.dumps(_paper_llava_results()))
@@ -140,7 +141,7 @@ def test_imported_rows_join_the_findings_as_conditions(tmp_path):
     assert cli.main(["import-lmms", str(student), "--model", "llava-w30", "--arch", "llava-7b",
                      "--method", "width", "--ratio", "0.3", "--recipe", "sft+l2",
                      "--data-fraction", "1", "--table", str(table)]) == 0
-    ev = findings.evaluations(ResultsTable(table).frame()).set_index("method")
+    ev = evidence.evaluations(ResultsTable(table).frame()).set_index("method")
     assert ev.loc["none", "AVG_pct"] == pytest.approx(100.0)
     assert ev.loc["width", "AVG_pct"] == pytest.approx(
         100 * (62.28 - (61.98 - 55.0) / 6) / 62.28, abs=0.02)

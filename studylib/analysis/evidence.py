@@ -1,0 +1,259 @@
+"""From results-table rows to evaluations: AVG-% per model and seed, and its statistics.
+
+Every number here is read from the tidy results table (`studylib.results`); nothing is
+trained.
+
+- `evaluations(df)`: one row per evaluated model (a run's condition and training seed)
+  with its six benchmark scores, the paper's AVG, and **AVG-%** = 100 * AVG / AVG of the
+  unpruned teacher measured in the same run (same items, same seed), plus the evaluation
+  standard error of AVG-% derived from the per-benchmark 95% bootstrap CIs.
+- `summary(ev)`: AVG-% per condition, mean over seeds with its 95% CI; `compare(a, b)`:
+  the difference of two conditions' AVG-% with its 95% CI. Both follow the study's one CI
+  rule, `studylib.analysis.stats`.
+- `headline(ev)`, `coverage(df)`: the retained-performance headline and what the table holds.
+
+The paper's findings are judged from these in `studylib.analysis.findings`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from studylib.analysis import stats
+from studylib.evaluation import metrics
+
+BENCHMARKS = metrics.PAPER_KEYS
+CONDITION = ("arch", "method", "ratio", "recipe", "data_fraction")
+
+
+# --- from rows to evaluations -------------------------------------------------------------
+
+
+def latest_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep, per executed notebook (study, model, key), only its newest run: a rerun with
+    new parameters or a retrained teacher replaces the old rows instead of mixing with them."""
+    if df.empty or not {"study", "model", "key", "timestamp", "run_id"} <= set(df.columns):
+        return df
+    runs = df.groupby("run_id", sort=False).agg(study=("study", "first"),
+                                                model=("model", "first"),
+                                                key=("key", "first"),
+                                                timestamp=("timestamp", "max"))
+    runs = runs.reset_index()
+    runs["notebook"] = [f"{s}/{m}__{k}" for s, m, k in
+                        zip(runs.study, runs.model, runs.key, strict=True)]
+    newest = runs.sort_values("timestamp").groupby("notebook").tail(1).run_id
+    return df[df.run_id.isin(set(newest))]
+
+
+def _num(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce")
+
+
+def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
+                dedupe: bool = True) -> pd.DataFrame:
+    """One row per evaluated model: condition, seed, six scores, AVG, AVG-% and its eval SE.
+
+    `df` is the results table (any studies). Rows of random-guess baselines (model
+    "chance") and non-benchmark rows (timings, verdicts) are ignored. With `dedupe`, one
+    condition and seed measured by several chapters counts once (the larger benchmark
+    subset, then the newest run).
+    """
+    cols = ["study", "run_id", *CONDITION, "seed", "limit", "timestamp", *BENCHMARKS, "AVG",
+            "se_AVG", "teacher_AVG", "AVG_pct", "se_pct",
+            *(f"teacher_{b}" for b in BENCHMARKS)]
+    need = {"run_id", "benchmark", "metric", "value", *CONDITION}
+    if df is None or df.empty or not need <= set(df.columns):
+        return pd.DataFrame(columns=cols)
+    df = latest_runs(df)
+    if studies:
+        df = df[df.study.isin(list(studies))]
+    rows = df[(df.metric == "score") & df.benchmark.isin(BENCHMARKS)]
+    if "model" in rows:
+        rows = rows[rows.model != "chance"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    rows = rows.copy()
+    for col in ("study", "seed", "limit", "timestamp", "ci_low", "ci_high"):
+        if col not in rows:
+            rows[col] = np.nan
+    rows["ratio"] = _num(rows.ratio).round(4)
+    rows["data_fraction"] = _num(rows.data_fraction)
+    scale = rows.benchmark.map(metrics.PAPER_SCALE)
+    rows["se"] = stats.se_from_ci(_num(rows.ci_low), _num(rows.ci_high)) / scale
+    keys = ["study", "run_id", *CONDITION, "seed"]
+    out = []
+    for key, g in rows.groupby(keys, dropna=False, sort=False):
+        scores = dict(zip(g.benchmark, _num(g.value), strict=False))
+        if not all(b in scores for b in BENCHMARKS):
+            continue
+        se = dict(zip(g.benchmark, g.se, strict=False))
+        rec = dict(zip(keys, key, strict=True))
+        rec.update({b: scores[b] for b in BENCHMARKS})
+        rec["AVG"] = metrics.average(scores)
+        rec["se_AVG"] = math.sqrt(sum(np.nan_to_num(se[b]) ** 2 for b in BENCHMARKS)) / len(
+            BENCHMARKS)
+        rec["limit"] = g["limit"].iloc[0]
+        rec["timestamp"] = g["timestamp"].max()
+        out.append(rec)
+    ev = pd.DataFrame(out)
+    if ev.empty:
+        return pd.DataFrame(columns=cols)
+    ev = _attach_teacher(ev)
+    if dedupe:
+        ev = (ev.sort_values(["limit", "timestamp"], na_position="first")
+              .drop_duplicates([*CONDITION, "seed"], keep="last"))
+    return ev.reset_index(drop=True)[cols]
+
+
+def _attach_teacher(ev: pd.DataFrame) -> pd.DataFrame:
+    """AVG-% against the unpruned model (method "none") of the same run; a run without one
+    borrows the newest teacher of the same architecture scored on the same subset size."""
+    teachers = ev[ev.method == "none"].sort_values("timestamp")
+    by_run = teachers.groupby("run_id").tail(1).set_index("run_id")
+    by_arch = teachers.groupby(["arch", "limit"], dropna=False).tail(1).set_index(
+        ["arch", "limit"])
+    t_avg, t_scores = [], {b: [] for b in BENCHMARKS}
+    for r in ev.itertuples(index=False):
+        if r.run_id in by_run.index:
+            t = by_run.loc[r.run_id]
+        elif (r.arch, r.limit) in by_arch.index:
+            t = by_arch.loc[(r.arch, r.limit)]
+        else:
+            t = None
+        t_avg.append(np.nan if t is None else float(t.AVG))
+        for b in BENCHMARKS:
+            t_scores[b].append(np.nan if t is None else float(t[b]))
+    ev = ev.copy()
+    ev["teacher_AVG"] = t_avg
+    for b in BENCHMARKS:
+        ev[f"teacher_{b}"] = t_scores[b]
+    ev["AVG_pct"] = metrics.pct_of_teacher(ev.AVG, ev.teacher_AVG)
+    ev["se_pct"] = metrics.pct_of_teacher(ev.se_AVG, ev.teacher_AVG)
+    return ev
+
+
+def retention(ev: pd.DataFrame) -> pd.DataFrame:
+    """Per-benchmark retention: 100 * score / the teacher's score on that benchmark."""
+    out = ev.copy()
+    for b in BENCHMARKS:
+        out[b] = metrics.pct_of_teacher(out[b], out[f"teacher_{b}"].replace(0, np.nan))
+    return out
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def summary(ev: pd.DataFrame, by: Sequence[str] = CONDITION) -> pd.DataFrame:
+    """AVG-% per condition: mean over seeds, seeds, 95% CI (`stats.RULE`)."""
+    by = list(by)
+    if ev.empty:
+        return pd.DataFrame(columns=[*by, "seeds", "AVG_pct", "ci_low", "ci_high", "AVG"])
+    rows = []
+    for key, g in ev.groupby(by, dropna=False, sort=False):
+        vals = g.AVG_pct.dropna()
+        n = len(vals)
+        mean = float(vals.mean()) if n else np.nan
+        half = stats.halfwidth(float(vals.std(ddof=1)) if n > 1 else np.nan, n,
+                               float(g.se_pct.mean()))
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                     "seeds": n, "AVG_pct": mean, "ci_low": mean - half, "ci_high": mean + half,
+                     "AVG": float(g.AVG.mean())})
+    return pd.DataFrame(rows)
+
+
+def select(ev: pd.DataFrame, **where: Any) -> pd.DataFrame:
+    """Rows of `ev` matching every key=value (None matches a missing data_fraction)."""
+    mask = pd.Series(True, index=ev.index)
+    for key, value in where.items():
+        col = ev[key]
+        if value is None:
+            mask &= col.isna()
+        elif isinstance(value, float):
+            mask &= np.isclose(_num(col), value, atol=1e-6)
+        else:
+            mask &= col == value
+    return ev[mask]
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0,
+            threshold: float = 0.0) -> dict[str, Any] | None:
+    """d = mean(AVG-% of a) - scale * mean(AVG-% of b) - threshold, with its 95% CI.
+
+    `b=None` compares `a` with the constant `threshold`. Seeds present on both sides are
+    paired; the evaluation noise of the two sides adds as for independent models, which is
+    conservative for models scored on the same items. Returns None when either side has no
+    evaluation.
+    """
+    a = a.dropna(subset=["AVG_pct"])
+    if a.empty or (b is not None and b.dropna(subset=["AVG_pct"]).empty):
+        return None
+    sa = a.groupby("seed", dropna=False).agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
+    if b is None:
+        diffs = sa.v - threshold
+        n = len(diffs)
+        sd = float(diffs.std(ddof=1)) if n > 1 else np.nan
+        half = stats.halfwidth(sd, n, float(sa.se.mean()))
+        d = float(diffs.mean())
+        return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
+                "b": threshold}
+    b = b.dropna(subset=["AVG_pct"])
+    sb = b.groupby("seed", dropna=False).agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
+    common = sa.index.intersection(sb.index)
+    se_eval = math.sqrt(np.nan_to_num(sa.se.mean()) ** 2
+                        + (scale * np.nan_to_num(sb.se.mean())) ** 2)
+    if len(common) >= 1:
+        diffs = sa.v[common] - scale * sb.v[common] - threshold
+        n = len(diffs)
+        half = stats.halfwidth(float(diffs.std(ddof=1)) if n > 1 else np.nan, n, se_eval)
+        d = float(diffs.mean())
+    else:  # no shared seed: the seed part is that of a difference of two independent means
+        na, nb = len(sa), len(sb)
+        n = min(na, nb)
+        d = float(sa.v.mean() - scale * sb.v.mean() - threshold)
+        se_seeds = (math.sqrt(sa.v.var(ddof=1) / na + scale ** 2 * sb.v.var(ddof=1) / nb)
+                    if n > 1 else np.nan)
+        half = stats.combine(se_seeds, n - 1, se_eval)
+    return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
+            "b": float(sb.v.mean())}
+
+
+# --- what the table says -------------------------------------------------------------------
+
+
+def headline(ev: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture and ratio: AVG-% pruned only (best method) and recovered (best
+    setting), the issue's headline retained-performance numbers."""
+    # the unpruned teacher and chapter 01's random-importance baselines are not candidates
+    e = ev[(ev.method != "none") & ~ev.method.str.endswith("-random")].dropna(subset=["AVG_pct"])
+    if e.empty:
+        return pd.DataFrame(columns=["arch", "ratio", "pruned only", "recovered", "setting"])
+    s = summary(e)
+    rows = []
+    for (arch, r), g in s.groupby(["arch", "ratio"]):
+        only = g[g.recipe == "none"].sort_values("AVG_pct").tail(1)
+        rec = g[g.recipe != "none"].sort_values("AVG_pct").tail(1)
+        rows.append({"arch": arch, "ratio": r,
+                     "pruned only": only.AVG_pct.iloc[0] if len(only) else np.nan,
+                     "pruned only (method)": only.method.iloc[0] if len(only) else "",
+                     "recovered": rec.AVG_pct.iloc[0] if len(rec) else np.nan,
+                     "recovered (setting)": (f"{rec.method.iloc[0]}+{rec.recipe.iloc[0]}"
+                                             if len(rec) else "")})
+    return pd.DataFrame(rows)
+
+
+def coverage(df: pd.DataFrame) -> pd.DataFrame:
+    """What the results table holds: evaluations per study and architecture."""
+    ev = evaluations(df, dedupe=False)
+    if ev.empty:
+        return pd.DataFrame(columns=["study", "arch", "evaluations", "seeds", "ratios",
+                                     "recipes"])
+    return (ev.groupby(["study", "arch"])
+            .agg(evaluations=("AVG", "size"), seeds=("seed", "nunique"),
+                 ratios=("ratio", lambda x: ", ".join(f"{v:g}" for v in sorted(set(x)))),
+                 recipes=("recipe", lambda x: ", ".join(sorted(set(map(str, x))))))
+            .reset_index())

@@ -1,0 +1,41 @@
+"""studylib.analysis.stats: the one 95% CI rule (scipy's t, seeds plus evaluation noise)."""
+
+import math
+
+import pytest
+
+from studylib.analysis import stats
+
+
+@pytest.mark.parametrize("dof, t", [(1, 12.706), (2, 4.303), (10, 2.228), (11, 2.201),
+                                    (20, 2.086), (30, 2.042), (60, 2.000)])
+def test_t975_agrees_with_the_printed_t_table(dof, t):
+    assert stats.t975(dof) == pytest.approx(t, abs=5e-4)
+
+
+def test_t975_has_no_quantile_without_a_degree_of_freedom():
+    assert math.isnan(stats.t975(0)) and math.isnan(stats.t975(math.nan))
+
+
+def test_one_seed_is_evaluation_noise_only():
+    assert stats.halfwidth(math.nan, 1, se_eval=2.0) == pytest.approx(1.96 * 2.0)
+    assert stats.halfwidth(5.0, 1, se_eval=2.0) == pytest.approx(1.96 * 2.0)  # sd ignored
+    assert stats.halfwidth(math.nan, 1) == 0.0
+    assert stats.halfwidth(math.nan, 1, se_eval=math.nan) == 0.0  # no bootstrap CI: no noise
+
+
+def test_seed_part_is_the_t_interval_and_shrinks_with_more_seeds():
+    assert stats.halfwidth(2.0, 3) == pytest.approx(4.303 * 2.0 / math.sqrt(3), rel=1e-3)
+    widths = [stats.halfwidth(2.0, n) for n in (2, 3, 5, 10, 30)]
+    assert widths == sorted(widths, reverse=True) and widths[-1] < widths[0] / 10
+
+
+def test_the_two_noise_sources_add_in_quadrature():
+    seeds, noise = stats.halfwidth(2.0, 4), stats.halfwidth(math.nan, 1, se_eval=1.5)
+    assert stats.halfwidth(2.0, 4, se_eval=1.5) == pytest.approx(math.hypot(seeds, noise))
+    assert stats.combine(2.0 / math.sqrt(4), 3, 1.5) == pytest.approx(
+        stats.halfwidth(2.0, 4, 1.5))
+
+
+def test_se_from_ci_inverts_the_normal_interval():
+    assert stats.se_from_ci(48.04, 51.96) == pytest.approx(1.0)

@@ -24,6 +24,7 @@ from matplotlib.patches import Patch
 from studylib.analysis import paper
 from studylib.chapters import plotting
 from studylib.evaluation import metrics
+from studylib.testbed import teachers
 
 PAPER_MODEL = "Mini-InternVL-Chat-4B-V1-5"
 PAPER_TABLE = "table10_11_internvl"
@@ -213,3 +214,15 @@ def takeaways(summary: pd.DataFrame, items: int, chance: float = math.nan,
     lines.append(f"{items} items per benchmark" + (
         "; with this few items differences of a few points are noise" if items < 100 else ""))
     return lines
+
+
+def teacher_table(checkpoint) -> pd.DataFrame:
+    """How the toy-internvl teacher was made: parameters by part, its vision tower's probe
+    accuracy and its training time (from the checkpoint's training summary)."""
+    trained = teachers.read_summary(checkpoint)
+    counts = trained["parameters"]
+    return pd.DataFrame([{"arch": trained["arch"], **counts,
+                          "llm_share": round(counts["llm"] / counts["total"], 3),
+                          **{f"vision probe {k}": round(v, 3)
+                             for k, v in trained["vision_pretraining"]["cell_accuracy"].items()},
+                          "training_s": trained["wall_time_s"], "threads": trained["threads"]}])

@@ -1,5 +1,6 @@
-"""Figures of chapter 05 (best practices): the verdict grid, paper Fig. 1's spider plots of
-per-benchmark retention and the retained-performance curve, ours beside the paper's."""
+"""Chapter 05 (best practices): the verdict rows it records, the paper's Table 3 beside ours,
+and its figures -- the verdict grid, paper Fig. 1's spider plots of per-benchmark retention
+and the retained-performance curve, ours beside the paper's."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pandas as pd
 from studylib.analysis import evidence, findings
 from studylib.analysis.paper import (
     FINDINGS,
+    PAPER_MODEL,
     PRESCRIBED_RECIPE,
     SHORT_PAPER_NAME,
     prescribed_method,
 )
+from studylib.chapters import plotting
 from studylib.chapters.plotting import color
 
 CLIP = 150.0  # retention is drawn up to this; beyond it the teacher's score is near zero
@@ -184,3 +187,53 @@ def fig_advice(adv: pd.DataFrame):
                  fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def read_chapters(rows: pd.DataFrame, studies, archs=()) -> tuple[pd.DataFrame, list[str]]:
+    """The evaluations of the chapters judged, and the architectures judged (`archs`, or
+    every one with evaluations); prints what was found."""
+    ev = findings.evaluations(rows, studies=studies)
+    archs = list(archs) or sorted(a for a in set(ev.arch) if isinstance(a, str))
+    ev = ev[ev.arch.isin(archs)]
+    print(f"{len(rows)} rows in the results table; {len(ev)} evaluations from "
+          f"{ev.study.nunique()} of {len(studies)} chapters; architectures: "
+          f"{', '.join(archs) or 'none'}")
+    return ev, archs
+
+
+def compute(P, ev: pd.DataFrame, verdicts: pd.DataFrame) -> list[dict]:
+    """The run's rows: one verdict per (finding, architecture), and how much was judged."""
+    out = findings.verdict_rows(verdicts)
+    out.append({"model": P.model, "benchmark": "coverage", "metric": "evaluations",
+                "value": float(len(ev)), "n": int(ev.study.nunique()) if len(ev) else 0})
+    return out
+
+
+def best_practice_table(ev: pd.DataFrame, archs, table3: pd.DataFrame) -> pd.DataFrame:
+    """Paper Table 3 (the best practice per setting) beside ours, per architecture."""
+    return pd.concat([findings.best_practice(ev, a, PAPER_MODEL.get(a), table3) for a in archs]
+                     or [findings.best_practice(ev, "", None, None)], ignore_index=True)
+
+
+def save_spiders(ev: pd.DataFrame, archs, table3: pd.DataFrame, name: str, directory) -> None:
+    """Paper Fig. 1's spider plot for each architecture, saved as `<name>__spider_<arch>`."""
+    for a in archs:
+        plotting.save(fig_spider(ev, a, PAPER_MODEL.get(a), table3), f"{name}__spider_{a}",
+                      directory)
+    if not archs:
+        print("no architecture has evaluations yet: run chapters 00-04 first")
+
+
+def takeaways(verdicts: pd.DataFrame, head: pd.DataFrame) -> list[str]:
+    """The verdicts in words, and each architecture's headline retention."""
+    counts = verdicts.verdict.value_counts().reindex(findings.LABELS, fill_value=0)
+    lines = [f"{len(verdicts)} (finding, architecture) verdicts: "
+             + ", ".join(f"{n} {label}" for label, n in counts.items())]
+    for r in verdicts.itertuples(index=False):
+        if r.verdict != "not measured":
+            lines.append(f"* finding {r.finding} on {r.arch}: {r.verdict} ({r.supported}+ / "
+                         f"{r.contradicted}- / {r.ties}= of {r.claims} claims, seeds {r.seeds})")
+    for r in head.itertuples(index=False):
+        lines.append(f"* {r.arch} at ratio {r.ratio:g}: {r[2]:.1f}% pruned only ({r[3]}), "
+                     f"{r[4]:.1f}% recovered ({r[5]})")
+    return lines

@@ -58,3 +58,26 @@ def data_takeaways(summary: pd.DataFrame, items: int) -> list[str]:
     lines.append(f"{items} items per benchmark" + (
         "; with this few items differences of a few points are noise" if items < 100 else ""))
     return lines
+
+
+def shown_subsets(fractions: Sequence[float], seeds: Sequence[int]) -> list[subsets.Subset]:
+    """The run's subsets, and a second seed's when the run has one seed: the figure shows
+    that each seed draws its own nested subsets."""
+    shown = list(seeds) if len(seeds) > 1 else [seeds[0], seeds[0] + 1]
+    return grid_subsets(fractions, shown)
+
+
+def cost_table(recovered: pd.DataFrame, fractions: Sequence[float],
+               seeds: Sequence[int]) -> pd.DataFrame:
+    """What each recovery cost (subset size, steps, wall time) and bought (AVG-%), first seed;
+    prints whether every recorded subset hash is the seeded subset's."""
+    cost = (recovered[recovered.seed == recovered.seed.min()]
+            [["method", "ratio", "recipe", "data_fraction", "subset_n", "steps",
+              "recovery_wall_s", "subset_hash", "avg_pct"]]
+            .sort_values(["method", "ratio", "recipe", "data_fraction"]))
+    expected = {(s.seed, round(s.fraction, 6)): s.hash for s in grid_subsets(fractions, seeds)}
+    same = all(expected[(s, round(f, 6))] == h for s, f, h in
+               zip(recovered.seed, recovered.data_fraction, recovered.subset_hash, strict=True))
+    print(f"recorded subset hashes match the seeded subsets: {same}")
+    return cost.astype({"subset_n": int, "steps": int}).assign(
+        subset_hash=cost.subset_hash.str[:12]).round({"recovery_wall_s": 1, "avg_pct": 1})

@@ -25,6 +25,7 @@ from studylib.analysis import paper
 from studylib.analysis.paper import TABLE10_11_MODEL, TABLE10_11_RECIPES
 from studylib.chapters import plotting
 from studylib.evaluation import metrics
+from studylib.testbed import teachers
 
 RECIPE_ORDER = ("none", "sft-mm", "sft", "sft+l2")
 RECIPE_LABELS = {"none": "prune only", "sft-mm": "projector (sft-mm)",
@@ -212,3 +213,15 @@ def takeaways(summary: pd.DataFrame, items: int, chance: float = math.nan,
     lines.append(f"{items} items per benchmark" + (
         "; with this few items differences of a few points are noise" if items < 100 else ""))
     return lines
+
+
+def teacher_table(checkpoint) -> pd.DataFrame:
+    """How the toy-internvl teacher was made: parameters by part, its vision tower's probe
+    accuracy and its training time (from the checkpoint's training summary)."""
+    trained = teachers.read_summary(checkpoint)
+    counts = trained["parameters"]
+    return pd.DataFrame([{"arch": trained["arch"], **counts,
+                          "llm_share": round(counts["llm"] / counts["total"], 3),
+                          **{f"vision probe {k}": round(v, 3)
+                             for k, v in trained["vision_pretraining"]["cell_accuracy"].items()},
+                          "training_s": trained["wall_time_s"], "threads": trained["threads"]}])

@@ -5,17 +5,15 @@
 - `softened_next_token()`: a real teacher's next-token distribution at temperatures tau.
 - `final_norm_gain()`: the learned per-channel gain of the LLM's final norm, the reason
   hidden-state L2 is taken *before* that norm (see `studylib.compress.recipes`).
-- `run_grid()`: prune once per (method, ratio), then recover a fresh copy of the pruned
-  student with every recipe and training seed, evaluate each, and return tidy rows for the
-  results table. The teacher is evaluated in the same run, so AVG-% needs nothing else.
+- `compute()`: the chapter's grid (`studylib.study.grid`): one pruned student per (method,
+  ratio), recovered with every recipe and training seed, each evaluated, as tidy rows for
+  the results table. The teacher is evaluated in the same run, so AVG-% needs nothing else.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,10 +21,10 @@ import pandas as pd
 import torch
 
 from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE2_MODEL, TABLE2_RECIPES
-from studylib.compress import losses, prune, recipes, recover
-from studylib.evaluation import evaluate
+from studylib.compress import losses, recipes, recover
 from studylib.results import eval_rows
-from studylib.study.grid import quiet
+from studylib.study import grid
+from studylib.study.params import KDAblationParams
 from studylib.testbed import instructions
 
 HIDDEN_ABLATION = {"sft+l2": "last1", "sft+l2@last2": "last2", "sft+l2@last3": "last3"}
@@ -194,80 +192,32 @@ def _recovery_rows(rep: recover.RecoveryReport, common: dict[str, Any]) -> list[
              "ci_low": None, "ci_high": None, "n": s["steps"]} for k, v in values.items()]
 
 
-def run_grid(teacher, processor, *, model_name: str, methods: Sequence[str],
-             ratios: Sequence[float], recipe_names: Sequence[str], seeds: Sequence[int],
-             data_fraction: float, calib_n: int = 10, eval_seed: int = 0,
-             limit: int | None = None, batch_size: int = 64, max_steps: int = 0,
-             tau: float = 2.0, cache_check: bool = True,
-             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def compute(P: KDAblationParams, teacher, processor) -> list[dict[str, Any]]:
     """Teacher, pruned-only and recovered evaluations (+ recovery timings) as tidy rows.
 
-    Pruning and the data subset are fixed (calibration and subset seed = `eval_seed`), so
-    the training seeds vary only what training randomises (LoRA init, data order) and
-    recipes are compared on the same student and the same examples.
+    Pruning and the data subset are fixed (calibration and subset seed = `P.seed`), so the
+    training seeds vary only what training randomises (LoRA init, data order) and recipes
+    are compared on the same student and the same examples.
     """
-    chosen = [recipe_with_tau(n, tau) for n in recipe_names]  # fail fast on a bad name
+    plan = grid.Grid(grid.product(P.methods, P.ratios),
+                     recipes=[recipe_with_tau(n, P.tau) for n in P.recipes],
+                     fractions=(P.data_fraction,), seeds=P.seeds, calib_n=P.calib_n,
+                     max_steps=P.max_steps, prune_seed=P.seed, online_check=P.cache_check)
     rows: list[dict[str, Any]] = []
-
-    def evaluated(model, seed: int, **tags) -> float:
-        report = evaluate.evaluate(model, processor, limit=limit, seed=eval_seed,
-                                   batch_size=batch_size, progress=False)
-        rows.extend({**r, **tags} for r in eval_rows(report, model=model_name, seed=seed))
-        return float(report.summary().get("AVG", float("nan")))
-
-    start = time.perf_counter()
-    device = next(teacher.parameters()).device
-    avg = evaluated(teacher, eval_seed, method="none", ratio=0.0, recipe="none",
-                    data_fraction=None)
-    log(f"teacher: AVG {avg:.2f} ({time.perf_counter() - start:.0f} s)")
-    calib = instructions.calibration_sample(calib_n, eval_seed)
-    for method in methods:
-        for ratio in ratios:
-            t0 = time.perf_counter()
-            student = copy.deepcopy(teacher)
-            with quiet():  # pruning's progress bar
-                pr = prune.prune(student, method, ratio, calib, processor, seed=eval_seed)
-            where = dict(method=method, ratio=float(ratio), ratio_achieved=pr.ratio_achieved)
-            avg = evaluated(student, eval_seed, recipe="none", data_fraction=None, **where)
-            log(f"{method} {ratio:g} (achieved {pr.ratio_achieved:.3f}): pruned only "
-                f"AVG {avg:.2f} ({time.perf_counter() - t0:.0f} s)")
-            for seed in seeds:
-                for recipe in chosen:
-                    t0 = time.perf_counter()
-                    with quiet():
-                        rep = recover.recover((copy.deepcopy(student), processor),
-                                              (teacher, processor), recipe,
-                                              data_fraction=data_fraction, seed=seed,
-                                              subset_seed=eval_seed, progress=False,
-                                              max_steps=max_steps or None)
-                    teacher.to(device)  # recover parks a cached teacher on the CPU
-                    tags = dict(recipe=recipe_label(recipe), data_fraction=data_fraction,
-                                tau=tau, **where)
-                    avg = evaluated(rep.model, seed, **tags)
-                    rows.extend(_recovery_rows(rep, {"model": model_name, "seed": seed,
-                                                     **tags}))
-                    log(f"  seed {seed} {recipe.name:>13}: AVG {avg:.2f}  train {rep['wall_time_s']:.0f} s, {rep['steps']} steps "
-                        f"({teacher_mode(rep.summary)}; {time.perf_counter() - t0:.0f} s)")
-            if cache_check and any(r.gamma > 0 and not r.beta for r in chosen):
-                rows.extend(_online_check(student, teacher, processor, where, data_fraction,
-                                          eval_seed, model_name, max_steps, log))
-                teacher.to(device)
-    return rows
-
-
-def _online_check(student, teacher, processor, where, data_fraction, seed, model_name,
-                  max_steps, log) -> list[dict[str, Any]]:
-    """Time `sft+l2` once with the teacher online (no cache): the cache's speedup."""
-    steps = max_steps or 12
-    with quiet():
-        rep = recover.recover((copy.deepcopy(student), processor), (teacher, processor),
-                              "sft+l2", data_fraction=data_fraction, seed=seed,
-                              subset_seed=seed, progress=False, use_cache=False,
-                              max_steps=steps)
-    log(f"  sft+l2 with the teacher online: {rep['step_time_s']['median']:.3f} s/step "
-        f"({steps} steps, timing only)")
-    tags = dict(recipe="sft+l2 (online)", data_fraction=data_fraction, **where)
-    return _recovery_rows(rep, {"model": model_name, "seed": seed, **tags})
+    for s in grid.students(teacher, processor, plan, eval_limit=P.eval_limit, eval_seed=P.seed,
+                           batch_size=P.batch_size):
+        tags = dict(method=s.method, ratio=s.ratio, recipe="none", data_fraction=None)
+        if s.kind != "teacher":
+            tags["ratio_achieved"] = s.ratio_achieved
+        if s.kind == "recovered":
+            tags.update(recipe=recipe_label(s.recipe), data_fraction=s.fraction, tau=P.tau)
+        if s.kind == "timing":  # the teacher-online check: timings only
+            tags.update(recipe="sft+l2 (online)", data_fraction=s.fraction)
+        else:
+            rows += [{**r, **tags} for r in eval_rows(s.report, model=P.model, seed=s.seed)]
+        if s.recovery:
+            rows += _recovery_rows(s.recovery, {"model": P.model, "seed": s.seed, **tags})
+    return [{"tau": P.tau, "eval_seed": P.seed, **r} for r in rows]
 
 
 # --- chapter tables -------------------------------------------------------------------------
@@ -398,3 +348,10 @@ def takeaways(ev: pd.DataFrame, rec: pd.DataFrame) -> list[str]:
             text += f", with the teacher online {r[5]:.3f} s ({r[6]:.2f}x the cached one)"
         lines.append(text + ".")
     return lines
+
+
+def timing_table(rec: pd.DataFrame) -> pd.DataFrame:
+    """Median steps, step time, wall time and final loss per recipe and teacher mode."""
+    return rec.groupby(["method", "ratio", "recipe", "teacher"]).agg(
+        steps=("steps", "median"), step_s=("step_time_s", "median"),
+        wall_s=("wall_time_s", "median"), final_loss=("final_loss", "median")).round(3)

@@ -36,8 +36,7 @@ from studylib.compress import prune, quantize
 from studylib.errors import StudyError
 from studylib.evaluation import evaluate, latency, metrics
 from studylib.results import eval_rows
-from studylib.study.grid import quiet
-from studylib.testbed import instructions
+from studylib.study import grid
 
 DEFAULT_STUDENTS = (("layer", 0.15), ("width", 0.30))  # the paper's Table 9 rows
 VARIANT_ORDER = ("teacher", "layer", "width")
@@ -59,32 +58,49 @@ def check_students(students: Sequence[tuple[str, float]]) -> list[tuple[str, flo
 def build_students(teacher, processor, students=DEFAULT_STUDENTS, *, recipe: str = "sft+l2",
                    data_fraction: float = 0.1, max_steps: int = 0, calib_n: int = 10,
                    seed: int = 0, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Prune a copy of the teacher per (method, ratio) and recover it; returns one dict per
+    """Prune a copy of the teacher per (method, ratio) and recover it (the study's grid,
+    not evaluated: every model is evaluated in fp32 and int8 below); returns one dict per
     variant (the teacher first) with its float model and how it was made."""
-    from studylib.compress import recover
-
-    students = check_students(students)
-    variants = [{"variant": "teacher", "method": "none", "ratio": 0.0, "ratio_achieved": 0.0,
-                 "recipe": "none", "data_fraction": None, "model": teacher}]
-    calib = instructions.calibration_sample(calib_n, seed)
-    device = next(teacher.parameters()).device
-    for method, ratio in students:
-        t0 = time.perf_counter()
-        student = copy.deepcopy(teacher)
-        with quiet():  # calibration progress bars
-            pr = prune.prune(student, method, ratio, calib, processor, seed=seed)
-        with quiet():
-            rep = recover.recover((student, processor), (teacher, processor), recipe,
-                                  data_fraction=data_fraction, seed=seed, subset_seed=seed,
-                                  progress=False, max_steps=max_steps or None)
-        teacher.to(device)  # recover parks a cached teacher on the CPU
-        variants.append({"variant": method, "method": method, "ratio": float(ratio),
-                         "ratio_achieved": round(pr.ratio_achieved, 4), "recipe": recipe,
-                         "data_fraction": data_fraction, "model": rep.model.eval(),
-                         "steps": rep["steps"], "recover_s": rep["wall_time_s"]})
-        log(f"{method} {ratio:g} (achieved {pr.ratio_achieved:.3f}) + {recipe}: "
-            f"{rep['steps']} steps ({time.perf_counter() - t0:.0f} s)")
+    plan = grid.Grid(check_students(students), recipes=(recipe,), fractions=(data_fraction,),
+                     seeds=(seed,), calib_n=calib_n, max_steps=max_steps)
+    variants = []
+    for s in grid.students(teacher, processor, plan, evaluated=False, log=log):
+        if s.kind == "teacher":
+            variants.append({"variant": "teacher", "method": "none", "ratio": 0.0,
+                             "ratio_achieved": 0.0, "recipe": "none", "data_fraction": None,
+                             "model": teacher})
+        elif s.kind == "recovered":
+            variants.append({"variant": s.method, "method": s.method, "ratio": s.ratio,
+                             "ratio_achieved": round(s.ratio_achieved, 4), "recipe": recipe,
+                             "data_fraction": data_fraction, "model": s.model.eval(),
+                             "steps": s.recovery["steps"],
+                             "recover_s": s.recovery["wall_time_s"]})
     return variants
+
+
+def compute(P, teacher, processor) -> list[dict[str, Any]]:
+    """The run's rows (`quant_table` with the chapter's params)."""
+    return quant_table(teacher, processor, model_name=P.model, students=P.student_pairs,
+                       recipe=P.recipe, data_fraction=P.data_fraction, max_steps=P.max_steps,
+                       calib_n=P.calib_n, seed=P.seed, limit=P.eval_limit,
+                       batch_size=P.batch_size, repeats=P.repeats, text_tokens=P.text_tokens,
+                       decode_tokens=P.decode_tokens, lm_head=P.lm_head)
+
+
+def memory_demo(teacher, lm_head: bool = False) -> pd.DataFrame:
+    """The teacher's weight memory by part, fp32 and with its LLM in int8."""
+    _, demo = quantize.quantize_int8(copy.deepcopy(teacher).cpu(), "torch", lm_head=lm_head)
+    parts = ["vision", "projector", "llm", "total"]
+    return pd.DataFrame({"fp32 (MiB)": [demo.bytes_before[k] / quantize.MIB for k in parts],
+                         "int8 LLM (MiB)": [demo.bytes_after[k] / quantize.MIB for k in parts]},
+                        index=parts).assign(ratio=lambda d: d.iloc[:, 1] / d.iloc[:, 0]).round(3)
+
+
+def same_answers(run: pd.DataFrame) -> pd.DataFrame:
+    """Share of items (%) whose int8 answer is the fp32 answer, per variant and benchmark."""
+    same = run[run.metric == "same_answer_pct"]
+    return same.pivot_table(index="variant", columns="benchmark", values="value",
+                            sort=False).round(1)
 
 
 def quant_table(teacher, processor, *, model_name: str, students=DEFAULT_STUDENTS,

@@ -6,9 +6,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from studylib import models
 from studylib.analysis.paper import SHORT_PAPER_NAME, paper_unpruned
 from studylib.chapters.plotting import color
-from studylib.evaluation import metrics
+from studylib.evaluation import evaluate, metrics
+from studylib.evaluation.chance import chance_avg, chance_scores
+from studylib.results import eval_rows
 from studylib.testbed import shapes, suite
 
 
@@ -89,3 +92,39 @@ def fig_testbed_scores(df: pd.DataFrame, model: str, arch: str | None = None,
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def parameter_table(model) -> pd.DataFrame:
+    """The model's parameters by part, and each part's share of the total."""
+    counts = models.parameter_counts(model)
+    return pd.DataFrame({"parameters": counts,
+                         "share of total": {k: v / counts["total"] for k, v in counts.items()}})
+
+
+def compute(P, model, processor) -> list[dict]:
+    """The run's rows: the teacher's scores and a random guesser's on the same items."""
+    report = evaluate.evaluate(model, processor, limit=P.eval_limit, seed=P.seed,
+                               batch_size=P.batch_size, progress=False)
+    chance = chance_scores(limit=P.eval_limit, seed=P.seed, draws=P.chance_draws)
+    rows = eval_rows(report, model=P.model, seed=P.seed)
+    rows += [{"model": "chance", "seed": P.seed, **r} for r in chance.to_dict("records")]
+    counts = models.parameter_counts(model)
+    return [{"n_params": counts["total"], "n_params_llm": counts["llm"], **r} for r in rows]
+
+
+def scores_table(run: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Teacher, chance and paper scores per benchmark, with the teacher's 95% CI."""
+    scores = run[run.metric.isin(["score", "paper"])]
+    wide = scores.pivot_table(index="benchmark", columns="model", values="value", sort=False)
+    wide.insert(1, "95% CI", [f"[{lo:.1f}, {hi:.1f}]" if pd.notna(lo) else "" for lo, hi in
+                              scores[scores.model == model].set_index("benchmark")
+                              .loc[wide.index, ["ci_low", "ci_high"]].itertuples(index=False)])
+    return wide.round(2)
+
+
+def takeaway(run: pd.DataFrame, model: str) -> str:
+    """The teacher's AVG against chance: the 100% every later chapter divides by."""
+    avg = float(run[(run.benchmark == "AVG") & (run.model == model)].value.iloc[0])
+    items = int(run[run.benchmark != "AVG"].n.max())
+    return (f"{model}: AVG {avg:.1f} vs chance {chance_avg(run):.1f} with {items} items "
+            f"per benchmark at most; every later chapter reports AVG-% = AVG / {avg:.1f}.")

@@ -11,15 +11,16 @@ from pathlib import Path
 from studylib.cli import argtypes
 from studylib.errors import StudyError
 from studylib.outputs import atomic_write_text, check_out_file
-from studylib.study import params as P
-from studylib.study.runner import DEFAULT_GLOB, Job, build_book, plan, resolve_files, run_jobs
+from studylib.study import params_file
+from studylib.study.book import build_book
+from studylib.study.runner import DEFAULT_GLOB, Job, plan, resolve_files, run_jobs
 
 
 def cmd_study(args) -> int:
     book = Path(args.book)
     if not (book / "_config.yml").is_file():
         raise StudyError(f"not a book directory (no _config.yml): {book}")
-    sets = P.parse_sets(args.set or [])
+    sets = params_file.parse_sets(args.set or [])
     files = resolve_files(args.params)
     jobs = plan(files, args.profile, sets, book, args.results, args.workers)
     for table in sorted({str(j.params.results) for j in jobs}):
@@ -82,7 +83,7 @@ def add_command(sub) -> None:
     p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                    help="override a knob in every run that has it (YAML value: "
                         "ratios=[0.3,0.5])")
-    p.add_argument("--profile", choices=P.PROFILES, default="default",
+    p.add_argument("--profile", choices=params_file.PROFILES, default="default",
                    help="smoke: minutes, for CI; default: what `make book` runs")
     p.add_argument("--no-build", action="store_true", help="execute runs, skip the book")
     p.add_argument("--workers", type=argtypes.positive_int, default=1,

@@ -20,6 +20,7 @@ also supplies the hidden states (no cache is built for such recipes).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -244,6 +245,18 @@ class RecoveryReport:
         return self.summary[key]
 
 
+@contextlib.contextmanager
+def teacher_stays_put(model):
+    """Recovery moves the teacher (onto the training device to build its cache, to the CPU
+    when only the cache is read, onto the logits' device when it runs online); the caller's
+    model goes back to the device it came on, even when training fails."""
+    device = next(model.parameters()).device
+    try:
+        yield
+    finally:
+        model.to(device)
+
+
 def _load(spec, role: str):
     if isinstance(spec, (tuple, list)) and len(spec) == 2:
         return spec[0], spec[1], None
@@ -287,7 +300,7 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         overrides["max_steps"] = max_steps
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         overrides.setdefault("ddp_backend", "gloo")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, teacher_stays_put(t_model):
         args = training_arguments(tmp, epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                                   seed=seed, logging_steps=recipe.logging_steps,
                                   warmup_ratio=recipe.warmup_ratio,

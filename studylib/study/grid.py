@@ -1,34 +1,40 @@
-"""Prune -> recover -> evaluate over a grid, as tidy result rows (chapters 02 and 04).
+"""The study's one prune -> recover -> evaluate loop, and the recovery chapters' rows.
 
-A grid is methods x ratios x recipes x data fractions x seeds. Each (method, ratio, seed)
-is pruned once from the teacher and evaluated ("prune only"); each recipe and fraction then
-trains its own copy of that pruned model (`recover` trains in place) and is evaluated on the
-same seeded benchmark items as the teacher, so AVG-% = AVG / teacher AVG compares like with
-like.
+Every chapter that compresses a model goes through `students()`: chapter 01 prunes only
+(with each method's importance score and random baselines), chapters 02, 04 and 06 recover
+every pruned model with every recipe and data fraction, chapter 03 compares recipes on one
+fixed pruned student, and chapter 07 keeps the recovered models to quantize them. Each
+chapter then turns the students into its rows (`recovery_rows()` here for 02, 04 and 06).
 
-A replicate seed changes everything that is drawn at random in compression: the pruning
-calibration sample, the recovery data subset and the training order/initialisation. The
-benchmark subset stays fixed (`eval_seed`), so seeds differ only in the model they produce.
+A grid is (method, ratio) pairs x importances x recipes x data fractions x seeds. The teacher
+is evaluated first; each (method, ratio, importance) prunes a fresh copy of it and is
+evaluated ("prune only"); each recipe and fraction then trains its own copy of that pruned
+model and is evaluated on the same seeded benchmark items as the teacher, so AVG-% =
+AVG / teacher AVG compares like with like.
 
-Rows follow the results table's schema (one per benchmark and metric) and carry the grid
-coordinates plus what the chapter explains: achieved ratio, trainable parameters, steps,
-wall times, the subset's size and hash. Each student also gets an `AVG / avg_pct` row.
+A replicate seed changes what compression draws at random: the pruning calibration sample,
+the recovery data subset and the training order/initialisation. With `prune_seed` set, the
+pruned student and the data subset stay fixed and the seeds vary training only (chapter 03
+compares recipes on the same student and the same examples). The benchmark subset never
+changes (`eval_seed`), so seeds differ only in the model they produce.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from studylib import models
 from studylib.compress import prune, recipes, recover
 from studylib.evaluation import evaluate, metrics
+from studylib.evaluation.chance import chance_scores
 from studylib.results import eval_rows
 from studylib.testbed import instructions
 
@@ -43,10 +49,185 @@ def quiet():
         yield
 
 
-def _parts(model) -> dict[str, int]:
+def product(methods: Sequence[str], ratios: Sequence[float]) -> tuple[tuple[str, float], ...]:
+    """Every method at every ratio, the shape of most chapters' grids."""
+    return tuple((m, float(r)) for m in methods for r in ratios)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """What to prune and how to recover it (the loop's whole configuration)."""
+
+    pruned: Sequence[tuple[str, float]]  # (method, ratio) pairs; `product()` for a full grid
+    recipes: Sequence[str | recipes.RecoveryRecipe] = ()  # none: prune only
+    fractions: Sequence[float] = (1.0,)  # recovery data fractions, each a seeded subset
+    seeds: Sequence[int] = (0,)  # replicate seeds (see the module doc)
+    importances: Sequence[str] = ("default",)  # "default" = the method's own score
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+    max_steps: int = 0  # cap on recovery steps (0 = one epoch over the subset)
+    prune_seed: int | None = None  # fix pruning and data subset; seeds then vary training only
+    online_check: bool = False  # also time sft+l2 with the teacher online, per pruned model
+
+    def plan(self) -> list[tuple[int, list[int]]]:
+        """(pruning seed, training seeds) groups: one pruning per replicate seed, or one
+        fixed pruning shared by every training seed."""
+        if self.prune_seed is None:
+            return [(s, [s]) for s in self.seeds]
+        return [(self.prune_seed, list(self.seeds))]
+
+
+@dataclasses.dataclass
+class Student:
+    """One model the loop produced: the teacher, a pruned model or a recovered one."""
+
+    kind: str  # teacher | pruned | recovered | timing (online-teacher check, not evaluated)
+    model: Any
+    seed: int  # the seed that made it (teacher: the evaluation seed)
+    method: str = "none"
+    ratio: float = 0.0
+    importance: str = "default"
+    pruning: prune.PruneReport | None = None
+    recipe: recipes.RecoveryRecipe | None = None
+    fraction: float | None = None
+    recovery: recover.RecoveryReport | None = None
+    report: evaluate.EvalReport | None = None  # None when the loop does not evaluate
+
+    @property
+    def ratio_achieved(self) -> float:
+        return self.pruning.ratio_achieved if self.pruning else 0.0
+
+
+def students(teacher, processor, grid: Grid, *, evaluated: bool = True,
+             eval_limit: int | None = None, eval_seed: int = 0, batch_size: int = 64,
+             log: Callable[[str], None] | None = print) -> Iterator[Student]:
+    """The teacher, then every pruned and recovered student of `grid`, each evaluated on the
+    same seeded items (unless `evaluated` is False: chapter 07 evaluates its own way).
+
+    `teacher` is an in-memory model and is never modified: students are deep copies, on
+    the teacher's device (`recover` leaves the teacher where it found it). A generator, so
+    a caller that only writes rows holds one pruned model at a time.
+    """
+    say = log or (lambda _msg: None)
+
+    def ev(model):
+        if not evaluated:
+            return None
+        return evaluate.evaluate(model, processor, limit=eval_limit, seed=eval_seed,
+                                 batch_size=batch_size, progress=False)
+
+    def avg(report) -> str:
+        return f"AVG {report.summary().get('AVG', math.nan):5.2f}" if report else "not evaluated"
+
+    chosen = [recipes.get(r) for r in grid.recipes]  # a bad recipe name fails before any work
+    t0 = time.perf_counter()
+    first = Student("teacher", teacher, eval_seed, report=ev(teacher))
+    say(f"teacher: {avg(first.report)}")
+    yield first
+    for prune_seed, train_seeds in grid.plan():
+        calib = instructions.calibration_sample(grid.calib_n, seed=prune_seed)
+        for method, ratio in grid.pruned:
+            for importance in grid.importances:
+                if importance != "default" and importance not in prune.IMPORTANCES[method]:
+                    continue  # e.g. magnitude scores apply to width only
+                pruned = copy.deepcopy(teacher)
+                with quiet():  # calibration progress bars
+                    report = prune.prune(pruned, method, ratio, calib, processor, seed=prune_seed,
+                                         importance=None if importance == "default" else importance)
+                where = dict(method=method, ratio=float(ratio), importance=importance,
+                             pruning=report)
+                student = Student("pruned", pruned, prune_seed, report=ev(pruned), **where)
+                say(f"seed {prune_seed} {method} {report.importance} {ratio:g} (achieved "
+                    f"{report.ratio_achieved:.3f}): prune only {avg(student.report)}")
+                yield student
+                for seed in train_seeds:
+                    for recipe in chosen:
+                        for fraction in grid.fractions:
+                            rec = _recover(pruned, teacher, processor, recipe, fraction, seed,
+                                           prune_seed, grid.max_steps)
+                            student = Student("recovered", rec.model, seed, recipe=recipe,
+                                              fraction=float(fraction), recovery=rec,
+                                              report=ev(rec.model), **where)
+                            say(f"  seed {seed} {recipe.name} {fraction:g}: {rec['steps']} steps "
+                                f"in {rec['wall_time_s']:.1f} s, {avg(student.report)}")
+                            yield student
+                if grid.online_check and any(r.gamma > 0 and not r.beta for r in chosen):
+                    online = recipes.get("sft+l2")
+                    rec = _recover(pruned, teacher, processor, online, grid.fractions[0],
+                                   prune_seed, prune_seed, grid.max_steps or 12, use_cache=False)
+                    say(f"  sft+l2 with the teacher online: {rec['step_time_s']['median']:.3f} "
+                        f"s/step ({rec['steps']} steps, timing only)")
+                    yield Student("timing", rec.model, prune_seed, recipe=online,
+                                  fraction=float(grid.fractions[0]), recovery=rec, **where)
+    say(f"grid done in {time.perf_counter() - t0:.1f} s")
+
+
+def _recover(pruned, teacher, processor, recipe, fraction, seed, subset_seed, max_steps,
+             use_cache: bool = True) -> recover.RecoveryReport:
+    """Train a copy of `pruned` (recover trains in place; the pruned model is shared)."""
+    with quiet():  # the Trainer prints its log dicts
+        return recover.recover((copy.deepcopy(pruned), processor), (teacher, processor), recipe,
+                               data_fraction=fraction, seed=seed, subset_seed=subset_seed,
+                               max_steps=max_steps or None, use_cache=use_cache, progress=False)
+
+
+# --- rows of the recovery chapters (02, 04, 06) ----------------------------------------------
+
+
+def parts(model) -> dict[str, int]:
+    """Parameter counts by part, as result columns."""
     counts = models.parameter_counts(model)
     return {"n_params": counts["total"], "n_params_llm": counts["llm"],
             "n_params_vision": counts["vision"], "n_params_projector": counts["projector"]}
+
+
+def compute(P) -> list[dict[str, Any]]:
+    """Chapters 02, 04 and 06: the teacher, a random guesser on the same items, and every
+    pruned and recovered student of the chapter's grid, as rows (`run_grid`)."""
+    teacher, processor = models.load(P.checkpoint_dir, dtype=P.dtype, device=P.resolved_device())
+    plan = Grid(product(P.methods, P.ratios), recipes=P.recipes, fractions=P.fractions,
+                seeds=P.seeds, calib_n=P.calib_n, max_steps=P.max_steps)
+    rows = run_grid(teacher, processor, plan, model=P.model, eval_limit=P.eval_limit,
+                    eval_seed=P.seed, batch_size=P.batch_size)
+    chance = chance_scores(limit=P.eval_limit, seed=P.seed)
+    rows += [{"model": "chance", "seed": P.seed, **r} for r in chance.to_dict("records")]
+    return [{"calib_n": P.calib_n, "max_steps": P.max_steps, **r} for r in rows]
+
+
+def run_grid(teacher, processor, grid: Grid, *, model: str, eval_limit: int | None = None,
+             eval_seed: int = 0, batch_size: int = 64,
+             log: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
+    """Rows for the results table: the teacher's (method "none"), each pruned model's
+    (recipe "none") and each recovered model's (recipe and data_fraction set), every student
+    with an `AVG / avg_pct` row and what the chapters explain: achieved ratio, trainable
+    parameters, steps, wall times, the subset's size and hash."""
+    rows: list[dict[str, Any]] = []
+    teacher_head: dict[str, float] = {}
+    for s in students(teacher, processor, grid, eval_limit=eval_limit, eval_seed=eval_seed,
+                      batch_size=batch_size, log=log):
+        base = {"method": s.method, "ratio": s.ratio, "recipe": "none", "data_fraction": None,
+                "eval_seed": eval_seed, "ratio_achieved": round(s.ratio_achieved, 4),
+                "train": None, **parts(s.model), "eval_wall_s": round(s.report.wall_time, 2)}
+        if s.kind == "teacher":
+            teacher_head = s.report.headline()
+            rows += [{**r, **base} for r in eval_rows(s.report, model=model, seed=s.seed)]
+            continue
+        base["prune_wall_s"] = s.pruning.wall_time_s
+        if s.kind == "recovered":
+            base.update(_recovery_columns(s))
+        rows += _student_rows(s.report, teacher_head, model, s.seed, base)
+    return rows
+
+
+def _recovery_columns(s: Student) -> dict[str, Any]:
+    summary = s.recovery.summary
+    return {"recipe": s.recipe.name, "data_fraction": s.fraction, "train": s.recipe.train,
+            "trainable_params": summary["parameters"]["trainable"],
+            "training_params": summary["parameters"]["total"],
+            "steps": summary["steps"], "recovery_wall_s": summary["wall_time_s"],
+            "step_time_s": round(summary["step_time_s"]["median"], 4),
+            "subset_n": summary["subset"]["n"], "subset_n_total": summary["subset"]["n_total"],
+            "subset_hash": summary["subset_hash"], "final_loss": summary["final_loss"],
+            "teacher_cache": bool(summary["teacher_cache"].get("used"))}
 
 
 def _student_rows(report, teacher_head: dict[str, float], model: str, seed: int,
@@ -60,86 +241,3 @@ def _student_rows(report, teacher_head: dict[str, float], model: str, seed: int,
                  "value": pct, "ci_low": None, "ci_high": None,
                  "n": int(report.scores["n"].sum())})
     return [{**r, **extra} for r in rows]
-
-
-def run_grid(teacher, processor, *, model: str, methods: Sequence[str],
-             ratios: Sequence[float], recipe_names: Sequence[str],
-             fractions: Sequence[float], seeds: Sequence[int], calib_n: int = 10,
-             eval_limit: int | None = None, eval_seed: int = 0, batch_size: int = 64,
-             max_steps: int = 0, device: str = "cpu",
-             log: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
-    """Evaluate the teacher, then every pruned and recovered student of the grid.
-
-    `teacher` is an in-memory model (never modified: students are deep copies). Returns
-    rows for the results table: the teacher's (method "none"), each pruned model's
-    (recipe "none") and each recovered model's (recipe and data_fraction set).
-    """
-    say = log or (lambda _msg: None)
-    t0 = time.perf_counter()
-
-    def ev(m):
-        return evaluate.evaluate(m, processor, limit=eval_limit, seed=eval_seed,
-                                 batch_size=batch_size, progress=False)
-
-    t_report = ev(teacher)
-    teacher_head = t_report.headline()
-    base = {"eval_seed": eval_seed, "ratio_achieved": 0.0, "train": None}
-    rows = [{**r, "method": "none", "ratio": 0.0, "recipe": "none", "data_fraction": None,
-             **base, **_parts(teacher), "eval_wall_s": round(t_report.wall_time, 2)}
-            for r in eval_rows(t_report, model=model, seed=eval_seed)]
-    say(f"teacher: AVG {t_report.summary()['AVG']:.2f} ({t_report.wall_time:.1f} s)")
-    for seed in seeds:
-        calib = instructions.calibration_sample(calib_n, seed=seed)
-        for method in methods:
-            for ratio in ratios:
-                pruned = copy.deepcopy(teacher).to(device)
-                with quiet():  # calibration progress bars
-                    p_report = prune.prune(pruned, method, ratio, calib, processor, seed=seed)
-                where = {"method": method, "ratio": float(ratio),
-                         "ratio_achieved": round(p_report.ratio_achieved, 4),
-                         "prune_wall_s": p_report.wall_time_s, "eval_seed": eval_seed,
-                         **_parts(pruned)}
-                report = ev(pruned)
-                rows += _student_rows(report, teacher_head, model, seed,
-                                      {**where, "recipe": "none", "data_fraction": None,
-                                       "train": None, "eval_wall_s": round(report.wall_time, 2)})
-                say(f"seed {seed} {method} {ratio:g} (achieved {p_report.ratio_achieved:.3f}): "
-                    f"prune only AVG-% {rows[-1]['value']:.1f}")
-                for name in recipe_names:
-                    for fraction in fractions:
-                        student = copy.deepcopy(pruned).to(device)
-                        with quiet():  # the Trainer prints its log dicts
-                            rec = recover.recover((student, processor), (teacher, processor),
-                                                  name, data_fraction=fraction, seed=seed,
-                                                  subset_seed=seed,
-                                                  max_steps=max_steps or None, progress=False)
-                        teacher.to(device)  # recover parks a cached teacher on the CPU
-                        s = rec.summary
-                        report = ev(rec.model)
-                        rows += _student_rows(report, teacher_head, model, seed, {
-                            **where, "recipe": name, "data_fraction": float(fraction),
-                            "train": recipes.get(name).train,
-                            "trainable_params": s["parameters"]["trainable"],
-                            "training_params": s["parameters"]["total"],
-                            "steps": s["steps"], "recovery_wall_s": s["wall_time_s"],
-                            "step_time_s": round(s["step_time_s"]["median"], 4),
-                            "subset_n": s["subset"]["n"], "subset_n_total": s["subset"]["n_total"],
-                            "subset_hash": s["subset_hash"], "final_loss": s["final_loss"],
-                            "teacher_cache": bool(s["teacher_cache"].get("used")),
-                            "eval_wall_s": round(report.wall_time, 2)})
-                        say(f"seed {seed} {method} {ratio:g} {name} {fraction:g}: "
-                            f"{s['steps']} steps in {s['wall_time_s']:.1f} s, "
-                            f"AVG-% {rows[-1]['value']:.1f}")
-    say(f"grid done in {time.perf_counter() - t0:.1f} s")
-    return rows
-
-
-# --- reading the rows back ---------------------------------------------------------------
-
-
-# --- data subsets --------------------------------------------------------------------------
-
-
-# --- takeaways (computed from the rows, printed by the chapters) ---------------------------
-
-

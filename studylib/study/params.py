@@ -1,38 +1,27 @@
-"""Typed study parameters: the one place a params file, a `--set` override or a notebook's
-`parameters` cell becomes a validated object.
+"""Typed study parameters: the one place every knob and its default lives.
 
-A study file (`params/<study>.yaml`) has three required keys and one optional one::
-
-    notebook: notebooks/00_testbed.ipynb     # the template papermill executes
-    defaults: {limit: 200, ...}              # what every run starts from
-    runs: [{key: teacher, model: toy-llava}, ...]   # a run is {**defaults, **run}
-    profiles: {smoke: {defaults: {...}, runs: [...]}}  # optional named overrides
+A chapter's params are its dataclass's defaults -- the values the book is built with --
+updated by a params file, a `--set key=value` or the overrides the runner injects into the
+notebook (`studylib.study.params_file` turns those into a validated object). Smoke-sized
+runs are the files' `smoke` profiles.
 
 Why dataclasses with strict checks rather than free dicts: a typo in a knob (`ratio` for
-`ratios`) would otherwise silently run the default, and a run grid costs hours. Every
-problem becomes one `StudyError` line naming the file, the run and the key.
+`ratios`) would otherwise silently run the default, and a run grid costs hours.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import platform
-import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from studylib.analysis.paper import PAPER_MODEL
 from studylib.errors import StudyError
+from studylib.study.provenance import checkpoint_fingerprint, environment, results_fingerprint
 
-FILE_KEYS = ("notebook", "defaults", "runs", "profiles")
-PROFILE_KEYS = ("defaults", "runs")
-PROFILES = ("smoke", "default")
 # Knobs that change how or where a run executes but not what it computes: left out of run_id.
 NOT_IN_RUN_ID = ("key", "threads", "results", "figures")
 
@@ -46,7 +35,7 @@ class StudyParams:
     checkpoint: str = ""  # checkpoint directory; "" means teachers/<model>
     arch: str = ""  # architecture label for results ("" = the model name)
     seed: int = 0  # evaluation subset and bootstrap seed
-    limit: int = 12  # benchmark items per benchmark (seeded, stratified subset); 0 = all
+    limit: int = 300  # items per benchmark (seeded, stratified subset); 0 = all (~2,900)
     batch_size: int = 64  # evaluation batch size
     device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
     dtype: str = "float32"  # float32 | bfloat16 | float16
@@ -162,8 +151,9 @@ class PruningParams(StudyParams):
     Fig. 2 'prune only'), each method's importance score against random scores."""
 
     STUDY: typing.ClassVar[str] = "01_pruning_comparison"
+    limit: int = 0  # the whole benchmark: pruning only is cheap (~10 s per evaluation)
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
-    ratios: tuple[float, ...] = (0.15, 0.3)  # fractions of LLM parameters removed
+    ratios: tuple[float, ...] = (0.15, 0.3, 0.45, 0.6)  # the paper's Table 6 ratios
     calib_n: int = 10  # calibration samples (the paper's n = 10)
     # "default" = each method's own score (Block Influence / Taylor); "random" = the baseline
     # that shows the score matters; "magnitude" (sum of |w|) applies to width only.
@@ -212,9 +202,10 @@ class SFTRecoveryParams(StudyParams):
 
     STUDY: typing.ClassVar[str] = "02_sft_recovery"
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
-    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
+    # the paper's ratios (layerwise on 8 layers: 1, 2, 4, 5 layers)
+    ratios: tuple[float, ...] = (0.15, 0.3, 0.45, 0.6)
     recipes: tuple[str, ...] = ("sft-mm", "sft")  # recovery presets (studylib.compress.recipes)
-    data_fraction: float = 0.05  # seeded share of the 4,000-image recovery set
+    data_fraction: float = 0.2  # seeded share of the 4,000-image recovery set (50 steps)
     seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
     max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
@@ -227,6 +218,11 @@ class SFTRecoveryParams(StudyParams):
         _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
         _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
 
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        """The grid's data fractions: this chapter recovers on one."""
+        return (self.data_fraction,)
+
 
 @dataclasses.dataclass(frozen=True)
 class DataEfficiencyParams(StudyParams):
@@ -235,9 +231,10 @@ class DataEfficiencyParams(StudyParams):
 
     STUDY: typing.ClassVar[str] = "04_data_efficiency"
     methods: tuple[str, ...] = ("width",)  # pruning methods
-    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
-    recipes: tuple[str, ...] = ("sft",)  # recovery presets (studylib.compress.recipes)
-    fractions: tuple[float, ...] = (0.025, 0.05)  # data fractions, each a seeded subset
+    # below and above the paper's ~50% threshold of finding 5
+    ratios: tuple[float, ...] = (0.3, 0.6)
+    recipes: tuple[str, ...] = ("sft+l2",)  # the paper's best recipe (finding 4)
+    fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 1.0)  # data fractions, each a seeded subset
     seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
     max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
@@ -264,7 +261,7 @@ class KDAblationParams(StudyParams):
     ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
     recipes: tuple[str, ...] = ("sft", "kl", "rkl", "l2", "sft+kl", "sft+rkl", "sft+l2",
                                 "sft+rkl+l2", "sft+l2@last2", "sft+l2@last3")  # presets
-    data_fraction: float = 0.1  # seeded share of the recovery set (same subset for all)
+    data_fraction: float = 0.1  # seeded share of the recovery set (same subset for all; 25 steps)
     seeds: tuple[int, ...] = (0,)  # training seeds (LoRA init, data order); pruning fixed
     max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
@@ -290,6 +287,8 @@ class BestPracticesParams(StudyParams):
 
     STUDY: typing.ClassVar[str] = "05_best_practices"
     READS_RESULTS: typing.ClassVar[bool] = True
+    model: str = "all"  # a name for this summary in results and file names (no model is loaded)
+    threads: int = 1  # it trains nothing
     studies: tuple[str, ...] = ("00_testbed", "01_pruning_comparison", "02_sft_recovery",
                                 "03_kd_ablation", "04_data_efficiency")  # chapters read
     archs: tuple[str, ...] = ()  # architectures judged; empty = every one in the table
@@ -315,12 +314,13 @@ class QuantizationParams(StudyParams):
     and scores."""
 
     STUDY: typing.ClassVar[str] = "07_quantization"
+    limit: int = 0  # the whole benchmark (~2,900 items): int8 changes few answers
     students: tuple[str, ...] = ("layer:0.15", "width:0.3")  # method:ratio, pruned + recovered
     recipe: str = "sft+l2"  # recovery recipe of every student (the paper's FT + L2)
-    data_fraction: float = 0.02  # seeded share of the 4,000-image recovery set
-    max_steps: int = 3  # cap on optimizer steps per recovery (0 = one epoch over the subset)
+    data_fraction: float = 0.1  # seeded share of the 4,000-image recovery set (25 steps)
+    max_steps: int = 0  # cap on optimizer steps per recovery (0 = one epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
-    repeats: int = 5  # latency rounds; every model is timed once per round
+    repeats: int = 30  # latency rounds; every model is timed once per round
     text_tokens: int = 50  # prompt tokens after the image for the latency input
     decode_tokens: int = 8  # decode steps timed per round
     lm_head: bool = False  # quantize the LM head too (bitsandbytes keeps it float)
@@ -366,16 +366,10 @@ class GeneralizationParams(SFTRecoveryParams):
 
     STUDY: typing.ClassVar[str] = "06_generalization"
     model: str = "toy-internvl"  # model name used in results and file names
-    recipes: tuple[str, ...] = ("sft-mm", "sft", "sft+l2")  # recovery presets
-
-
-def results_fingerprint(path: str, studies: Sequence[str]) -> str:
-    """A short hash of the run_ids recorded for `studies` in a results table."""
-    from studylib.results import ResultsTable
-
-    rows = ResultsTable(path).rows() if Path(path).is_file() else []
-    ids = sorted({r["run_id"] for r in rows if r.get("study") in studies})
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids else "none"
+    ratios: tuple[float, ...] = (0.15, 0.3)  # the ratios of the paper's Tables 10-11
+    # the paper's "SFT mm only", "SFT mm + LLM", "SFT+KD mm + LLM"
+    recipes: tuple[str, ...] = ("sft-mm", "sft", "sft+l2")
+    data_fraction: float = 0.1  # 10%: 25 steps per recovery
 
 
 STUDIES: dict[str, type[StudyParams]] = {
@@ -391,260 +385,6 @@ def register(cls: type[StudyParams]) -> type[StudyParams]:
     return cls
 
 
-# --- validation ---------------------------------------------------------------------------
-
-
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise StudyError(message)
-
-
-def _fields(cls: type[StudyParams]) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Check one value against its field type (YAML gives int where float is meant: allow)."""
-    hint = annotation
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        hint, origin = args[0], typing.get_origin(args[0])
-    if origin in (tuple, list, Sequence):
-        (item,) = typing.get_args(hint)[:1] or (Any,)
-        if isinstance(value, str | int | float):
-            value = [value]
-        if not isinstance(value, list | tuple):
-            raise StudyError(f"{name}: expected a list, got {value!r}")
-        return tuple(_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value))
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise StudyError(f"{name}: expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise StudyError(f"{name}: expected an integer, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise StudyError(f"{name}: expected true or false, got {value!r}")
-        return value
-    if hint is str:
-        if isinstance(value, bool) or value is None:
-            raise StudyError(f"{name}: expected a string, got {value!r}")
-        return str(value)
-    return value
-
-
-def validate(study: str, values: Mapping[str, Any], where: str = "") -> StudyParams:
-    """Values -> the study's params object; unknown keys and bad types are one-line errors."""
-    prefix = f"{where}: " if where else ""
-    if study not in STUDIES:
-        raise StudyError(f"{prefix}unknown study {study!r}; known: {', '.join(sorted(STUDIES))}")
-    cls = STUDIES[study]
-    fields = _fields(cls)
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        raise StudyError(f"{prefix}unknown key {unknown[0]!r} for study {study}; "
-                         f"valid keys: {', '.join(sorted(fields))}")
-    hints = typing.get_type_hints(cls)
-    try:
-        clean = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
-        return cls(**clean)
-    except StudyError as exc:
-        raise StudyError(f"{prefix}{exc}") from None
-
-
-def from_notebook(study: str, namespace: Mapping[str, Any]) -> StudyParams:
-    """Validate a notebook's `parameters` cell: the study's fields, read from its globals."""
-    values = {k: namespace[k] for k in _fields(STUDIES[study]) if k in namespace}
-    return validate(study, values, where=f"notebook {study}")
-
-
-def parse_value(text: str) -> Any:
-    """A `--set` value, YAML-parsed: `0.5` -> 0.5, `[0.3,0.5]` -> list, `toy-bunny` -> str."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StudyError(f"cannot parse value {text!r}: {str(exc).splitlines()[0]}") from None
-
-
-def parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise StudyError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = parse_value(value)
-    return out
-
-
-# --- study files --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class StudyFile:
-    path: Path
-    study: str
-    notebook: Path
-    runs: tuple[StudyParams, ...]
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """yaml's SafeLoader, but a key given twice in one mapping is an error: PyYAML keeps the
-    last one silently, so a second `limit:` further down would quietly win."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                if key.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key.value!r} (line {key.start_mark.line + 1})")
-                seen.add(key.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    """A mapping from the file (empty for a missing or null one), else one StudyError line."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise StudyError(f"{where} must be a mapping, got {value!r}")
-    return value
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.load(path.read_text(), Loader=_StrictLoader)
-    except FileNotFoundError:
-        raise StudyError(f"params file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise StudyError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise StudyError(f"{path}: expected a mapping with notebook, defaults, runs")
-    return data
-
-
-def load_study(path: str | os.PathLike, profile: str = "default",
-               overrides: Mapping[str, Any] | None = None,
-               strict_overrides: bool = True) -> StudyFile:
-    """Read, merge and validate a study file: run = {**defaults, **run, **overrides}.
-
-    With a profile other than "default", the file's `profiles.<name>.defaults` update the
-    defaults and `profiles.<name>.runs`, when given, replace the runs. Every profile is
-    validated, not only the selected one.
-    """
-    path = Path(path)
-    data = read_yaml(path)
-    unknown = [k for k in data if k not in FILE_KEYS]
-    if unknown:
-        raise StudyError(f"{path}: unknown top-level key {unknown[0]!r}; "
-                         f"expected {', '.join(FILE_KEYS)}")
-    for key in ("notebook", "defaults", "runs"):
-        if key not in data:
-            raise StudyError(f"{path}: missing top-level key {key!r}")
-    notebook = Path(str(data["notebook"]))
-    study = notebook.stem
-    if study not in STUDIES:
-        raise StudyError(f"{path}: notebook {notebook} is not a known study; "
-                         f"known: {', '.join(sorted(STUDIES))}")
-    if profile not in PROFILES:
-        raise StudyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    profiles = _mapping(data.get("profiles"), f"{path}: profiles")
-    for name, prof in profiles.items():
-        if name not in PROFILES:
-            raise StudyError(f"{path}: unknown profile {name!r}; choose from {', '.join(PROFILES)}")
-        bad = [k for k in _mapping(prof, f"{path}: profiles.{name}") if k not in PROFILE_KEYS]
-        if bad:
-            raise StudyError(f"{path}: profiles.{name}: unknown key {bad[0]!r}; "
-                             f"expected {', '.join(PROFILE_KEYS)}")
-    fields = _fields(STUDIES[study])
-    sets = {k: v for k, v in (overrides or {}).items() if k in fields}
-    if strict_overrides and len(sets) != len(overrides or {}):
-        bad = next(k for k in overrides or {} if k not in fields)
-        raise StudyError(f"--set: unknown key {bad!r} for study {study}; "
-                         f"valid keys: {', '.join(sorted(fields))}")
-    runs = _profile_runs(path, data, study, profile, sets)
-    for other in PROFILES:  # a broken profile fails now, not when someone first selects it
-        if other != profile:
-            _profile_runs(path, data, study, other, {})
-    return StudyFile(path, study, notebook, runs)
-
-
-def _profile_runs(path: Path, data: dict[str, Any], study: str, profile: str,
-                  sets: Mapping[str, Any]) -> tuple[StudyParams, ...]:
-    """One profile's runs, each {**defaults, **run, **sets}, validated."""
-    chosen = _mapping(data.get("profiles"), f"{path}: profiles").get(profile) or {}
-    defaults = {**_mapping(data["defaults"], f"{path}: defaults"),
-                **_mapping(chosen.get("defaults"), f"{path}: profiles.{profile}.defaults")}
-    runs = data["runs"] if chosen.get("runs") is None else chosen["runs"]
-    in_profile = "" if profile == "default" else f" in profile {profile}"
-    if not isinstance(runs, list) or not runs:
-        raise StudyError(f"{path}: runs must be a non-empty list of mappings{in_profile}")
-    merged: list[StudyParams] = []
-    for i, run in enumerate(runs):
-        if not isinstance(run, dict):
-            raise StudyError(f"{path}: runs[{i}] must be a mapping, got {run!r}")
-        where = f"{path}: runs[{i}]" + (f" ({run['key']})" if "key" in run else "") + in_profile
-        merged.append(validate(study, {**defaults, **run, **sets}, where=where))
-    names = [p.output_name() for p in merged]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise StudyError(f"{path}: two runs write the same notebook {dupes[0]}.ipynb "
-                         f"(give them different keys){in_profile}")
-    return tuple(merged)
-
-
-def validate_file(path: str | os.PathLike) -> list[StudyParams]:
-    """Every profile of a file validates (used by the tests and `studylib study --check`)."""
-    out: list[StudyParams] = []
-    for profile in PROFILES:
-        out.extend(load_study(path, profile=profile).runs)
-    return out
-
-
-# --- provenance ---------------------------------------------------------------------------
-
-
-def checkpoint_fingerprint(path: Path) -> str:
-    """A short hash of a checkpoint's weights (size+mtime for very large files), so a
-    retrained teacher at the same path gets a new run_id; the path itself if absent."""
-    if not path.is_dir():
-        return f"missing:{path}"
-    digest = hashlib.sha256()
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("config.json")):
-        stat = f.stat()
-        digest.update(f.name.encode())
-        if stat.st_size > 256 * 2**20:
-            digest.update(f"{stat.st_size}:{int(stat.st_mtime)}".encode())
-        else:
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def environment(threads: int | None = None) -> dict[str, Any]:
-    """Versions and machine facts recorded beside every result row (the provenance page)."""
-    import torch
-    import transformers
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "host": platform.node(),
-            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpus",
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "threads": threads, "git_dirty": git_dirty()}
-
-
-def git_dirty() -> bool | None:
-    """Whether tracked files differ from the commit (a run's git_sha alone would hide it)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                             capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None

@@ -292,3 +292,31 @@ def test_two_process_ddp_through_the_trainer(pair, tmp_path):
     assert [r0["cache"]["hit"], r1["cache"]["hit"]] == [False, True]  # rank 0 built it first
     saved = json.loads((tmp_path / "out" / "recovery_report.json").read_text())
     assert saved["world_size"] == 2
+
+
+@pytest.mark.parametrize("recipe", ["sft+l2", "sft+rkl"])  # cached teacher, online teacher
+def test_recover_leaves_the_teacher_where_it_found_it(pair, records, tmp_path, monkeypatch,
+                                                      recipe):
+    """Recovery moves the teacher (cache building, CPU while only its cache is read, the
+    logits' device online); the caller's model must end on the device it came on."""
+    student_dir, teacher_dir = pair
+    teacher, processor = models.load(teacher_dir)
+    moves = []
+    move = teacher.to
+    monkeypatch.setattr(teacher, "to", lambda *a, **kw: moves.append(a) or move(*a, **kw))
+    before = next(teacher.parameters()).device
+    recover.recover(student_dir, (teacher, processor), recipe, records=records,
+                    data_fraction=0.25, max_steps=1, progress=False,
+                    cache_dir=tmp_path / "cache")
+    assert moves and moves[-1] == (before,)  # the last move puts it back
+    assert next(teacher.parameters()).device == before
+
+
+def test_teacher_goes_back_even_when_training_fails(monkeypatch):
+    model = nn.Linear(2, 2)
+    moves = []
+    monkeypatch.setattr(model, "to", lambda *a, **kw: moves.append(a))
+    with pytest.raises(RuntimeError), recover.teacher_stays_put(model):
+        model.to("elsewhere")
+        raise RuntimeError("training failed")
+    assert moves == [("elsewhere",), (torch.device("cpu"),)]

@@ -34,9 +34,9 @@ def grid_rows():
     mp = pytest.MonkeyPatch()
     mp.setattr(grid.evaluate, "evaluate", _fake_evaluate)
     teacher, processor = toy.build("toy-llava", "micro", seed=0)
-    rows = grid.run_grid(teacher, processor, model="micro", methods=["width"], ratios=[0.3],
-                          recipe_names=["sft-mm", "sft"], fractions=[0.01], seeds=[0],
-                          calib_n=2, eval_limit=4, max_steps=2, log=None)
+    plan = grid.Grid(grid.product(["width"], [0.3]), recipes=["sft-mm", "sft"],
+                     fractions=[0.01], seeds=[0], calib_n=2, max_steps=2)
+    rows = grid.run_grid(teacher, processor, plan, model="micro", eval_limit=4, log=None)
     mp.undo()
     return pd.DataFrame(rows)
 
@@ -65,9 +65,9 @@ def test_teacher_is_left_untouched_by_the_grid(monkeypatch):
     monkeypatch.setattr(grid.evaluate, "evaluate", _fake_evaluate)
     teacher, processor = toy.build("toy-llava", "micro", seed=0)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    grid.run_grid(teacher, processor, model="micro", methods=["layer"], ratios=[0.3],
-                   recipe_names=["sft"], fractions=[0.01], seeds=[0], calib_n=2, eval_limit=2,
-                   max_steps=1, log=None)
+    plan = grid.Grid(grid.product(["layer"], [0.3]), recipes=["sft"], fractions=[0.01],
+                     seeds=[0], calib_n=2, max_steps=1)
+    grid.run_grid(teacher, processor, plan, model="micro", eval_limit=2, log=None)
     after = teacher.state_dict()
     assert before.keys() == after.keys()
     assert all((before[k] == after[k]).all() for k in before)

@@ -1,7 +1,6 @@
 """Every params file validates; bad keys and values fail with one clear line."""
 
 import ast
-import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studylib.errors import StudyError
-from studylib.study import params
+from studylib.study import params, params_file
 
 REPO = Path(__file__).resolve().parents[2]
 PARAM_FILES = sorted((REPO / "params").rglob("*.yaml"))
@@ -36,7 +35,7 @@ def test_there_are_params_files():
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_params_file_validates_in_every_profile(path):
-    runs = params.validate_file(path)
+    runs = params_file.validate_file(path)
     assert runs
     assert all(isinstance(r, params.StudyParams) for r in runs)
     assert all(len(r.run_id()) == 16 for r in runs)
@@ -44,11 +43,11 @@ def test_params_file_validates_in_every_profile(path):
 
 def test_runs_merge_defaults_and_profiles(tmp_path):
     path = write(tmp_path, GOOD + "profiles:\n  smoke:\n    defaults: {limit: 3}\n")
-    (run,) = params.load_study(path).runs
+    (run,) = params_file.load_study(path).runs
     assert (run.key, run.model, run.limit, run.seed) == ("a", "toy-llava", 12, 0)
-    (smoke,) = params.load_study(path, profile="smoke").runs
+    (smoke,) = params_file.load_study(path, profile="smoke").runs
     assert smoke.limit == 3
-    (over,) = params.load_study(path, overrides={"model": "toy-bunny", "limit": 5}).runs
+    (over,) = params_file.load_study(path, overrides={"model": "toy-bunny", "limit": 5}).runs
     assert (over.model, over.limit) == ("toy-bunny", 5)
 
 
@@ -67,7 +66,7 @@ def test_runs_merge_defaults_and_profiles(tmp_path):
 def test_bad_params_fail_with_one_line(tmp_path, text, needle):
     path = write(tmp_path, text)
     with pytest.raises(StudyError) as err:
-        params.validate_file(path)
+        params_file.validate_file(path)
     message = str(err.value)
     assert needle in message
     assert "\n" not in message
@@ -84,19 +83,19 @@ def test_unknown_key_via_cli_is_one_line_exit_2(tmp_path):
 
 
 def test_set_values_are_yaml_parsed():
-    sets = params.parse_sets(["model=toy-bunny", "ratios=[0.5]", "limit=20", "device=cuda"])
+    sets = params_file.parse_sets(["model=toy-bunny", "ratios=[0.5]", "limit=20", "device=cuda"])
     assert sets == {"model": "toy-bunny", "ratios": [0.5], "limit": 20, "device": "cuda"}
     with pytest.raises(StudyError, match="expects key=value"):
-        params.parse_sets(["model"])
+        params_file.parse_sets(["model"])
 
 
 def test_list_knobs_accept_yaml_lists_and_scalars():
-    p = params.validate("01_pruning_comparison", {"ratios": [0.5], "methods": "width"})
+    p = params_file.validate("01_pruning_comparison", {"ratios": [0.5], "methods": "width"})
     assert p.ratios == (0.5,) and p.methods == ("width",)
     with pytest.raises(StudyError, match="ratios must be in"):
-        params.validate("01_pruning_comparison", {"ratios": [1.5]})
+        params_file.validate("01_pruning_comparison", {"ratios": [1.5]})
     with pytest.raises(StudyError, match="unknown method 'depth'"):
-        params.validate("01_pruning_comparison", {"methods": ["depth"]})
+        params_file.validate("01_pruning_comparison", {"methods": ["depth"]})
 
 
 def test_set_applies_to_studies_that_have_the_knob(tmp_path):
@@ -116,32 +115,34 @@ def test_unknown_set_key_is_an_error(tmp_path):
 
 
 def test_run_id_ignores_how_a_run_executes_not_what_it_computes(tmp_path):
-    base = params.validate("00_testbed", {"checkpoint": str(tmp_path)})
-    same = params.validate("00_testbed", {"checkpoint": str(tmp_path), "threads": 1,
+    base = params_file.validate("00_testbed", {"checkpoint": str(tmp_path)})
+    same = params_file.validate("00_testbed", {"checkpoint": str(tmp_path), "threads": 1,
                                           "results": "x.jsonl", "key": "other"})
-    other = params.validate("00_testbed", {"checkpoint": str(tmp_path), "limit": 13})
+    other = params_file.validate("00_testbed", {"checkpoint": str(tmp_path), "limit": 13})
     assert base.run_id() == same.run_id() != other.run_id()
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_parameters_cell_matches_params_class(nb):
-    """The template's `parameters` cell: literals only, a comment per knob, exactly the
-    study's fields; outputs stripped."""
+def test_notebook_parameters_cell_is_overrides_only(nb):
+    """The template's `parameters` cell holds only `overrides` (a literal, commented), the
+    next cell opens the chapter with them, outputs are stripped, and the defaults the
+    notebook then runs are the study's dataclass defaults, valid as they are."""
     data = json.loads(nb.read_text())
     code = [c for c in data["cells"] if c["cell_type"] == "code"]
     assert "parameters" in code[0]["metadata"].get("tags", [])
     source = "".join(code[0]["source"])
-    names = []
-    for node in ast.parse(source).body:
-        assert isinstance(node, ast.Assign), ast.dump(node)
-        ast.literal_eval(node.value)
-        names.append(node.targets[0].id)
-    fields = {f.name for f in dataclasses.fields(params.STUDIES[nb.stem])}
-    assert set(names) == fields
+    (node,) = ast.parse(source).body
+    assert isinstance(node, ast.Assign) and node.targets[0].id == "overrides"
+    assert ast.literal_eval(node.value) == {}
     assert all("#" in line for line in source.splitlines() if line.strip())
-    assert "studylib.study.params" in "".join(code[1]["source"]) or "params." in "".join(code[1]["source"])
+    assert f'open_chapter("{nb.stem}", overrides)' in "".join(code[1]["source"])
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
-    # defaults are a valid (smoke-sized) run
-    values = {}
-    exec(source, {}, values)
-    assert params.validate(nb.stem, values).limit <= 20
+    p = params_file.from_notebook(nb.stem, {})
+    assert p == params.STUDIES[nb.stem]() and params_file.non_defaults(p) == {}
+
+
+def test_overrides_round_trip_what_the_runner_injects():
+    p = params_file.validate("04_data_efficiency", {"fractions": [0.5], "limit": 7, "seeds": 1})
+    sent = params_file.non_defaults(p)
+    assert sent == {"fractions": [0.5], "limit": 7, "seeds": [1]}
+    assert params_file.from_notebook("04_data_efficiency", sent) == p

@@ -1,0 +1,158 @@
+"""Chapter 01 (layerwise vs widthwise pruning, no recovery): its rows, table and takeaways.
+
+- `compute()`: the teacher, a random guesser on the same items, and every (method, ratio,
+  importance) pruned from the teacher through the study's grid (`studylib.study.grid`),
+  evaluated without finetuning. Baseline rows are recorded under their own method name
+  (`layer-random`, `width-random`) with the score in the `importance` column, so later
+  chapters never mistake them for the real methods; Block Influence scores per layer are
+  rows too (benchmark `block_influence`), for the figure.
+- `summary()` / `results_table()` / `takeaways()`: read back from the run's rows only.
+Figures are in `pruning_comparison_figures`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from studylib import models
+from studylib.analysis.paper import SHORT_PAPER_NAME, paper_table
+from studylib.evaluation import metrics
+from studylib.evaluation.chance import chance_avg, chance_scores
+from studylib.results import eval_rows
+from studylib.study import grid
+from studylib.study.params import PruningParams
+
+OWN_SCORES = ("none", "bi", "taylor")  # the teacher and each method's own importance
+
+
+def compute(P: PruningParams) -> list[dict[str, Any]]:
+    """The run's rows: teacher, chance, and every pruned model (see the module doc)."""
+    teacher, processor = models.load(P.checkpoint_dir, dtype=P.dtype, device=P.resolved_device())
+    plan = grid.Grid(grid.product(P.methods, P.ratios), seeds=(P.seed,),
+                     importances=P.importances, calib_n=P.calib_n)
+    rows: list[dict[str, Any]] = []
+    for s in grid.students(teacher, processor, plan, eval_limit=P.eval_limit, eval_seed=P.seed,
+                           batch_size=P.batch_size):
+        if s.kind == "teacher":
+            counts = models.parameter_counts(teacher)
+            info = dict(importance="none", ratio_achieved=0.0, n_params=counts["total"],
+                        n_params_llm=counts["llm"], prune_s=0.0)
+            chance = chance_scores(limit=P.eval_limit, seed=P.seed)
+            rows += [{"model": "chance", "seed": P.seed, **r} for r in chance.to_dict("records")]
+        else:
+            pr = s.pruning
+            info = dict(method=s.method if s.importance == "default" else f"{s.method}-{pr.importance}",
+                        ratio=s.ratio, importance=pr.importance,
+                        ratio_achieved=round(pr.ratio_achieved, 4),
+                        n_params=pr.params_after["total"], n_params_llm=pr.params_after["llm"],
+                        prune_s=pr.wall_time_s)
+        info["eval_s"] = round(s.report.wall_time, 2)
+        rows += [{**r, **info} for r in eval_rows(s.report, model=P.model, seed=P.seed)]
+        if s.pruning and s.pruning.importance == "bi":  # the scores behind the layers chosen
+            rows += [{"model": P.model, "seed": P.seed, "benchmark": "block_influence",
+                      "metric": "bi", "layer": i, "value": v,
+                      "removed": i in s.pruning.removed_layers, **info}
+                     for i, v in enumerate(s.pruning.layer_scores)]
+    return [{"calib_n": P.calib_n, **r} for r in rows]
+
+
+def scores(run: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The model's benchmark scores (teacher and pruned), without the chance rows."""
+    return run[(run.model == model) & (run.metric == "score")]
+
+
+def summary(run: pd.DataFrame, model: str) -> pd.DataFrame:
+    """One row per (method, importance, ratio): achieved ratio, LLM parameters, AVG and
+    AVG-% of the teacher; `family` names the method a baseline belongs to."""
+    s = scores(run, model)
+    reference = _reference(s)
+    out = pd.DataFrame([
+        {"method": m, "importance": imp, "ratio": r, "achieved": g.ratio_achieved.iloc[0],
+         "LLM params": int(g.n_params_llm.iloc[0]),
+         "AVG": metrics.average(dict(zip(g.benchmark, g.value, strict=True))),
+         "AVG-%": metrics.average_pct(dict(zip(g.benchmark, g.value, strict=True)), reference)}
+        for (m, imp, r), g in s.groupby(["method", "importance", "ratio"], sort=False)])
+    out.insert(1, "family", out.method.str.split("-").str[0])  # layer-random -> layer
+    return out
+
+
+def _reference(s: pd.DataFrame) -> dict[str, float]:
+    teacher = s[s.method == "none"]
+    return dict(zip(teacher.benchmark, teacher.value, strict=True))
+
+
+def chance_pct(run: pd.DataFrame, model: str) -> float:
+    """A random guesser's AVG as a percentage of the teacher's."""
+    return 100 * chance_avg(run) / metrics.average(_reference(scores(run, model)))
+
+
+def paper_models(paper_model: str | None) -> list[str]:
+    """The paper's model of our family, or every model of its Table 6."""
+    return [paper_model] if paper_model else list(dict.fromkeys(
+        paper_table("table6_pruning_only").model))
+
+
+def results_table(summ: pd.DataFrame, paper_model: str | None) -> pd.DataFrame:
+    """Each method with its own importance score, its random (and magnitude) baselines as
+    columns, and the paper's AVG-% (Table 6, pruning only) at the requested ratio."""
+    paper = paper_table("table6_pruning_only")
+    chosen = paper_models(paper_model)
+    paper_pct = (paper[paper.model.isin(chosen)]
+                 .pivot_table(index=["method", "ratio"], columns="model", values="AVG_pct")
+                 .rename(columns=lambda m: f"paper AVG-% ({SHORT_PAPER_NAME.get(m, m)})"))
+    main = summ[summ.importance.isin(OWN_SCORES)].set_index(["method", "ratio"])
+    for imp in sorted(set(summ.importance) - set(OWN_SCORES)):
+        main[f"AVG-% {imp}"] = summ[summ.importance == imp].set_index(["family", "ratio"])["AVG-%"]
+    main = main.join(paper_pct, how="left")
+    return main.drop(columns=["family", "importance"]).round(
+        {"achieved": 3, "AVG": 2, **{c: 1 for c in main if c.startswith(("AVG-%", "paper"))}})
+
+
+def takeaways(run: pd.DataFrame, P: PruningParams) -> list[str]:
+    """Which method keeps more at each ratio, against the paper; how much the importance
+    scores beat random ones; which settings collapse to chance."""
+    summ, chance = summary(run, P.model), chance_pct(run, P.model)
+    paper = paper_table("table6_pruning_only")
+    own = summ[summ.importance.isin(["bi", "taylor"])].set_index(["method", "ratio"])["AVG-%"]
+    lines = []
+    if chance > 80:  # AVG-% divides by the teacher's AVG: meaningless if that is chance
+        lines.append(f"WARNING: the teacher's AVG is not clearly above chance (chance = "
+                     f"{chance:.0f}% of it); the comparisons below say little about pruning")
+    for r in P.ratios:
+        have = {m: own.loc[(m, r)] for m in P.methods if (m, r) in own.index}
+        if len(have) < 2:
+            continue
+        win = max(have, key=have.get)
+        ours_txt = " vs ".join(f"{m} {v:.1f}%" for m, v in have.items())
+        theirs = []
+        for pm in paper_models(P.paper_model):
+            p = paper[(paper.model == pm) & np.isclose(paper.ratio, r)].set_index("method").AVG_pct
+            if {"layer", "width"} <= set(p.index):
+                pw = "width" if p["width"] > p["layer"] else "layer"
+                theirs.append(f"{SHORT_PAPER_NAME.get(pm, pm)}: {pw} wins "
+                              f"({p['width']:.1f}% vs {p['layer']:.1f}%)"
+                              + (", same as here" if pw == win else ", unlike here"))
+        lines.append(f"r = {r:g}: {ours_txt} -> {win} keeps more "
+                     f"(+{have[win] - min(have.values()):.1f} points)"
+                     + (f"; paper {'; '.join(theirs)}" if theirs else "; no paper number"))
+    for m in P.methods:
+        base = summ[(summ.family == m) & (summ.importance == "random")].set_index("ratio")
+        mine = own[own.index.get_level_values("method") == m].droplevel("method")
+        both = mine.index.intersection(base.index)
+        if len(both):
+            gain = mine[both] - base.loc[both, "AVG-%"]
+            name = {"layer": "Block Influence", "width": "Taylor importance"}[m]
+            lines.append(f"{m}: {name} beats random scores at {int((gain > 0).sum())} of "
+                         f"{len(gain)} ratios (mean {gain.mean():+.1f} AVG-% points)")
+    near = summ[(summ.method != "none") & (summ["AVG-%"] <= chance + 5)]
+    lines.append(f"at most 5 points above chance ({chance:.0f}%): " + (", ".join(
+        f"{f} ({i}) r={r:g}" for f, i, r in zip(near.family, near.importance, near.ratio,
+                                                strict=True)) or "none"))
+    items = int(scores(run, P.model).n.max())
+    lines.append(f"{items} items per benchmark at most"
+                 + ("; with this few items differences of a few points are noise"
+                    if items < 100 else ""))
+    return lines

@@ -28,14 +28,19 @@ NOT_IN_RUN_ID = ("key", "threads", "results", "figures")
 
 @dataclasses.dataclass(frozen=True)
 class StudyParams:
-    """Knobs every study shares."""
+    """Knobs every study shares.
+
+    Every default lives in these dataclasses, and it is smoke-sized: a chapter notebook run
+    as it stands (`overrides = {}`) is a quick test. What the book runs is each study file's
+    `default` profile (params/<study>.yaml), which overrides only the knobs that differ.
+    """
 
     key: str = "default"  # run name: executed notebook is <model>__<key>.ipynb
     model: str = "toy-llava"  # model name used in results and file names
     checkpoint: str = ""  # checkpoint directory; "" means teachers/<model>
     arch: str = ""  # architecture label for results ("" = the model name)
     seed: int = 0  # evaluation subset and bootstrap seed
-    limit: int = 300  # items per benchmark (seeded, stratified subset); 0 = all (~2,900)
+    limit: int = 12  # items per benchmark (seeded, stratified subset); 0 = all (~2,900)
     batch_size: int = 64  # evaluation batch size
     device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
     dtype: str = "float32"  # float32 | bfloat16 | float16
@@ -135,7 +140,7 @@ class TestbedParams(StudyParams):
     STUDY: typing.ClassVar[str] = "00_testbed"
     n_scenes: int = 6  # example scenes rendered in the data section
     examples_per_benchmark: int = 2  # example questions shown per benchmark
-    chance_draws: int = 20  # random-guess replicates averaged for the chance level
+    chance_draws: int = 5  # random-guess replicates averaged for the chance level
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -151,9 +156,8 @@ class PruningParams(StudyParams):
     Fig. 2 'prune only'), each method's importance score against random scores."""
 
     STUDY: typing.ClassVar[str] = "01_pruning_comparison"
-    limit: int = 0  # the whole benchmark: pruning only is cheap (~10 s per evaluation)
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
-    ratios: tuple[float, ...] = (0.15, 0.3, 0.45, 0.6)  # the paper's Table 6 ratios
+    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
     calib_n: int = 10  # calibration samples (the paper's n = 10)
     # "default" = each method's own score (Block Influence / Taylor); "random" = the baseline
     # that shows the score matters; "magnitude" (sum of |w|) applies to width only.
@@ -203,11 +207,11 @@ class SFTRecoveryParams(StudyParams):
     STUDY: typing.ClassVar[str] = "02_sft_recovery"
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
     # the paper's ratios (layerwise on 8 layers: 1, 2, 4, 5 layers)
-    ratios: tuple[float, ...] = (0.15, 0.3, 0.45, 0.6)
+    ratios: tuple[float, ...] = (0.3,)
     recipes: tuple[str, ...] = ("sft-mm", "sft")  # recovery presets (studylib.compress.recipes)
-    data_fraction: float = 0.2  # seeded share of the 4,000-image recovery set (50 steps)
+    data_fraction: float = 0.05  # seeded share of the 4,000-image recovery set
     seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
-    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    max_steps: int = 4  # cap on recovery steps per run (0 = one full epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
 
     def __post_init__(self) -> None:
@@ -232,11 +236,11 @@ class DataEfficiencyParams(StudyParams):
     STUDY: typing.ClassVar[str] = "04_data_efficiency"
     methods: tuple[str, ...] = ("width",)  # pruning methods
     # below and above the paper's ~50% threshold of finding 5
-    ratios: tuple[float, ...] = (0.3, 0.6)
-    recipes: tuple[str, ...] = ("sft+l2",)  # the paper's best recipe (finding 4)
-    fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 1.0)  # data fractions, each a seeded subset
+    ratios: tuple[float, ...] = (0.3,)
+    recipes: tuple[str, ...] = ("sft", "sft+l2")  # recovery presets
+    fractions: tuple[float, ...] = (0.025, 0.05)  # data fractions, each a seeded subset
     seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
-    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    max_steps: int = 4  # cap on recovery steps per run (0 = one full epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
 
     def __post_init__(self) -> None:
@@ -257,13 +261,12 @@ class KDAblationParams(StudyParams):
     their sums, and which hidden layers to match."""
 
     STUDY: typing.ClassVar[str] = "03_kd_ablation"
-    methods: tuple[str, ...] = ("layer", "width")  # pruning methods (one student each)
+    methods: tuple[str, ...] = ("layer",)  # pruning methods (one student each)
     ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
-    recipes: tuple[str, ...] = ("sft", "kl", "rkl", "l2", "sft+kl", "sft+rkl", "sft+l2",
-                                "sft+rkl+l2", "sft+l2@last2", "sft+l2@last3")  # presets
-    data_fraction: float = 0.1  # seeded share of the recovery set (same subset for all; 25 steps)
+    recipes: tuple[str, ...] = ("sft", "rkl", "sft+l2")  # recovery presets compared
+    data_fraction: float = 0.02  # seeded share of the recovery set (the same subset for all)
     seeds: tuple[int, ...] = (0,)  # training seeds (LoRA init, data order); pruning fixed
-    max_steps: int = 0  # cap on recovery steps per run (0 = one full epoch over the subset)
+    max_steps: int = 3  # cap on recovery steps per run (0 = one full epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
     tau: float = 2.0  # temperature of the logits-KD recipes (the paper's 2.0)
     cache_check: bool = True  # also time sft+l2 with the teacher online (cache speedup)
@@ -314,13 +317,12 @@ class QuantizationParams(StudyParams):
     and scores."""
 
     STUDY: typing.ClassVar[str] = "07_quantization"
-    limit: int = 0  # the whole benchmark (~2,900 items): int8 changes few answers
-    students: tuple[str, ...] = ("layer:0.15", "width:0.3")  # method:ratio, pruned + recovered
+    students: tuple[str, ...] = ("width:0.3",)  # method:ratio, pruned + recovered
     recipe: str = "sft+l2"  # recovery recipe of every student (the paper's FT + L2)
-    data_fraction: float = 0.1  # seeded share of the 4,000-image recovery set (25 steps)
-    max_steps: int = 0  # cap on optimizer steps per recovery (0 = one epoch over the subset)
+    data_fraction: float = 0.02  # seeded share of the 4,000-image recovery set
+    max_steps: int = 3  # cap on optimizer steps per recovery (0 = one epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
-    repeats: int = 30  # latency rounds; every model is timed once per round
+    repeats: int = 3  # latency rounds; every model is timed once per round
     text_tokens: int = 50  # prompt tokens after the image for the latency input
     decode_tokens: int = 8  # decode steps timed per round
     lm_head: bool = False  # quantize the LM head too (bitsandbytes keeps it float)
@@ -366,10 +368,10 @@ class GeneralizationParams(SFTRecoveryParams):
 
     STUDY: typing.ClassVar[str] = "06_generalization"
     model: str = "toy-internvl"  # model name used in results and file names
-    ratios: tuple[float, ...] = (0.15, 0.3)  # the ratios of the paper's Tables 10-11
+    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
     # the paper's "SFT mm only", "SFT mm + LLM", "SFT+KD mm + LLM"
     recipes: tuple[str, ...] = ("sft-mm", "sft", "sft+l2")
-    data_fraction: float = 0.1  # 10%: 25 steps per recovery
+    data_fraction: float = 0.05  # seeded share of the recovery set
 
 
 STUDIES: dict[str, type[StudyParams]] = {

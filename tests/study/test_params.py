@@ -146,3 +146,23 @@ def test_overrides_round_trip_what_the_runner_injects():
     sent = params_file.non_defaults(p)
     assert sent == {"fractions": [0.5], "limit": 7, "seeds": [1]}
     assert params_file.from_notebook("04_data_efficiency", sent) == p
+
+
+@pytest.mark.parametrize("study", sorted(params.STUDIES))
+def test_defaults_are_smoke_sized(study):
+    """A notebook run as it stands (`overrides = {}`) is a quick test: few items per
+    benchmark, a few recovery steps; the book's sizes come from the default profile."""
+    p = params.STUDIES[study]()
+    assert 0 < p.limit <= 20
+    if hasattr(p, "max_steps"):
+        assert 0 < p.max_steps <= 5
+    for knob in ("ratios", "students"):
+        assert len(getattr(p, knob, ())) <= 1
+
+
+def test_the_book_profile_is_larger_than_the_defaults():
+    for path in sorted(REPO.glob("params/[0-9][0-9]_*.yaml")):
+        book = params_file.load_study(path, "default").runs[0]
+        if book.STUDY == "05_best_practices":  # trains and evaluates nothing
+            continue
+        assert book.limit == 0 or book.limit > params.STUDIES[book.STUDY]().limit, path.name

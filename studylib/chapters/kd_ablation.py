@@ -20,12 +20,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from studylib.analysis import evidence, findings
 from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE2_MODEL, TABLE2_RECIPES
 from studylib.compress import losses, recipes, recover
+from studylib.models.surgery import LayerTap
 from studylib.results import eval_rows
 from studylib.study import grid
 from studylib.study.params import KDAblationParams
 from studylib.testbed import instructions
+from studylib.testbed.data import ConversationCollator
 
 HIDDEN_ABLATION = {"sft+l2": "last1", "sft+l2@last2": "last2", "sft+l2@last3": "last3"}
 WITHOUT_SFT = {"kl": "sft+kl", "rkl": "sft+rkl", "l2": "sft+l2"}
@@ -96,8 +99,6 @@ def softened_next_token(model, processor, taus: Sequence[float] = (1.0, 2.0, 4.0
     """The teacher's distribution over the first answer token of one training question,
     softened at each temperature: rows (token, tau, probability), the `top` most likely
     tokens at tau = 1 plus "other". The question and answer are in `frame.attrs`."""
-    from studylib.testbed.data import ConversationCollator
-
     rec = _pick_record(seed)
     batch = ConversationCollator(processor)([rec])
     labels = batch.pop("labels")
@@ -136,9 +137,6 @@ def final_norm_gain(model) -> np.ndarray:
 def hidden_rms(model, processor, n: int = 16, seed: int = 0) -> np.ndarray:
     """RMS of the last decoder layer's output (before the final norm) at each answer
     position of `n` training conversations: the scale a post-norm L2 would never see."""
-    from studylib.models.surgery import LayerTap
-    from studylib.testbed.data import ConversationCollator
-
     batch = ConversationCollator(processor)(instructions.instruction_set(n, turns=2, seed=seed + 11))
     mask = losses.kd_mask(batch.pop("labels"))
     device = next(model.parameters()).device
@@ -263,8 +261,6 @@ def nearest_paper_row(table: pd.DataFrame, ratio: float) -> pd.Series | None:
 def recipe_table(ev: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
     """AVG-% per recipe (rows) and pruned setting (columns), "mean [95% CI]", with the
     teacher and pruned-only rows on top; the gain over SFT in its own columns."""
-    from studylib.analysis import evidence
-
     e = ev[ev.method != "none"]
     if e.empty:
         return pd.DataFrame()
@@ -294,8 +290,6 @@ def recipe_table(ev: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
 def table2_analogue(ev: pd.DataFrame, table2: pd.DataFrame, arch: str) -> pd.DataFrame:
     """Paper Table 2 (Bunny, layerwise: FT, L2, L2+FT, RKL, RKL+FT AVG-%) beside ours for
     each of our pruned settings, at the paper's nearest ratio."""
-    from studylib.analysis import evidence
-
     rows = []
     e = ev[ev.method != "none"]
     for (method, ratio), g in e.groupby(["method", "ratio"]):
@@ -313,8 +307,6 @@ def table2_analogue(ev: pd.DataFrame, table2: pd.DataFrame, arch: str) -> pd.Dat
 def takeaways(ev: pd.DataFrame, rec: pd.DataFrame) -> list[str]:
     """The chapter's conclusions, each computed from the evaluations (see `findings.RULE`
     for "CI-separated")."""
-    from studylib.analysis import evidence, findings
-
     lines = []
     e = ev[ev.method != "none"]
     for (method, ratio), g in e.groupby(["method", "ratio"]):

@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studylib.analysis import evidence
 from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE9_MODEL
+from studylib.chapters import plotting
 from studylib.compress import prune, quantize
 from studylib.errors import StudyError
 from studylib.evaluation import evaluate, latency, metrics
@@ -243,8 +245,6 @@ def beside(ours: pd.DataFrame, paper: pd.DataFrame, run: pd.DataFrame | None = N
            paper_name: str = SHORT_PAPER_NAME[TABLE9_MODEL]) -> pd.DataFrame:
     """What int8 does to each model, ours vs the paper's: memory and latency as int8/float
     ratios, and the change of AVG (with its 95% CI when `run` is given)."""
-    from studylib.analysis import evidence
-
     ev = evidence.evaluations(run) if run is not None else pd.DataFrame()
     rows = []
     for variant in VARIANT_ORDER:
@@ -290,7 +290,6 @@ def fig_table9(side: pd.DataFrame, arch: str, paper_name: str = SHORT_PAPER_NAME
     """Three panels: weight memory, latency (int8 / float) and ΔAVG, ours beside the paper's."""
     import matplotlib.pyplot as plt
 
-    from studylib.chapters import plotting
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     x = np.arange(len(side))

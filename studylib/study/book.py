@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from studylib.errors import StudyError
+from studylib.results import ResultsTable, git_sha
 from studylib.study.provenance import git_dirty
 
 STUDY_TITLES = {
@@ -79,7 +80,6 @@ def write_provenance(book: Path, tables: Sequence[str]) -> Path:
     versions, threads and wall time, all read from the results table(s)."""
     import pandas as pd
 
-    from studylib.results import ResultsTable, git_sha
 
     frames = [ResultsTable(t).frame() for t in dict.fromkeys(tables)]
     df = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from studylib.analysis.paper import PAPER_MODEL
-from studylib.errors import StudyError
+from studylib.compress import prune, recipes
+from studylib.errors import StudyError, check_ratio
+from studylib.results import run_id
 from studylib.study.provenance import checkpoint_fingerprint, environment, results_fingerprint
 
 # Knobs that change how or where a run executes but not what it computes: left out of run_id.
@@ -34,7 +36,6 @@ class StudyParams:
     as it stands (`overrides = {}`) is a quick test. What the book runs is each study file's
     `default` profile (params/<study>.yaml), which overrides only the knobs that differ.
     """
-
     key: str = "default"  # run name: executed notebook is <model>__<key>.ipynb
     model: str = "toy-llava"  # model name used in results and file names
     checkpoint: str = ""  # checkpoint directory; "" means teachers/<model>
@@ -104,7 +105,6 @@ class StudyParams:
         return cfg
 
     def run_id(self) -> str:
-        from studylib.results import run_id
 
         return run_id(self.config())
 
@@ -136,7 +136,6 @@ class StudyParams:
 @dataclasses.dataclass(frozen=True)
 class TestbedParams(StudyParams):
     """00_testbed: the data, the models and the teacher's scores against chance."""
-
     STUDY: typing.ClassVar[str] = "00_testbed"
     n_scenes: int = 6  # example scenes rendered in the data section
     examples_per_benchmark: int = 2  # example questions shown per benchmark
@@ -154,7 +153,6 @@ class TestbedParams(StudyParams):
 class PruningParams(StudyParams):
     """01_pruning_comparison: layerwise vs widthwise pruning without recovery (paper Table 6,
     Fig. 2 'prune only'), each method's importance score against random scores."""
-
     STUDY: typing.ClassVar[str] = "01_pruning_comparison"
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
     ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
@@ -165,14 +163,7 @@ class PruningParams(StudyParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        bad = [m for m in self.methods if m not in ("layer", "width")]
-        _check(not bad, f"methods: unknown method {bad[0]!r}; choose from layer, width"
-               if bad else "")
-        _check(bool(self.methods), "methods must not be empty")
-        _check(bool(self.ratios) and all(0.0 < r < 1.0 for r in self.ratios),
-               f"ratios must be in (0, 1), got {list(self.ratios)}")
-        _check(len(set(self.ratios)) == len(self.ratios),
-               f"ratios must be distinct, got {list(self.ratios)}")
+        _check_pruning(self.methods, self.ratios)
         _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
         bad = [i for i in self.importances if i not in ("default", "random", "magnitude")]
         _check(not bad, f"importances: unknown importance {bad[0]!r}; choose from default, "
@@ -181,16 +172,26 @@ class PruningParams(StudyParams):
                f"importances must include 'default', got {list(self.importances)}")
 
 
+def _check_pruning(methods: Sequence[str], ratios: Sequence[float]) -> None:
+    """A grid's methods and ratios, by the rules `prune` itself applies (prune.METHODS,
+    errors.check_ratio), so a bad ratio fails here, before any work, with prune's message."""
+    _check(bool(methods), "methods must not be empty")
+    bad = [m for m in methods if m not in prune.METHODS]
+    _check(not bad, f"methods: unknown method {bad[0]!r}; choose from "
+           f"{', '.join(prune.METHODS)}" if bad else "")
+    _check(bool(ratios), "ratios must not be empty")
+    for r in ratios:
+        try:
+            check_ratio(r)
+        except StudyError as exc:
+            raise StudyError(f"ratios: {exc}") from None
+    _check(len(set(ratios)) == len(ratios), f"ratios must be distinct, got {list(ratios)}")
+
+
 def _check_grid(methods: Sequence[str], ratios: Sequence[float], recipe_names: Sequence[str],
                 seeds: Sequence[int]) -> None:
     """Shared checks of the recovery chapters' grids (02, 04): one line per problem."""
-    from studylib.compress import recipes
-
-    _check(bool(methods), "methods must not be empty")
-    bad = [m for m in methods if m not in ("layer", "width")]
-    _check(not bad, f"methods: unknown method {bad[0]!r}; choose from layer, width" if bad else "")
-    _check(bool(ratios) and all(0.0 < r < 1.0 for r in ratios),
-           f"ratios must be in (0, 1), got {list(ratios)}")
+    _check_pruning(methods, ratios)
     _check(bool(recipe_names), "recipes must not be empty")
     bad = [r for r in recipe_names if r not in recipes.PRESETS]
     _check(not bad, f"recipes: unknown recipe {bad[0]!r}; choose from "
@@ -203,7 +204,6 @@ def _check_grid(methods: Sequence[str], ratios: Sequence[float], recipe_names: S
 class SFTRecoveryParams(StudyParams):
     """02_sft_recovery: pruning only vs finetuning the projector (`sft-mm`) vs the projector
     plus LoRA on the LLM (`sft`), for layerwise and widthwise pruning (paper Fig. 2)."""
-
     STUDY: typing.ClassVar[str] = "02_sft_recovery"
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
     # the paper's ratios (layerwise on 8 layers: 1, 2, 4, 5 layers)
@@ -232,7 +232,6 @@ class SFTRecoveryParams(StudyParams):
 class DataEfficiencyParams(StudyParams):
     """04_data_efficiency: recovered AVG-% against the share of recovery data used
     (5/10/20/100%, paper Fig. 4), for a few recipes and pruning settings."""
-
     STUDY: typing.ClassVar[str] = "04_data_efficiency"
     methods: tuple[str, ...] = ("width",)  # pruning methods
     # below and above the paper's ~50% threshold of finding 5
@@ -259,7 +258,6 @@ class KDAblationParams(StudyParams):
     """03_kd_ablation: recovery recipes compared on one pruned student per method (paper
     Figs. 3, 5-7, Tables 2 and 5): SFT, logits KD (forward / reverse KL), hidden-state L2,
     their sums, and which hidden layers to match."""
-
     STUDY: typing.ClassVar[str] = "03_kd_ablation"
     methods: tuple[str, ...] = ("layer",)  # pruning methods (one student each)
     ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
@@ -287,7 +285,6 @@ class KDAblationParams(StudyParams):
 class BestPracticesParams(StudyParams):
     """05_best_practices: the paper's five findings judged on the results of chapters
     00-04, its Table 3 beside ours, and Fig. 1's spider plots. Trains nothing."""
-
     STUDY: typing.ClassVar[str] = "05_best_practices"
     READS_RESULTS: typing.ClassVar[bool] = True
     model: str = "all"  # a name for this summary in results and file names (no model is loaded)
@@ -315,7 +312,6 @@ class QuantizationParams(StudyParams):
     """07_quantization: int8 weights on top of pruning and recovery (paper Table 9): the
     teacher and pruned + recovered students, each in fp32 and int8, for memory, latency
     and scores."""
-
     STUDY: typing.ClassVar[str] = "07_quantization"
     students: tuple[str, ...] = ("width:0.3",)  # method:ratio, pruned + recovered
     recipe: str = "sft+l2"  # recovery recipe of every student (the paper's FT + L2)
@@ -341,10 +337,9 @@ class QuantizationParams(StudyParams):
             _check(0.0 < value < 1.0, f"students: ratio of {s!r} must be in (0, 1)")
         _check(len(set(self.students)) == len(self.students),
                f"students must be distinct, got {list(self.students)}")
-        from studylib.compress.recipes import PRESETS
 
-        _check(self.recipe in PRESETS or self.recipe.endswith((".yaml", ".yml")),
-               f"recipe must be a preset ({', '.join(PRESETS)}) or a .yaml file, "
+        _check(self.recipe in recipes.PRESETS or self.recipe.endswith((".yaml", ".yml")),
+               f"recipe must be a preset ({', '.join(recipes.PRESETS)}) or a .yaml file, "
                f"got {self.recipe!r}")
         _check(0.0 < self.data_fraction <= 1.0,
                f"data_fraction must be in (0, 1], got {self.data_fraction}")
@@ -365,7 +360,6 @@ class GeneralizationParams(SFTRecoveryParams):
     """06_generalization: the practices on a third architecture (paper Tables 10-11,
     Mini-InternVL): layerwise vs widthwise pruning of toy-internvl, recovered by the
     projector only (`sft-mm`), projector + LoRA (`sft`) and SFT + L2 distillation (`sft+l2`)."""
-
     STUDY: typing.ClassVar[str] = "06_generalization"
     model: str = "toy-internvl"  # model name used in results and file names
     ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from studylib.results import ResultsTable
+
 
 def results_fingerprint(path: str, studies: Sequence[str]) -> str:
     """A short hash of the run_ids recorded for `studies` in a results table."""
-    from studylib.results import ResultsTable
-
     rows = ResultsTable(path).rows() if Path(path).is_file() else []
     ids = sorted({r["run_id"] for r in rows if r.get("study") in studies})
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids else "none"

@@ -31,7 +31,9 @@ from typing import Any
 
 import yaml
 
+from studylib import models
 from studylib.errors import StudyError
+from studylib.results import ResultsTable
 from studylib.study import params as P
 from studylib.study import params_file
 
@@ -116,9 +118,6 @@ def plan(files: Sequence[Path], profile: str, sets: dict[str, Any], book: Path,
 
 def execute(job: Job, cwd: Path, timeout: int | None = None) -> Job:
     """Run one notebook with papermill in its own process and kernel (temp file, then rename)."""
-    from studylib import models
-    from studylib.results import ResultsTable
-
     job.out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = job.params.checkpoint_dir
     local = not job.params.checkpoint or models.is_local(job.params.checkpoint)

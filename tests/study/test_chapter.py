@@ -5,6 +5,7 @@ import pytest
 
 from studylib.errors import StudyError
 from studylib.study.chapter import open_chapter
+from studylib.study.params import TestbedParams
 
 
 def test_rows_are_computed_once_then_reused(tmp_path):
@@ -19,7 +20,7 @@ def test_rows_are_computed_once_then_reused(tmp_path):
                  "method": "random"}]
 
     ch = open_chapter("00_testbed", overrides)
-    assert ch.params.limit == 5 and ch.params.chance_draws == 20 and not ch.recorded
+    assert ch.params.limit == 5 and ch.params.chance_draws == TestbedParams().chance_draws and not ch.recorded
     first = ch.rows(compute, "x")
     assert calls == [(5, "x")] and len(first) == 2
     # the run's shared columns fill in what a row does not say; a row's own keys win

@@ -92,7 +92,7 @@ def test_set_values_are_yaml_parsed():
 def test_list_knobs_accept_yaml_lists_and_scalars():
     p = params_file.validate("01_pruning_comparison", {"ratios": [0.5], "methods": "width"})
     assert p.ratios == (0.5,) and p.methods == ("width",)
-    with pytest.raises(StudyError, match="ratios must be in"):
+    with pytest.raises(StudyError, match=r"ratios: ratio must be in \(0, 1\), got 1.5"):
         params_file.validate("01_pruning_comparison", {"ratios": [1.5]})
     with pytest.raises(StudyError, match="unknown method 'depth'"):
         params_file.validate("01_pruning_comparison", {"methods": ["depth"]})

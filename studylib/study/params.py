@@ -206,8 +206,7 @@ class SFTRecoveryParams(StudyParams):
     plus LoRA on the LLM (`sft`), for layerwise and widthwise pruning (paper Fig. 2)."""
     STUDY: typing.ClassVar[str] = "02_sft_recovery"
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
-    # the paper's ratios (layerwise on 8 layers: 1, 2, 4, 5 layers)
-    ratios: tuple[float, ...] = (0.3,)
+    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
     recipes: tuple[str, ...] = ("sft-mm", "sft")  # recovery presets (studylib.compress.recipes)
     data_fraction: float = 0.05  # seeded share of the 4,000-image recovery set
     seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
@@ -234,8 +233,7 @@ class DataEfficiencyParams(StudyParams):
     (5/10/20/100%, paper Fig. 4), for a few recipes and pruning settings."""
     STUDY: typing.ClassVar[str] = "04_data_efficiency"
     methods: tuple[str, ...] = ("width",)  # pruning methods
-    # below and above the paper's ~50% threshold of finding 5
-    ratios: tuple[float, ...] = (0.3,)
+    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
     recipes: tuple[str, ...] = ("sft", "sft+l2")  # recovery presets
     fractions: tuple[float, ...] = (0.025, 0.05)  # data fractions, each a seeded subset
     seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training

@@ -38,6 +38,7 @@ from studylib.errors import StudyError
 from studylib.evaluation.inputs import example_inputs, image_tokens
 from studylib.evaluation.latency import latency
 from studylib.models import surgery
+from studylib.testbed.data import processor_image_tokens
 
 RATIOS = (0.0, 0.15, 0.30, 0.45, 0.60)
 GIB = 2**30
@@ -186,10 +187,8 @@ def measure(model, processor=None, text_tokens: int = 50, *, batch_sizes=(1, 8),
     `processor`, when given, must agree with the config on the image-token count (the
     inputs are built from the config, so a mismatch would make the FLOPs wrong).
     """
-    from studylib.testbed.data import _image_tokens
-
-    if processor is not None and _image_tokens(processor) != image_tokens(model.config):
-        raise StudyError(f"processor gives {_image_tokens(processor)} image tokens, "
+    if processor is not None and processor_image_tokens(processor) != image_tokens(model.config):
+        raise StudyError(f"processor gives {processor_image_tokens(processor)} image tokens, "
                          f"the config {image_tokens(model.config)}")
     model.eval()
     flops = count_flops(model, text_tokens)

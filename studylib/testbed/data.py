@@ -42,7 +42,7 @@ class ConversationCollator:
         self.max_length = max_length
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(processor.image_token)
         self.n_image_tokens = processor.num_image_tokens if hasattr(
-            processor, "num_image_tokens") else _image_tokens(processor)
+            processor, "num_image_tokens") else processor_image_tokens(processor)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -77,7 +77,7 @@ class ConversationCollator:
                 "pixel_values": pixels}
 
 
-def _image_tokens(processor) -> int:
+def processor_image_tokens(processor) -> int:
     """Image tokens per image: patches, plus CLS when kept (LlavaProcessor's own rule)."""
     size = processor.image_processor.crop_size if getattr(
         processor.image_processor, "do_center_crop", False) else processor.image_processor.size

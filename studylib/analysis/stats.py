@@ -10,9 +10,9 @@ A retained-performance number has two sources of noise we can estimate:
   E = Z * se_eval (a normal interval, the bootstrap's own level).
 
 The two are independent and add in quadrature: half-width = sqrt(S^2 + E^2) (`RULE`, the
-sentence the book prints). A missing
-se_eval (a row without a bootstrap CI) counts as zero evaluation noise. The t quantile comes
-from scipy, exactly, for every df: the hand-typed tables it replaces disagreed for df 11-30.
+sentence the book prints). A missing se_eval (a row without a bootstrap CI) counts as zero
+evaluation noise. The t quantile comes from scipy, exactly, for every df: the hand-typed
+tables it replaces disagreed for df 11-30.
 """
 
 from __future__ import annotations

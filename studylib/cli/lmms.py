@@ -92,7 +92,7 @@ def add_command(sub) -> None:
     p.add_argument("--table", default="results/results.jsonl")
     # The condition columns the book's findings and `studylib advise` group by.
     p.add_argument("--arch", help="architecture label (default: --model); the unpruned "
-                   "model's rows are the AVG-% reference of its arch")
+                   "model's rows are the AVG-%% reference of its arch")
     p.add_argument("--method", choices=("none", "layer", "width"), default="none")
     p.add_argument("--ratio", type=float, default=0.0, help="pruning ratio (0 for none)")
     p.add_argument("--recipe", default="none", help="recovery recipe, e.g. sft+l2")

@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup lock test test-fast reproduce-teachers book lab teachers lint clean lmms-env lmms-check
+.PHONY: setup lock test test-fast reproduce-teachers book lab teachers lint clean lmms-env lmms-check chain-check
 
 setup: $(STAMP)
 
@@ -101,6 +101,16 @@ lmms-check: setup lmms-env
 	    || exit 1; \
 	done
 	@echo "lmms-check: comparisons kept in $(LMMS_TMP)/*.csv"
+
+# params/gpu/chain.sh (the README's GPU chain) on the CPU at --quick size: a toy teacher,
+# ShapesWorld written as LLaVA data (JSON + PNG files), every step through the CLI, lmms-eval
+# through the plugin, import-lmms, chapter 05 on the imported rows.
+CHAIN_TMP := .chain-check
+chain-check: setup lmms-env
+	rm -rf $(CHAIN_TMP) && mkdir -p $(CHAIN_TMP)
+	$(PY) -m studylib.cli data --out $(CHAIN_TMP)/data --images 200
+	DEVICE=cpu DTYPE=float32 BATCH=16 STUDYLIB_THREADS=1 params/gpu/chain.sh teachers/toy-llava \
+	  $(CHAIN_TMP)/data/shapesworld_instruct.json $(CHAIN_TMP)/data $(CHAIN_TMP)/out --quick
 
 clean:
 	rm -rf book/_build book/runs book/figures results

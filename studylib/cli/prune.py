@@ -37,6 +37,9 @@ def cmd_prune(args) -> int:
     model, processor = models.load(args.model, dtype=args.dtype, device=device)
     report = prune.prune(model, args.method, args.ratio, records, processor, importance=importance,
                          seed=args.seed, layer_range=layer_range, image_loader=image_loader)
+    if pool is not None:
+        report.notes.append(f"calibration: {len(records)} of the {len(pool)} records of "
+                            f"{args.data} (images: {args.image_folder})")
     models.save_pruned(model, processor, report, out)
     summary = {k: v for k, v in report.to_dict().items()
                if k not in ("layers", "layer_scores", "config_after")}

@@ -23,7 +23,8 @@ def cmd_recover(args) -> int:
                              seed=args.seed, out=out, subset_seed=args.subset_seed,
                              subset_file=args.subset, cache_dir=args.cache_dir,
                              use_cache=not args.no_cache, max_steps=args.max_steps,
-                             image_loader=image_loader, dtype=args.dtype, device=device)
+                             image_loader=image_loader, data_file=args.data,
+                             dtype=args.dtype, device=device)
     s = report.summary
     print(f"recipe {recipe.name}: {s['steps']} steps on {s['subset']['n']} records "
           f"(subset {s['subset_hash'][:12]}), final loss {s['final_loss']:.4f}, "

@@ -272,7 +272,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
             cache_dir: str | Path | None = None, use_cache: bool = True,
             max_steps: int | None = None, progress: bool = True,
             training_overrides: dict[str, Any] | None = None, image_loader=None,
-            dtype: str | None = None, device: str | None = None) -> RecoveryReport:
+            data_file: str | None = None, dtype: str | None = None,
+            device: str | None = None) -> RecoveryReport:
     """Train `student` (dir or (model, processor)) to recover towards `teacher` by `recipe`.
 
     Everything is validated before anything is written. In a DDP run every rank computes the
@@ -282,7 +283,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
 
     `records` default to the ShapesWorld set (`training_records()`); real LLaVA-format
     records (`testbed.realdata.read_records`) come with `image_loader`
-    (`testbed.data.folder_loader(dir)`) to open their images. `dtype` / `device` apply
+    (`testbed.data.folder_loader(dir)`) to open their images, and `data_file` (their
+    file, for the report). `dtype` / `device` apply
     to checkpoints loaded from a directory ("cpu" also keeps the Trainer on the CPU).
     """
     from transformers import set_seed
@@ -299,6 +301,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
     t_model, t_proc, t_path = _load(teacher, "teacher", dtype, device)
     check_pair(s_model, s_proc, t_model, t_proc, recipe)
     collator = ConversationCollator(s_proc, image_loader=image_loader or shapes.load_image)
+    image_source = None if image_loader is None else str(getattr(image_loader, "root",
+                                                                 image_loader))
 
     set_seed(seed)
     start = time.perf_counter()
@@ -322,7 +326,7 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         if want_hidden or want_topk:
             fp = teacher_fingerprint(t_model, t_path)
             directory = Path(cache_dir or default_cache_dir()) / TeacherCache.key(
-                fp, subset, collator.max_length)
+                fp, subset, collator.max_length, image_source)
             t_model.to(args.device)
             with args.main_process_first(desc="teacher cache"):
                 cache = TeacherCache(directory).ensure(
@@ -357,6 +361,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         "recipe": recipe.to_dict(),
         "student": str(s_path.resolve()) if s_path else None,
         "teacher": str(t_path.resolve()) if t_path else None,
+        "data": data_file,
+        "image_folder": image_source,
         "data_fraction": data_fraction,
         "subset": {k: v for k, v in subset.to_dict().items() if k != "indices"},
         "subset_hash": subset.hash,

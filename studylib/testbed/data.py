@@ -19,10 +19,24 @@ from studylib.testbed import shapes
 IGNORE = -100  # label value the loss skips
 
 
+class FolderImages:
+    """Open `root / record["image"]` as RGB (real LLaVA data); `root` names the source in
+    reports and teacher-cache keys."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def __call__(self, name: str) -> Image.Image:
+        with Image.open(self.root / name) as image:
+            return image.convert("RGB")
+
+    def __repr__(self) -> str:
+        return f"FolderImages({str(self.root)!r})"
+
+
 def folder_loader(image_folder: str | Path) -> Callable[[str], Image.Image]:
     """Open `image_folder / record["image"]` (real LLaVA data)."""
-    root = Path(image_folder)
-    return lambda name: Image.open(root / name).convert("RGB")
+    return FolderImages(image_folder)
 
 
 class ConversationCollator:

@@ -141,6 +141,7 @@ class Spy:
                 image = load(name)
                 self.opened.append((name, image.size))
                 return image
+            spy.root = load.root
             return spy
 
         def call(collator, records):
@@ -306,6 +307,7 @@ def test_prune_recover_eval_on_real_data(checkpoints, dataset, tmp_path, capsys,
         assert code == 0, err[-2000:]
         report = json.loads((pruned / "pruning_report.json").read_text())
         assert report["calib_samples"] == 5
+        assert any(f"of the 5 records of {path}" in note for note in report["notes"])
         # calibration: one record at a time, every image file opened at its own size
         assert sorted(spy.opened) == sorted((n, s) for n, (_, s, _) in IMAGES.items())
         assert len(spy.batches) == 5 and spy.check_batches(size) == set(IMAGES)
@@ -320,6 +322,8 @@ def test_prune_recover_eval_on_real_data(checkpoints, dataset, tmp_path, capsys,
         summary = json.loads((recovered / "recovery_report.json").read_text())
         assert summary["subset"]["n"] == 5 and summary["steps"] == 2
         assert summary["teacher_cache"]["used"]
+        assert summary["data"] == str(path) and summary["image_folder"] == str(folder.resolve())
+        assert "-len256-img" in summary["teacher_cache"]["dir"]  # the folder is in the key
         # the teacher cache and both training steps collate the five records: 4 images + text
         assert spy.check_batches(size) == set(IMAGES)
         assert any(len(recs) == 5 and "pixel_values" in b for recs, b in spy.batches)

@@ -9,7 +9,9 @@ layers (merged into the weights before saving, so the checkpoint is a plain mode
 Data: `training_records()` is the "100%" set (4000 ShapesWorld images x 3 question/answer
 turns, seed 0, LLaVA format). A fraction is a seeded subset: a fixed permutation of the
 records cut at `round(f * n)`, so 5% is inside 10% is inside 20%. Its indices and content
-hash go to `subset.json` next to the checkpoint; `--subset FILE` reuses one.
+hash go to `subset.json` next to the checkpoint; `--subset FILE` reuses one. Real
+LLaVA-format records (`--data`, `testbed.realdata`) take the place of the default set
+under the same rule, with an image loader that opens their files.
 
 Teacher signals that do not depend on the student (hidden states for L2, top-k logits) are
 computed once per (teacher, subset) and cached as safetensors under
@@ -284,8 +286,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
     `records` default to the ShapesWorld set (`training_records()`); real LLaVA-format
     records (`testbed.realdata.read_records`) come with `image_loader`
     (`testbed.data.folder_loader(dir)`) to open their images, and `data_file` (their
-    file, for the report). `dtype` / `device` apply
-    to checkpoints loaded from a directory ("cpu" also keeps the Trainer on the CPU).
+    file, for the report). `dtype` / `device` apply to checkpoints loaded from a
+    directory ("cpu" also keeps the Trainer on the CPU).
     """
     from transformers import set_seed
 

@@ -3,9 +3,9 @@
 Tiny random checkpoints are built from transformers' own classes (CLIP + Llama as in
 LLaVA-1.5, SigLIP + Phi as in Bunny) with their real image processors at 32 and 30 px, and
 a tiny LLaVA-format dataset is written with PNG and JPEG files of 64x40 px and one
-text-only record. Nothing is downloaded. The slow tests run prune (both methods) ->
+text-only record. Nothing is downloaded. The end-to-end tests run prune (both methods) ->
 recover (sft+l2) -> eval through the CLI and check that calibration and training really
-saw those files.
+saw those files (each takes ~1.3 s here).
 """
 
 from __future__ import annotations
@@ -290,8 +290,7 @@ def test_data_options_are_checked_before_loading(checkpoints, dataset, tmp_path,
 # End to end through the CLI: prune (layer, width) -> recover (sft+l2) -> eval
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("style", STYLES)  # ~1.3 s each: not `slow`
 def test_prune_recover_eval_on_real_data(checkpoints, dataset, tmp_path, capsys, monkeypatch,
                                          style):
     path, folder = dataset
@@ -336,6 +335,21 @@ def test_prune_recover_eval_on_real_data(checkpoints, dataset, tmp_path, capsys,
         assert "wrote run" in out
     rows = [json.loads(line) for line in table.read_text().splitlines()]
     assert {r["benchmark"] for r in rows} >= {"GQA", "POPE"}
+
+
+@pytest.mark.parametrize("method", ["layer", "width"])
+def test_bfloat16_weights_on_the_cpu(checkpoints, dataset, tmp_path, capsys, method):
+    """--dtype bfloat16 loads bf16 weights; the pixels follow the weights' dtype."""
+    path, folder = dataset
+    out = tmp_path / "pruned"
+    code, _, err = run(["prune", "--model", checkpoints["siglip-phi"], "--method", method,
+                        "--ratio", "0.25", "--calib-samples", "3", "--device", "cpu",
+                        "--dtype", "bfloat16", "--data", path, "--image-folder", folder,
+                        "--out", out], capsys)
+    assert code == 0, err[-2000:]
+    model, _ = models.load(out, dtype="bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert json.loads((out / "pruning_report.json").read_text())["ratio_achieved"] > 0
 
 
 @pytest.mark.gpu

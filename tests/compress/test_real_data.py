@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from studylib import cli, models
-from studylib.compress import prune
+from studylib.compress import importance, prune
 from studylib.testbed import data, realdata, toy
 
 # (vision config, text config, image processor, feature strategy): LLaVA-1.5 and Bunny.
@@ -364,3 +364,25 @@ def test_bf16_prune_on_cuda(checkpoints, dataset, tmp_path, capsys):
     assert code == 0, err[-2000:]
     model, _ = models.load(out)
     assert model.config.text_config.intermediate_size < 128
+
+
+def test_studylib_data_output_is_real_data_for_prune_and_recover(micro_checkpoint, tmp_path,
+                                                                  capsys):
+    """`studylib data` writes ShapesWorld in the LLaVA layout; read back through --data it
+    gives the same calibration as the default path (same records, pixels from PNG files)."""
+    folder = tmp_path / "shapes"
+    assert run(["data", "--out", folder, "--images", "6", "--turns", "1"], capsys)[0] == 0
+    path = folder / "shapesworld_instruct.json"
+    records = realdata.read_records(path, folder)
+    model, processor = models.load(micro_checkpoint)
+    from_files = importance.block_influence(model, records, processor,
+                                            data.folder_loader(folder))
+    rendered = importance.block_influence(model, records, processor)
+    assert from_files == pytest.approx(rendered, abs=1e-6)
+    code, _, err = run(["recover", "--student", micro_checkpoint, "--teacher", micro_checkpoint,
+                        "--recipe", "sft-mm", "--max-steps", "1", "--data", path,
+                        "--image-folder", folder, "--data-fraction", "0.5",
+                        "--out", tmp_path / "rec"], capsys)
+    assert code == 0, err[-2000:]
+    subset = json.loads((tmp_path / "rec" / "subset.json").read_text())
+    assert subset["n_total"] == 6 and subset["n"] == 3

@@ -53,3 +53,37 @@ def seed_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Options prune and recover share: real data, device and dtype
+
+
+def add_data_options(parser: argparse.ArgumentParser, use: str) -> None:
+    """`--data FILE.json --image-folder DIR`: LLaVA-format records instead of ShapesWorld."""
+    parser.add_argument("--data", help=f"LLaVA-v1.5-mix665k / Bunny-695K style JSON list of "
+                                       f"records for the {use} (default: ShapesWorld)")
+    parser.add_argument("--image-folder", help="directory the records' `image` paths are in")
+
+
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    from studylib.models.checkpoint import DEVICES, DTYPES
+
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="auto (default): cuda when available, else cpu")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="weights' dtype when loading (bfloat16 halves memory)")
+
+
+def read_data(args) -> tuple[list | None, Any]:
+    """(records, image loader) from --data/--image-folder, checked before any model loads;
+    (None, None) means the ShapesWorld default."""
+    from studylib.testbed import data, realdata
+
+    if args.data is None:
+        if args.image_folder is not None:
+            raise StudyError("--image-folder needs --data")
+        return None, None
+    records = realdata.read_records(args.data, args.image_folder)
+    loader = data.folder_loader(args.image_folder) if args.image_folder else None
+    return records, loader

@@ -9,7 +9,7 @@ from studylib.cli import argtypes
 from studylib.compress import prune
 from studylib.errors import StudyError
 from studylib.outputs import check_out_dir
-from studylib.testbed import instructions
+from studylib.testbed import instructions, realdata
 
 
 def _parse_range(text: str | None) -> tuple[int, int] | None:
@@ -27,11 +27,19 @@ def cmd_prune(args) -> int:
     out = check_out_dir(args.out, args.overwrite)
     layer_range = _parse_range(args.layer_range)
     importance = prune.check_importance(args.method, args.importance)
+    device = models.resolve_device(args.device)
+    pool, image_loader = argtypes.read_data(args)  # every record checked before loading
+    if pool is None:
+        records = instructions.calibration_sample(args.calib_samples, seed=args.seed)
+    else:
+        records = realdata.calibration_sample(pool, args.calib_samples, seed=args.seed)
     prune.rehearse(args.model, args.method, args.ratio, layer_range)
-    model, processor = models.load(args.model)
-    records = instructions.calibration_sample(args.calib_samples, seed=args.seed)
+    model, processor = models.load(args.model, dtype=args.dtype, device=device)
     report = prune.prune(model, args.method, args.ratio, records, processor, importance=importance,
-                   seed=args.seed, layer_range=layer_range)
+                         seed=args.seed, layer_range=layer_range, image_loader=image_loader)
+    if pool is not None:
+        report.notes.append(f"calibration: {len(records)} of the {len(pool)} records of "
+                            f"{args.data} (images: {args.image_folder})")
     models.save_pruned(model, processor, report, out)
     summary = {k: v for k, v in report.to_dict().items()
                if k not in ("layers", "layer_scores", "config_after")}
@@ -49,7 +57,10 @@ def add_command(sub) -> None:
     p.add_argument("--importance", choices=sorted({i for v in prune.IMPORTANCES.values() for i in v}),
                    help="layer: bi (default) | random; width: taylor (default) | magnitude | "
                         "random")
-    p.add_argument("--calib-samples", type=argtypes.positive_int, default=10)
+    p.add_argument("--calib-samples", type=argtypes.positive_int, default=10,
+                   help="calibration records, drawn with --seed")
+    argtypes.add_data_options(p, "calibration sample")
+    argtypes.add_device_options(p)
     p.add_argument("--seed", type=argtypes.seed_int, default=0, help="calibration-sample and random seed")
     p.add_argument("--layer-range", help="START:END, prune only these layers (width: "
                                          "non-uniform checkpoint, load with models.load_pruned)")

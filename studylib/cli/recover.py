@@ -6,6 +6,7 @@ from studylib.cli import argtypes
 from studylib.compress import recipes, recover
 from studylib.compress.teacher_cache import CACHE_ENV
 from studylib.errors import check_fraction
+from studylib.models.checkpoint import resolve_device
 from studylib.outputs import check_out_dir, check_writable_dir
 
 
@@ -15,10 +16,15 @@ def cmd_recover(args) -> int:
     out = check_out_dir(args.out, args.overwrite)
     if args.cache_dir is not None:
         check_writable_dir(args.cache_dir, "--cache-dir")
-    report = recover.recover(args.student, args.teacher, recipe, data_fraction=args.data_fraction,
-                     epochs=args.epochs, seed=args.seed, out=out, subset_seed=args.subset_seed,
-                     subset_file=args.subset, cache_dir=args.cache_dir,
-                     use_cache=not args.no_cache, max_steps=args.max_steps)
+    device = resolve_device(args.device)
+    records, image_loader = argtypes.read_data(args)  # every record checked before loading
+    report = recover.recover(args.student, args.teacher, recipe, records=records,
+                             data_fraction=args.data_fraction, epochs=args.epochs,
+                             seed=args.seed, out=out, subset_seed=args.subset_seed,
+                             subset_file=args.subset, cache_dir=args.cache_dir,
+                             use_cache=not args.no_cache, max_steps=args.max_steps,
+                             image_loader=image_loader, data_file=args.data,
+                             dtype=args.dtype, device=device)
     s = report.summary
     print(f"recipe {recipe.name}: {s['steps']} steps on {s['subset']['n']} records "
           f"(subset {s['subset_hash'][:12]}), final loss {s['final_loss']:.4f}, "
@@ -33,7 +39,10 @@ def add_command(sub) -> None:
     p.add_argument("--recipe", required=True,
                    help=f"preset ({', '.join(recipes.PRESETS)}) or a recipe .yaml file")
     p.add_argument("--data-fraction", type=argtypes.fraction, default=1.0,
-                   help="fraction of the 4000-image x 3-turn recovery set, in (0, 1]")
+                   help="fraction of the training set (default: 4000 ShapesWorld images x "
+                        "3 turns; or the --data records), in (0, 1]")
+    argtypes.add_data_options(p, "training set")
+    argtypes.add_device_options(p)
     p.add_argument("--epochs", type=argtypes.positive("epochs"), help="default: the recipe's")
     p.add_argument("--seed", type=argtypes.seed_int, default=0, help="training seed")
     p.add_argument("--subset-seed", type=argtypes.seed_int, default=0, help="data-subset seed")

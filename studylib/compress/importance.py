@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 from torch import nn
 
 from studylib import models
 from studylib.errors import StudyError
 from studylib.models import surgery
+from studylib.testbed import shapes
 from studylib.testbed.data import ConversationCollator
 
 
@@ -15,13 +19,33 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _batches(records, processor, desc: str):
-    """One collated calibration sample at a time, on the model's device, with a progress bar."""
+# The image loader of the scoring call in progress: `width_scores` sets it so that the
+# Taylor pass (whose signature is left alone) reads the same images as an explicit argument.
+_IMAGE_LOADER: contextvars.ContextVar = contextvars.ContextVar("image_loader", default=None)
+
+
+@contextlib.contextmanager
+def _images_from(image_loader):
+    token = _IMAGE_LOADER.set(image_loader)
+    try:
+        yield
+    finally:
+        _IMAGE_LOADER.reset(token)
+
+
+def _batches(records, processor, desc: str, image_loader=None):
+    """One collated calibration sample at a time, with a progress bar.
+
+    `image_loader` opens the image a record names (default: the one `width_scores` was
+    given, else ShapesWorld renders it; real data: `testbed.data.folder_loader`); the
+    checkpoint's own processor then preprocesses it.
+    """
     from tqdm.auto import tqdm
 
     if not records:
         raise StudyError("calibration needs at least one record")
-    collate = ConversationCollator(processor)
+    loader = image_loader or _IMAGE_LOADER.get() or shapes.load_image
+    collate = ConversationCollator(processor, image_loader=loader)
     for rec in tqdm(records, desc=desc, leave=False):
         yield collate([rec])
 
@@ -29,16 +53,20 @@ def _batches(records, processor, desc: str):
 def _to(batch: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
     device, dtype = _device(model), next(model.parameters()).dtype
     out = {k: v.to(device) for k, v in batch.items()}
-    out["pixel_values"] = out["pixel_values"].to(dtype)
+    if "pixel_values" in out:  # absent when every record is text-only
+        out["pixel_values"] = out["pixel_values"].to(dtype)
     return out
 
 
-def block_influence(model, records, processor) -> list[float]:
+def block_influence(model, records, processor, image_loader=None) -> list[float]:
     """BI_i = 1 - mean cos(H_i, H_{i+1}) over all non-padding calibration tokens.
 
     The cosine is taken per token (O(S)), and the mean weights every token equally across
     samples. Hooks read each layer's own input and output, so the last layer is scored on
     its raw output, not on the final-norm output `output_hidden_states` would give.
+    Memory: no hidden state is kept. Each hook adds its layer's cosine sum to a running
+    total (one float64 per layer) as the forward pass goes, under `no_grad`, one sample at
+    a time, so a 7B model needs its weights plus one sample's activations.
     """
     layers = models.text_layers(model)
     sums = torch.zeros(len(layers), dtype=torch.float64)
@@ -57,12 +85,12 @@ def block_influence(model, records, processor) -> list[float]:
     tokens = 0
     try:
         with torch.no_grad():
-            for batch in _batches(records, processor, "block influence"):
+            for batch in _batches(records, processor, "block influence", image_loader):
                 batch = _to(batch, model)
                 mask["m"] = batch["attention_mask"].bool()
                 tokens += int(mask["m"].sum())
                 model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      pixel_values=batch["pixel_values"], use_cache=False)
+                      pixel_values=batch.get("pixel_values"), use_cache=False)
     finally:
         for h in handles:
             h.remove()
@@ -132,15 +160,20 @@ def _weights(lin: nn.Linear) -> list[torch.Tensor]:
     return [lin.weight] + ([lin.bias] if lin.bias is not None else [])
 
 
-def width_scores(model, importance: str, layer_ids, records=None, processor=None, seed=0):
-    """(attention-group scores, MLP-channel scores) for each layer in `layer_ids`."""
+def width_scores(model, importance: str, layer_ids, records=None, processor=None, seed=0,
+                 image_loader=None):
+    """(attention-group scores, MLP-channel scores) for each layer in `layer_ids`.
+
+    `image_loader` opens the calibration records' images (default: ShapesWorld).
+    """
     tc = surgery.text_config(model)
     hd, n_rep = surgery.head_dim(tc), tc.num_attention_heads // tc.num_key_value_heads
     layers = models.text_layers(model)
     if importance == "taylor":
         if records is None or processor is None:
             raise StudyError("taylor importance needs calibration records and a processor")
-        return _taylor_scores(model, layer_ids, hd, n_rep, records, processor)
+        with _images_from(image_loader):
+            return _taylor_scores(model, layer_ids, hd, n_rep, records, processor)
     if importance == "magnitude":
         with torch.no_grad():
             return [_group_scores(layers[i], hd, n_rep, _magnitude_elem) for i in layer_ids]

@@ -201,13 +201,15 @@ def _complement(n: int, drop: Sequence[int]) -> list[int]:
 
 def prune(model, method: str, ratio: float, calib_records=None, processor=None, *,
           importance: str | None = None, seed: int = 0,
-          layer_range: Sequence[int] | None = None) -> PruneReport:
+          layer_range: Sequence[int] | None = None, image_loader=None) -> PruneReport:
     """Prune `model` in place; return what was removed and the achieved ratio.
 
     importance: layer -> "bi" (default) or "random"; width -> "taylor" (default),
     "magnitude" or "random". `calib_records` (LLaVA-format records) and `processor` are
-    needed by "bi" and "taylor". `layer_range=(start, end)` restricts pruning to those
-    layers (width: the result is non-uniform, see `models.load_pruned`).
+    needed by "bi" and "taylor"; `image_loader` opens the images they name (default:
+    ShapesWorld renders them; real data: `testbed.data.folder_loader(dir)`).
+    `layer_range=(start, end)` restricts pruning to those layers (width: the result is
+    non-uniform, see `models.load_pruned`).
     """
     start = time.perf_counter()
     ratio = check_ratio(ratio)
@@ -223,9 +225,11 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
         layer_range=None if layer_range is None else [layer_ids[0], layer_ids[-1] + 1],
         uniform=True)
     if method == "layer":
-        _prune_layers(model, ratio, layer_ids, importance, calib_records, processor, seed, report)
+        _prune_layers(model, ratio, layer_ids, importance, calib_records, processor, seed, report,
+                      image_loader)
     else:
-        _prune_width(model, ratio, layer_ids, importance, calib_records, processor, seed, report)
+        _prune_width(model, ratio, layer_ids, importance, calib_records, processor, seed, report,
+                     image_loader)
     report.decoder_params_after = surgery.decoder_params(model)
     report.params_after = models.parameter_counts(model)
     report.ratio_achieved = 1 - report.decoder_params_after / dec_before
@@ -248,13 +252,14 @@ def _layers_to_drop(ratio: float, n_layers: int, layer_ids: Sequence[int]) -> in
     return n_drop
 
 
-def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed, report):
+def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed, report,
+                  image_loader=None):
     n_layers = len(models.text_layers(model))
     n_drop = _layers_to_drop(ratio, n_layers, layer_ids)
     if importance == "bi":
         if records is None or processor is None:
             raise StudyError("block influence needs calibration records and a processor")
-        scores = block_influence(model, records, processor)
+        scores = block_influence(model, records, processor, image_loader)
     else:
         scores = torch.rand(n_layers, generator=torch.Generator().manual_seed(seed)).tolist()
     candidates = torch.tensor([scores[i] for i in layer_ids], dtype=torch.float64)
@@ -264,10 +269,11 @@ def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed,
     report.layer_scores = [float(f"{s:.6g}") for s in scores]
 
 
-def _prune_width(model, ratio, layer_ids, importance, records, processor, seed, report):
+def _prune_width(model, ratio, layer_ids, importance, records, processor, seed, report,
+                 image_loader=None):
     n_layers = len(models.text_layers(model))
     groups, channels = _plan_width(model, ratio, layer_ids)
-    scores = width_scores(model, importance, layer_ids, records, processor, seed)
+    scores = width_scores(model, importance, layer_ids, records, processor, seed, image_loader)
     report.layers = _apply_width(model, layer_ids, scores, groups, channels)
     report.uniform = surgery.set_width_config(model, layer_ids, n_layers)
     tc = surgery.text_config(model)

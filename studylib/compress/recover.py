@@ -9,7 +9,9 @@ layers (merged into the weights before saving, so the checkpoint is a plain mode
 Data: `training_records()` is the "100%" set (4000 ShapesWorld images x 3 question/answer
 turns, seed 0, LLaVA format). A fraction is a seeded subset: a fixed permutation of the
 records cut at `round(f * n)`, so 5% is inside 10% is inside 20%. Its indices and content
-hash go to `subset.json` next to the checkpoint; `--subset FILE` reuses one.
+hash go to `subset.json` next to the checkpoint; `--subset FILE` reuses one. Real
+LLaVA-format records (`--data`, `testbed.realdata`) take the place of the default set
+under the same rule, with an image loader that opens their files.
 
 Teacher signals that do not depend on the student (hidden states for L2, top-k logits) are
 computed once per (teacher, subset) and cached as safetensors under
@@ -40,6 +42,7 @@ from studylib.compress.subsets import load_subset, select_subset, training_recor
 from studylib.compress.teacher_cache import TeacherCache, default_cache_dir, teacher_fingerprint
 from studylib.errors import StudyError, check_fraction, check_positive
 from studylib.models.surgery import LayerTap
+from studylib.testbed import shapes
 from studylib.testbed.data import ConversationCollator
 from studylib.training import LossLog, training_arguments
 
@@ -257,10 +260,10 @@ def teacher_stays_put(model):
         model.to(device)
 
 
-def _load(spec, role: str):
+def _load(spec, role: str, dtype=None, device=None):
     if isinstance(spec, (tuple, list)) and len(spec) == 2:
         return spec[0], spec[1], None
-    model, processor = models.load(spec)
+    model, processor = models.load(spec, dtype=dtype, device=device)
     return model, processor, Path(spec)
 
 
@@ -270,13 +273,21 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
             subset_seed: int = 0, subset_file: str | Path | None = None,
             cache_dir: str | Path | None = None, use_cache: bool = True,
             max_steps: int | None = None, progress: bool = True,
-            training_overrides: dict[str, Any] | None = None) -> RecoveryReport:
+            training_overrides: dict[str, Any] | None = None, image_loader=None,
+            data_file: str | None = None, dtype: str | None = None,
+            device: str | None = None) -> RecoveryReport:
     """Train `student` (dir or (model, processor)) to recover towards `teacher` by `recipe`.
 
     Everything is validated before anything is written. In a DDP run every rank computes the
     same subset; rank 0 builds the teacher cache first (others then read it) and alone
     writes `out`: the merged checkpoint + `recovery_report.json` + `subset.json`.
     An in-memory student is trained in place.
+
+    `records` default to the ShapesWorld set (`training_records()`); real LLaVA-format
+    records (`testbed.realdata.read_records`) come with `image_loader`
+    (`testbed.data.folder_loader(dir)`) to open their images, and `data_file` (their
+    file, for the report). `dtype` / `device` apply to checkpoints loaded from a
+    directory ("cpu" also keeps the Trainer on the CPU).
     """
     from transformers import set_seed
 
@@ -288,16 +299,20 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         select_subset(records, data_fraction, subset_seed)  # before loading: errors come first
     data_fraction = subset.fraction  # a reused subset file decides the fraction
     sub_records = [records[i] for i in subset.indices]
-    s_model, s_proc, s_path = _load(student, "student")
-    t_model, t_proc, t_path = _load(teacher, "teacher")
+    s_model, s_proc, s_path = _load(student, "student", dtype, device)
+    t_model, t_proc, t_path = _load(teacher, "teacher", dtype, device)
     check_pair(s_model, s_proc, t_model, t_proc, recipe)
-    collator = ConversationCollator(s_proc)
+    collator = ConversationCollator(s_proc, image_loader=image_loader or shapes.load_image)
+    image_source = None if image_loader is None else str(getattr(image_loader, "root",
+                                                                 image_loader))
 
     set_seed(seed)
     start = time.perf_counter()
     overrides = dict(training_overrides or {})
     if max_steps:
         overrides["max_steps"] = max_steps
+    if device == "cpu":
+        overrides.setdefault("use_cpu", True)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         overrides.setdefault("ddp_backend", "gloo")
     with tempfile.TemporaryDirectory() as tmp, teacher_stays_put(t_model):
@@ -313,7 +328,7 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         if want_hidden or want_topk:
             fp = teacher_fingerprint(t_model, t_path)
             directory = Path(cache_dir or default_cache_dir()) / TeacherCache.key(
-                fp, subset, collator.max_length)
+                fp, subset, collator.max_length, image_source)
             t_model.to(args.device)
             with args.main_process_first(desc="teacher cache"):
                 cache = TeacherCache(directory).ensure(
@@ -348,6 +363,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         "recipe": recipe.to_dict(),
         "student": str(s_path.resolve()) if s_path else None,
         "teacher": str(t_path.resolve()) if t_path else None,
+        "data": data_file,
+        "image_folder": image_source,
         "data_fraction": data_fraction,
         "subset": {k: v for k, v in subset.to_dict().items() if k != "indices"},
         "subset_hash": subset.hash,

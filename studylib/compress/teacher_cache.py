@@ -55,8 +55,13 @@ class TeacherCache:
         self.built: list[str] = []  # files computed by this process (others were hits)
 
     @staticmethod
-    def key(fingerprint: str, subset: Subset, max_length: int) -> str:
-        return f"{fingerprint}-{subset.hash[:16]}-len{max_length}"
+    def key(fingerprint: str, subset: Subset, max_length: int, images: str | None = None) -> str:
+        """The records' hash covers image file names, not pixels: real data adds its image
+        folder, so the same JSON over another folder gets its own cache."""
+        key = f"{fingerprint}-{subset.hash[:16]}-len{max_length}"
+        if images:
+            key += "-img" + hashlib.sha256(images.encode()).hexdigest()[:8]
+        return key
 
     def ensure(self, teacher, collator: ConversationCollator, records: Sequence[dict],
                layers: Sequence[int], topk: int, batch_size: int = 32,

@@ -12,10 +12,11 @@ from studylib.models.checkpoint import (
     load,
     load_pruned,
     read_report,
+    resolve_device,
     save,
     save_pruned,
 )
 from studylib.models.surgery import parameter_counts, text_layers
 
 __all__ = ["checkpoint_errors", "is_local", "is_non_uniform", "load", "load_pruned", "parameter_counts",
-           "read_report", "save", "save_pruned", "text_layers"]
+           "read_report", "resolve_device", "save", "save_pruned", "text_layers"]

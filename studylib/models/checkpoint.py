@@ -48,6 +48,24 @@ def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
     return model, processor
 
 
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_device(name: str | None) -> str:
+    """"auto" (or None) is CUDA when torch sees a GPU, else the CPU; "cuda" without one is
+    refused in one line, before any weights load."""
+    import torch
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in DEVICES:
+        raise StudyError(f"unknown device {name!r}; choose from {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise StudyError("--device cuda: torch sees no CUDA device here")
+    return name
+
+
 def is_local(path_or_id: str | os.PathLike) -> bool:
     """Whether a model argument names a local directory rather than a Hugging Face Hub id.
 

@@ -19,10 +19,24 @@ from studylib.testbed import shapes
 IGNORE = -100  # label value the loss skips
 
 
+class FolderImages:
+    """Open `root / record["image"]` as RGB (real LLaVA data); `root` names the source in
+    reports and teacher-cache keys."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def __call__(self, name: str) -> Image.Image:
+        with Image.open(self.root / name) as image:
+            return image.convert("RGB")
+
+    def __repr__(self) -> str:
+        return f"FolderImages({str(self.root)!r})"
+
+
 def folder_loader(image_folder: str | Path) -> Callable[[str], Image.Image]:
     """Open `image_folder / record["image"]` (real LLaVA data)."""
-    root = Path(image_folder)
-    return lambda name: Image.open(root / name).convert("RGB")
+    return FolderImages(image_folder)
 
 
 class ConversationCollator:
@@ -32,6 +46,13 @@ class ConversationCollator:
     Only the answer tokens and their </s> carry labels, so the loss ignores image, prompt and
     padding tokens. The single <image> placeholder is expanded to the model's number of
     image tokens, as `LlavaProcessor.__call__` does (a test checks the two agree).
+
+    `max_length` counts a placeholder as one token, so truncation never cuts into an image's
+    tokens (the model refuses a batch whose image tokens and features differ in number).
+    A record without `image` (text-only, as in LLaVA's mix) gets no image tokens and no
+    pixels: `pixel_values` holds the batch's images only, in record order, and is left out
+    when no record has one (transformers' Llava scatters image features into the image
+    tokens, so a batch may mix both kinds).
     """
 
     def __init__(self, processor, image_loader: Callable[[str], Image.Image] = shapes.load_image,
@@ -50,15 +71,18 @@ class ConversationCollator:
     def encode(self, record: dict[str, Any]) -> tuple[list[int], list[int]]:
         ids, labels = [self.tokenizer.bos_token_id], [IGNORE]
         turns = record["conversations"]
+        images = 0
         for human, gpt in zip(turns[0::2], turns[1::2], strict=False):
             prompt = f"USER: {human['value'].strip()} ASSISTANT:"
             prompt_ids = []
             for tok in self._ids(prompt):
+                images += tok == self.image_token_id
                 prompt_ids += [tok] * (self.n_image_tokens if tok == self.image_token_id else 1)
             answer_ids = self._ids(gpt["value"]) + [self.tokenizer.eos_token_id]
             ids += prompt_ids + answer_ids
             labels += [IGNORE] * len(prompt_ids) + answer_ids
-        return ids[: self.max_length], labels[: self.max_length]
+        limit = self.max_length + images * (self.n_image_tokens - 1)
+        return ids[:limit], labels[:limit]
 
     def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         encoded = [self.encode(r) for r in records]
@@ -71,10 +95,12 @@ class ConversationCollator:
             input_ids[row, : len(ids)] = torch.tensor(ids)
             labels[row, : len(lab)] = torch.tensor(lab)
             attention[row, : len(ids)] = 1
-        images = [self.image_loader(r["image"]) for r in records]
-        pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                "pixel_values": pixels}
+        batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        images = [self.image_loader(r["image"]) for r in records if r.get("image") is not None]
+        if images:
+            batch["pixel_values"] = self.processor.image_processor(
+                images, return_tensors="pt")["pixel_values"]
+        return batch
 
 
 def processor_image_tokens(processor) -> int:

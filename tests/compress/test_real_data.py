@@ -1,0 +1,388 @@
+"""Real data (`--data FILE.json --image-folder DIR`) on llava-hf checkpoints other than the toys.
+
+Tiny random checkpoints are built from transformers' own classes (CLIP + Llama as in
+LLaVA-1.5, SigLIP + Phi as in Bunny) with their real image processors at 32 and 30 px, and
+a tiny LLaVA-format dataset is written with PNG and JPEG files of 64x40 px and one
+text-only record. Nothing is downloaded. The end-to-end tests run prune (both methods) ->
+recover (sft+l2) -> eval through the CLI and check that calibration and training really
+saw those files (each takes ~1.3 s here).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from studylib import cli, models
+from studylib.compress import importance, prune
+from studylib.testbed import data, realdata, toy
+
+# (vision config, text config, image processor, feature strategy): LLaVA-1.5 and Bunny.
+STYLES = ("clip-llama", "siglip-phi")
+PIXELS = {"clip-llama": 32, "siglip-phi": 30}  # the image processors' output size
+
+
+def build_checkpoint(style: str, out: Path, seed: int = 0) -> Path:
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PhiConfig,
+        SiglipImageProcessorPil,
+        SiglipVisionConfig,
+    )
+
+    tokenizer = toy.build_tokenizer()
+    vocab = len(tokenizer)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2)
+    text = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    if style == "clip-llama":  # LLaVA-1.5: CLIP (CLS dropped) + Llama
+        vision_config = CLIPVisionConfig(image_size=32, patch_size=8, **vision)
+        text_config = LlamaConfig(**text)
+        image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32},
+                                                crop_size={"height": 32, "width": 32})
+        strategy, patch, extra = "default", 8, 1
+    else:  # Bunny: SigLIP (no CLS) + Phi
+        vision_config = SiglipVisionConfig(image_size=30, patch_size=6, **vision)
+        text_config = PhiConfig(partial_rotary_factor=0.5, **text)
+        image_processor = SiglipImageProcessorPil(size={"height": 30, "width": 30})
+        strategy, patch, extra = "full", 6, 0
+    config = LlavaConfig(vision_config=vision_config, text_config=text_config,
+                         image_token_id=tokenizer.convert_tokens_to_ids(toy.IMAGE_TOKEN),
+                         vision_feature_select_strategy=strategy, vision_feature_layer=-1)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                               patch_size=patch, vision_feature_select_strategy=strategy,
+                               num_additional_image_tokens=extra,
+                               chat_template=toy.CHAT_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+# name -> (format, size, colour); one nested folder, as mix665k has (coco/train2017/...)
+IMAGES = {"a.png": ("PNG", (64, 40), (200, 30, 30)),
+          "sub/b.jpg": ("JPEG", (40, 64), (30, 200, 30)),
+          "c.png": ("PNG", (64, 40), (30, 30, 200)),
+          "sub/d.jpg": ("JPEG", (64, 40), (220, 220, 30))}
+
+
+def build_dataset(root: Path) -> tuple[Path, Path]:
+    """(data.json, image folder): four image records (PNG and JPEG) and one text-only one."""
+    folder = root / "images"
+    for name, (fmt, size, colour) in IMAGES.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.new("RGB", size, colour)
+        image.paste((255, 255, 255), (4, 4, 20, 20))  # not uniform: cropping shows
+        image.save(path, fmt)
+    def turn(q, a):
+        return [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
+    records = [
+        {"id": "r0", "image": "a.png", "conversations": turn("<image>\nwhat colour is it?",
+                                                             "red")},
+        {"id": "r1", "conversations": turn("how many sides has a triangle?", "three")},
+        {"id": 2, "image": "sub/b.jpg",  # an int id and <image> at the end, as in mix665k
+         "conversations": turn("what colour is the shape?\n<image>", "green")
+         + turn("is there a circle?", "no")},
+        {"id": "r3", "image": "c.png", "conversations": turn("<image>\ncolour?", "blue")},
+        {"id": "r4", "image": "sub/d.jpg", "model": "",
+         "conversations": turn("<image>\nwhat colour?", "yellow")},
+    ]
+    data = root / "data.json"
+    data.write_text(json.dumps(records, indent=1))
+    return data, folder
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, Path]:
+    return build_dataset(tmp_path_factory.mktemp("realdata"))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("llava-hf")
+    return {style: build_checkpoint(style, root / style) for style in STYLES}
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+class Spy:
+    """Records every image the loader opens and every batch the collator makes."""
+
+    def __init__(self, monkeypatch):
+        self.opened: list[tuple[str, tuple[int, int]]] = []
+        self.batches: list[tuple[list, dict]] = []
+        real_loader, real_call = data.folder_loader, data.ConversationCollator.__call__
+
+        def folder_loader(folder):
+            load = real_loader(folder)
+
+            def spy(name):
+                image = load(name)
+                self.opened.append((name, image.size))
+                return image
+            spy.root = load.root
+            return spy
+
+        def call(collator, records):
+            batch = real_call(collator, records)
+            self.batches.append((list(records), batch))
+            return batch
+
+        monkeypatch.setattr(data, "folder_loader", folder_loader)
+        monkeypatch.setattr(data.ConversationCollator, "__call__", call)
+
+    def reset(self):
+        self.opened.clear()
+        self.batches.clear()
+
+    def check_batches(self, size: int) -> set[str]:
+        """Every batch holds exactly its image records' pixels at the processor's size;
+        returns the image files seen."""
+        seen = set()
+        for records, batch in self.batches:
+            names = [r["image"] for r in records if "image" in r]
+            if names:
+                assert tuple(batch["pixel_values"].shape) == (len(names), 3, size, size)
+            else:
+                assert "pixel_values" not in batch
+            seen.update(names)
+        return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and collating
+
+
+def test_records_are_read_checked_and_normalised_as_llava_does(dataset):
+    path, folder = dataset
+    records = realdata.read_records(path, folder)
+    assert [r["id"] for r in records] == ["r0", "r1", 2, "r3", "r4"]
+    assert records[2]["conversations"][0]["value"] == "<image>\nwhat colour is the shape?"
+    assert "image" not in records[1] and "<image>" not in json.dumps(records[1])
+    assert realdata.calibration_sample(records, 3, seed=1) == \
+        realdata.calibration_sample(records, 3, seed=1)
+    assert json.loads(path.read_text())[2]["conversations"][0]["value"].endswith("<image>")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_mixed_batch_gives_each_record_its_own_logits(checkpoints, dataset, style):
+    """transformers' Llava takes pixel_values for the image records only: the features go
+    into the image tokens in order, so a batch mixing text-only and image records gives
+    each record the logits it has alone (measured: max difference ~2e-7)."""
+    path, folder = dataset
+    records = realdata.read_records(path, folder)
+    model, processor = models.load(checkpoints[style])
+    collate = data.ConversationCollator(processor, image_loader=data.folder_loader(folder))
+    batch = collate(records)
+    assert tuple(batch["pixel_values"].shape) == (4, 3, PIXELS[style], PIXELS[style])
+    with torch.no_grad():
+        together = model(**batch).logits
+        for i, rec in enumerate(records):
+            alone = collate([rec])
+            assert ("pixel_values" in alone) == ("image" in rec)
+            logits = model(**alone).logits[0]
+            torch.testing.assert_close(together[i, : logits.shape[0]], logits,
+                                       atol=1e-5, rtol=1e-4)
+
+
+def test_truncation_never_cuts_an_image(checkpoints, dataset):
+    path, folder = dataset
+    _, processor = models.load(checkpoints["clip-llama"])
+    collate = data.ConversationCollator(processor, image_loader=data.folder_loader(folder),
+                                        max_length=4)
+    record = realdata.read_records(path, folder)[0]
+    ids, _ = collate.encode(record)
+    image_id = collate.image_token_id
+    assert ids.count(image_id) == collate.n_image_tokens == 16
+    assert len(ids) == 4 + 15
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line naming the record, before any model loads
+
+
+def _bad(records: list, folder: Path, case: str) -> list:
+    records = json.loads(json.dumps(records))
+    if case == "missing image":
+        records[3]["image"] = "nowhere.png"
+    elif case == "malformed record":
+        del records[3]["conversations"]
+    else:
+        records[3]["caption"] = "a blue square"
+    return records
+
+
+@pytest.mark.parametrize("command", ["prune", "recover"])
+@pytest.mark.parametrize("case, needle", [
+    ("missing image", "record 3: image file not found"),
+    ("malformed record", "record 3: needs 'conversations'"),
+    ("unknown key", "record 3: unknown key 'caption'"),
+])
+def test_bad_records_are_refused_in_one_line_before_loading(
+        checkpoints, dataset, tmp_path, capsys, monkeypatch, command, case, needle):
+    path, folder = dataset
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_bad(json.loads(path.read_text()), folder, case)))
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the records were checked")
+    monkeypatch.setattr(models, "load", no_load)
+    monkeypatch.setattr(prune, "rehearse", no_load)
+    ckpt = checkpoints["clip-llama"]
+    out = tmp_path / "out"
+    if command == "prune":
+        argv = ["prune", "--model", ckpt, "--method", "layer", "--ratio", "0.25"]
+    else:
+        argv = ["recover", "--student", ckpt, "--teacher", ckpt, "--recipe", "sft+l2",
+                "--cache-dir", tmp_path / "cache"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, stdout, err = run([*argv, "--data", bad, "--image-folder", folder, "--out", out],
+                            capsys)
+    assert code == 2 and stdout == ""
+    assert err.startswith("studylib: bad.json: ") and err.count("\n") == 1 and "\r" not in err
+    assert needle in err, err
+    assert "Loading weights" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_data_options_are_checked_before_loading(checkpoints, dataset, tmp_path, capsys):
+    path, folder = dataset
+    ckpt = checkpoints["clip-llama"]
+    base = ["prune", "--model", ckpt, "--method", "layer", "--ratio", "0.25",
+            "--out", tmp_path / "out"]
+    for extra, needle in [
+        (["--data", path], "record 0: names image 'a.png': give --image-folder"),
+        (["--image-folder", folder], "--image-folder needs --data"),
+        (["--data", path, "--image-folder", folder, "--calib-samples", "9"],
+         "--calib-samples 9 is more than the 5 records"),
+        (["--data", tmp_path / "none.json", "--image-folder", folder], "no such file"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--dtype", "int8"],
+         "cuda" if not torch.cuda.is_available() else "invalid choice"),
+    ]:
+        code, stdout, err = run(base + extra, capsys)
+        assert code == 2 and err.startswith("studylib: ") and err.count("\n") == 1, err
+        assert needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end through the CLI: prune (layer, width) -> recover (sft+l2) -> eval
+
+
+@pytest.mark.parametrize("style", STYLES)  # ~1.3 s each: not `slow`
+def test_prune_recover_eval_on_real_data(checkpoints, dataset, tmp_path, capsys, monkeypatch,
+                                         style):
+    path, folder = dataset
+    spy = Spy(monkeypatch)
+    teacher, size = checkpoints[style], PIXELS[style]
+    real = ["--data", path, "--image-folder", folder]
+    for method, ratio in (("layer", "0.25"), ("width", "0.3")):
+        spy.reset()
+        pruned = tmp_path / f"{method}-pruned"
+        code, out, err = run(["prune", "--model", teacher, "--method", method, "--ratio", ratio,
+                              "--calib-samples", "5", "--seed", "1", "--device", "cpu",
+                              "--dtype", "float32", *real, "--out", pruned], capsys)
+        assert code == 0, err[-2000:]
+        report = json.loads((pruned / "pruning_report.json").read_text())
+        assert report["calib_samples"] == 5
+        assert any(f"of the 5 records of {path}" in note for note in report["notes"])
+        # calibration: one record at a time, every image file opened at its own size
+        assert sorted(spy.opened) == sorted((n, s) for n, (_, s, _) in IMAGES.items())
+        assert len(spy.batches) == 5 and spy.check_batches(size) == set(IMAGES)
+
+        spy.reset()
+        recovered = tmp_path / f"{method}-recovered"
+        code, out, err = run(["recover", "--student", pruned, "--teacher", teacher,
+                              "--recipe", "sft+l2", "--max-steps", "2", "--device", "cpu",
+                              *real, "--cache-dir", tmp_path / "cache", "--out", recovered],
+                             capsys)
+        assert code == 0, err[-2000:]
+        summary = json.loads((recovered / "recovery_report.json").read_text())
+        assert summary["subset"]["n"] == 5 and summary["steps"] == 2
+        assert summary["teacher_cache"]["used"]
+        assert summary["data"] == str(path) and summary["image_folder"] == str(folder.resolve())
+        assert "-len256-img" in summary["teacher_cache"]["dir"]  # the folder is in the key
+        # the teacher cache and both training steps collate the five records: 4 images + text
+        assert spy.check_batches(size) == set(IMAGES)
+        assert any(len(recs) == 5 and "pixel_values" in b for recs, b in spy.batches)
+        assert {n for n, _ in spy.opened} == set(IMAGES)
+
+        table = tmp_path / "results.jsonl"
+        code, out, err = run(["eval", "--model", recovered, "--out", table, "--limit", "2",
+                              "--benchmarks", "GQA,POPE"], capsys)
+        assert code == 0, err[-2000:]
+        assert "wrote run" in out
+    rows = [json.loads(line) for line in table.read_text().splitlines()]
+    assert {r["benchmark"] for r in rows} >= {"GQA", "POPE"}
+
+
+@pytest.mark.parametrize("method", ["layer", "width"])
+def test_bfloat16_weights_on_the_cpu(checkpoints, dataset, tmp_path, capsys, method):
+    """--dtype bfloat16 loads bf16 weights; the pixels follow the weights' dtype."""
+    path, folder = dataset
+    out = tmp_path / "pruned"
+    code, _, err = run(["prune", "--model", checkpoints["siglip-phi"], "--method", method,
+                        "--ratio", "0.25", "--calib-samples", "3", "--device", "cpu",
+                        "--dtype", "bfloat16", "--data", path, "--image-folder", folder,
+                        "--out", out], capsys)
+    assert code == 0, err[-2000:]
+    model, _ = models.load(out, dtype="bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert json.loads((out / "pruning_report.json").read_text())["ratio_achieved"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_prune_on_cuda(checkpoints, dataset, tmp_path, capsys):
+    path, folder = dataset
+    out = tmp_path / "pruned"
+    code, _, err = run(["prune", "--model", checkpoints["clip-llama"], "--method", "width",
+                        "--ratio", "0.3", "--calib-samples", "3", "--device", "cuda",
+                        "--dtype", "bfloat16", "--data", path, "--image-folder", folder,
+                        "--out", out], capsys)
+    assert code == 0, err[-2000:]
+    model, _ = models.load(out)
+    assert model.config.text_config.intermediate_size < 128
+
+
+def test_studylib_data_output_is_real_data_for_prune_and_recover(micro_checkpoint, tmp_path,
+                                                                  capsys):
+    """`studylib data` writes ShapesWorld in the LLaVA layout; read back through --data it
+    gives the same calibration as the default path (same records, pixels from PNG files)."""
+    folder = tmp_path / "shapes"
+    assert run(["data", "--out", folder, "--images", "6", "--turns", "1"], capsys)[0] == 0
+    path = folder / "shapesworld_instruct.json"
+    records = realdata.read_records(path, folder)
+    model, processor = models.load(micro_checkpoint)
+    from_files = importance.block_influence(model, records, processor,
+                                            data.folder_loader(folder))
+    rendered = importance.block_influence(model, records, processor)
+    assert from_files == pytest.approx(rendered, abs=1e-6)
+    code, _, err = run(["recover", "--student", micro_checkpoint, "--teacher", micro_checkpoint,
+                        "--recipe", "sft-mm", "--max-steps", "1", "--data", path,
+                        "--image-folder", folder, "--data-fraction", "0.5",
+                        "--out", tmp_path / "rec"], capsys)
+    assert code == 0, err[-2000:]
+    subset = json.loads((tmp_path / "rec" / "subset.json").read_text())
+    assert subset["n_total"] == 6 and subset["n"] == 3

@@ -1,6 +1,14 @@
-"""Importance scores for pruning: Block Influence for layers; Taylor, magnitude and random for width groups."""
+"""Importance scores for pruning: Block Influence for layers; Taylor, magnitude and random for width groups.
+
+Two Taylor scores, which differ in where the absolute value is taken (paper eq. 4-5):
+`taylor` (the authors', LLM-Pruner's) takes |w * g| of the gradient g of the loss of the
+whole padded calibration batch, so per-sample gradients of opposite sign cancel first;
+`taylor-mean` averages the per-sample |w * g_s|, so they cannot.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -8,7 +16,7 @@ from torch import nn
 from studylib import models
 from studylib.errors import StudyError
 from studylib.models import surgery
-from studylib.testbed.data import ConversationCollator
+from studylib.testbed.data import IGNORE, ConversationCollator
 
 
 def _device(model) -> torch.device:
@@ -115,6 +123,55 @@ def _taylor_scores(model, layer_ids, hd, n_rep, records, processor):
     return [tuple(t / len(records) for t in pair) for pair in totals]
 
 
+def _taylor_batched(model, layer_ids, hd, n_rep, records, processor, batch_size=None,
+                    collate=None):
+    """The authors' Taylor score: |w * dL/dw| summed per group, L the loss of all `records`.
+
+    L is the language-model loss of the padded calibration batch (the mean over its answer
+    tokens), as one backward pass over that batch gives it. For a model whose gradients do
+    not fit one batch, the records go `batch_size` at a time (default: all of them) and the
+    gradients accumulate, each batch's mean loss weighted by its share of the answer tokens,
+    so the sum is the gradient of the one-batch loss. Only the decoder linears of
+    `layer_ids` keep gradients: one gradient per weight, whatever the number of samples.
+    """
+    if not records:
+        raise StudyError("calibration needs at least one record")
+    collate = collate or ConversationCollator(processor)
+    size = batch_size or len(records)
+    chunks = [collate(records[i:i + size]) for i in range(0, len(records), size)]
+    counts = [int((c["labels"][:, 1:] != IGNORE).sum()) for c in chunks]  # shifted targets
+    if 0 in counts:
+        raise StudyError("calibration loss is not finite (no answer tokens?)")
+    layers = models.text_layers(model)
+    with _gradients_for(model, [layers[i] for i in layer_ids]):
+        for batch, n in zip(chunks, counts, strict=True):
+            loss = model(**_to(batch, model), use_cache=False).loss
+            if not torch.isfinite(loss):
+                raise StudyError("calibration loss is not finite")
+            (loss * (n / sum(counts))).backward()
+        return [_group_scores(layers[i], hd, n_rep, _taylor_elem) for i in layer_ids]
+
+
+@contextlib.contextmanager
+def _gradients_for(model, layers):
+    """Gradients on (only) the decoder linears of `layers`, in eval mode (no dropout); the
+    model's flags, mode and (empty) gradients are restored afterwards."""
+    targets = {id(t) for layer in layers for lin in _linears(layer) for t in _weights(lin)}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    for p in model.parameters():
+        p.requires_grad_(id(p) in targets)
+    try:
+        yield
+    finally:
+        model.zero_grad(set_to_none=True)
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
 def _taylor_elem(p: torch.Tensor) -> torch.Tensor:
     return (p.grad.float() * p.detach().float()).abs()
 
@@ -133,13 +190,19 @@ def _weights(lin: nn.Linear) -> list[torch.Tensor]:
 
 
 def width_scores(model, importance: str, layer_ids, records=None, processor=None, seed=0):
-    """(attention-group scores, MLP-channel scores) for each layer in `layer_ids`."""
+    """(attention-group scores, MLP-channel scores) for each layer in `layer_ids`.
+
+    importance: "taylor" (the authors' batch gradient, `_taylor_batched`), "taylor-mean"
+    (per-sample |g * w| averaged, `_taylor_scores`), "magnitude" or "random".
+    """
     tc = surgery.text_config(model)
     hd, n_rep = surgery.head_dim(tc), tc.num_attention_heads // tc.num_key_value_heads
     layers = models.text_layers(model)
-    if importance == "taylor":
+    if importance in ("taylor", "taylor-mean"):
         if records is None or processor is None:
-            raise StudyError("taylor importance needs calibration records and a processor")
+            raise StudyError(f"{importance} importance needs calibration records and a processor")
+        if importance == "taylor":
+            return _taylor_batched(model, layer_ids, hd, n_rep, records, processor)
         return _taylor_scores(model, layer_ids, hd, n_rep, records, processor)
     if importance == "magnitude":
         with torch.no_grad():

@@ -128,28 +128,30 @@ def _taylor_batched(model, layer_ids, hd, n_rep, records, processor, batch_size=
     """The authors' Taylor score: |w * dL/dw| summed per group, L the loss of all `records`.
 
     L is the language-model loss of the padded calibration batch (the mean over its answer
-    tokens), as one backward pass over that batch gives it. For a model whose gradients do
-    not fit one batch, the records go `batch_size` at a time (default: all of them) and the
-    gradients accumulate, each batch's mean loss weighted by its share of the answer tokens,
-    so the sum is the gradient of the one-batch loss. Only the decoder linears of
-    `layer_ids` keep gradients: one gradient per weight, whatever the number of samples.
+    tokens), as one backward pass over that batch gives it. For a model whose activations do
+    not fit one batch, the records go `batch_size` at a time (default: all of them), collated
+    one batch at a time, and the gradients accumulate: each batch's mean loss times its
+    answer tokens, the sum divided by all of them, is the gradient of the one-batch loss.
+    Only the decoder linears of `layer_ids` keep gradients: one gradient per weight, whatever
+    the number of samples.
     """
     if not records:
         raise StudyError("calibration needs at least one record")
     collate = collate or ConversationCollator(processor)
     size = batch_size or len(records)
-    chunks = [collate(records[i:i + size]) for i in range(0, len(records), size)]
-    counts = [int((c["labels"][:, 1:] != IGNORE).sum()) for c in chunks]  # shifted targets
-    if 0 in counts:
-        raise StudyError("calibration loss is not finite (no answer tokens?)")
     layers = models.text_layers(model)
+    tokens = 0
     with _gradients_for(model, [layers[i] for i in layer_ids]):
-        for batch, n in zip(chunks, counts, strict=True):
+        for start in range(0, len(records), size):
+            batch = collate(records[start:start + size])
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())  # the loss's shifted targets
             loss = model(**_to(batch, model), use_cache=False).loss
-            if not torch.isfinite(loss):
-                raise StudyError("calibration loss is not finite")
-            (loss * (n / sum(counts))).backward()
-        return [_group_scores(layers[i], hd, n_rep, _taylor_elem) for i in layer_ids]
+            if n == 0 or not torch.isfinite(loss):
+                raise StudyError("calibration loss is not finite (no answer tokens?)")
+            (loss * n).backward()
+            tokens += n
+        scores = [_group_scores(layers[i], hd, n_rep, _taylor_elem) for i in layer_ids]
+    return [(g / tokens, c / tokens) for g, c in scores]  # |.| commutes with a positive scale
 
 
 @contextlib.contextmanager

@@ -5,25 +5,32 @@
   evaluated without finetuning. Baseline rows are recorded under their own method name
   (`layer-random`, `width-random`) with the score in the `importance` column, so later
   chapters never mistake them for the real methods; Block Influence scores per layer are
-  rows too (benchmark `block_influence`), for the figure.
-- `summary()` / `results_table()` / `takeaways()`: read back from the run's rows only.
+  rows too (benchmark `block_influence`), for the figure; so is how the two forms of Taylor
+  importance differ on the teacher (benchmark `taylor_forms`, `taylor_form_rows`).
+- `summary()` / `results_table()` / `takeaways()` / `taylor_forms_table()`: read back from
+  the run's rows only.
 Figures are in `pruning_comparison_figures`.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from studylib import models
 from studylib.analysis.paper import SHORT_PAPER_NAME, paper_table
+from studylib.compress import prune
+from studylib.compress.importance import width_scores
 from studylib.evaluation import metrics
 from studylib.evaluation.chance import chance_avg, chance_scores
 from studylib.results import eval_rows
 from studylib.study import grid
 from studylib.study.params import PruningParams
+from studylib.testbed import instructions
 
 OWN_SCORES = ("none", "bi", "taylor")  # the teacher and each method's own importance
 
@@ -56,7 +63,62 @@ def compute(P: PruningParams) -> list[dict[str, Any]]:
                       "metric": "bi", "layer": i, "value": v,
                       "removed": i in s.pruning.removed_layers, **info}
                      for i, v in enumerate(s.pruning.layer_scores)]
+    if "width" in P.methods:
+        rows += taylor_form_rows(teacher, processor, P)
     return [{"calib_n": P.calib_n, **r} for r in rows]
+
+
+TAYLOR_FORMS = ("taylor", "taylor-mean")  # the authors' batch gradient; per-sample mean
+
+
+def taylor_form_rows(teacher, processor, P: PruningParams) -> list[dict[str, Any]]:
+    """How the two Taylor forms differ on the teacher: both score every layer once (on the
+    grid's calibration sample), then, per ratio and layer, how many of the MLP channels and
+    kv groups each would remove are shared, and the Spearman correlation of the channel
+    scores; plus each scoring's wall time. No pruning, no evaluation."""
+    calib = instructions.calibration_sample(P.calib_n, seed=P.seed)  # as the grid draws it
+    layer_ids = list(range(len(models.text_layers(teacher))))
+    scores, rows = {}, []
+    for form in TAYLOR_FORMS:
+        start = time.perf_counter()
+        scores[form] = width_scores(teacher, form, layer_ids, calib, processor)
+        rows.append({"metric": "seconds", "importance": form, "ratio": 0.0,
+                     "value": round(time.perf_counter() - start, 3)})
+    rho = [spearmanr(a[1].numpy(), b[1].numpy()).statistic
+           for a, b in zip(*scores.values(), strict=True)]
+    for r in P.ratios:
+        a, b = (prune.removed_by(teacher, r, scores[f]) for f in TAYLOR_FORMS)
+        for i, ((ga, ca), (gb, cb)) in enumerate(zip(a, b, strict=True)):
+            values = {"channels_removed": len(ca), "channels_shared": len(set(ca) & set(cb)),
+                      "kv_groups_removed": len(ga), "kv_groups_shared": len(set(ga) & set(gb)),
+                      "spearman_channels": float(rho[i])}
+            rows += [{"metric": m, "ratio": float(r), "layer": i, "value": v,
+                      "importance": "taylor vs taylor-mean"} for m, v in values.items()]
+    return [{"model": P.model, "seed": P.seed, "benchmark": "taylor_forms", "method": "width",
+             **row} for row in rows]
+
+
+def taylor_forms_table(run: pd.DataFrame) -> pd.DataFrame | None:
+    """Per ratio and layer: MLP channels and kv groups removed by `taylor` (the authors'
+    form), how many of them `taylor-mean` removes too, and the Spearman correlation of the
+    two channel scores; the caption line gives each scoring's wall time. None (and a line
+    saying why) for runs without widthwise pruning or recorded before these rows existed."""
+    rows = run[run.benchmark == "taylor_forms"]
+    if rows.empty:
+        print("no comparison of the Taylor forms in this run (no widthwise pruning, or an "
+              "older run)")
+        return None
+    secs = rows[rows.metric == "seconds"].set_index("importance").value
+    print("scoring wall time: " + ", ".join(f"{f} {secs[f]:.2f} s" for f in TAYLOR_FORMS))
+    per_layer = rows[rows.metric != "seconds"].astype({"layer": int})
+    table = per_layer.pivot_table(index=["ratio", "layer"], columns="metric", values="value")
+    out = pd.DataFrame({
+        "MLP channels removed": table.channels_removed.astype(int),
+        "of them shared": table.channels_shared.astype(int),
+        "kv groups removed": table.kv_groups_removed.astype(int),
+        "kv shared": table.kv_groups_shared.astype(int),
+        "Spearman (channel scores)": table.spearman_channels.round(3)})
+    return out
 
 
 def scores(run: pd.DataFrame, model: str) -> pd.DataFrame:

@@ -55,8 +55,8 @@ def add_command(sub) -> None:
     p.add_argument("--ratio", required=True, type=argtypes.ratio,
                    help="fraction of the LLM decoder-layer parameters to remove, in (0, 1)")
     p.add_argument("--importance", choices=sorted({i for v in prune.IMPORTANCES.values() for i in v}),
-                   help="layer: bi (default) | random; width: taylor (default) | magnitude | "
-                        "random")
+                   help="layer: bi (default) | random; width: taylor (default; the authors' "
+                        "batch gradient) | taylor-mean (per-sample mean) | magnitude | random")
     p.add_argument("--calib-samples", type=argtypes.positive_int, default=10,
                    help="calibration records, drawn with --seed")
     argtypes.add_data_options(p, "calibration sample")

@@ -1,9 +1,14 @@
-"""Importance scores for pruning: Block Influence for layers; Taylor, magnitude and random for width groups."""
+"""Importance scores for pruning: Block Influence for layers; Taylor, magnitude and random for width groups.
+
+Two Taylor scores, which differ in where the absolute value is taken (paper eq. 4-5):
+`taylor` (the authors', LLM-Pruner's) takes |w * g| of the gradient g of the loss of the
+whole padded calibration batch, so per-sample gradients of opposite sign cancel first;
+`taylor-mean` averages the per-sample |w * g_s|, so they cannot.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 
 import torch
 from torch import nn
@@ -11,43 +16,31 @@ from torch import nn
 from studylib import models
 from studylib.errors import StudyError
 from studylib.models import surgery
-from studylib.testbed import shapes
-from studylib.testbed.data import ConversationCollator
+from studylib.testbed.data import IGNORE, ConversationCollator
 
 
 def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-# The image loader of the scoring call in progress: `width_scores` sets it so that the
-# Taylor pass (whose signature is left alone) reads the same images as an explicit argument.
-_IMAGE_LOADER: contextvars.ContextVar = contextvars.ContextVar("image_loader", default=None)
-
-
-@contextlib.contextmanager
-def _images_from(image_loader):
-    token = _IMAGE_LOADER.set(image_loader)
-    try:
-        yield
-    finally:
-        _IMAGE_LOADER.reset(token)
-
-
 def _batches(records, processor, desc: str, image_loader=None):
     """One collated calibration sample at a time, with a progress bar.
 
-    `image_loader` opens the image a record names (default: the one `width_scores` was
-    given, else ShapesWorld renders it; real data: `testbed.data.folder_loader`); the
-    checkpoint's own processor then preprocesses it.
+    `image_loader` opens the image a record names (default: ShapesWorld renders it; real
+    data: `testbed.data.folder_loader`); the checkpoint's own processor then preprocesses it.
     """
     from tqdm.auto import tqdm
 
     if not records:
         raise StudyError("calibration needs at least one record")
-    loader = image_loader or _IMAGE_LOADER.get() or shapes.load_image
-    collate = ConversationCollator(processor, image_loader=loader)
+    collate = _collator(processor, image_loader)
     for rec in tqdm(records, desc=desc, leave=False):
         yield collate([rec])
+
+
+def _collator(processor, image_loader=None) -> ConversationCollator:
+    """The calibration collator; `image_loader=None` keeps ShapesWorld's."""
+    return ConversationCollator(processor, **({"image_loader": image_loader} if image_loader else {}))
 
 
 def _to(batch: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
@@ -115,7 +108,7 @@ def _group_scores(layer: nn.Module, hd: int, n_rep: int, elem) -> tuple[torch.Te
     return groups.detach().cpu(), channels.detach().cpu()
 
 
-def _taylor_scores(model, layer_ids, hd, n_rep, records, processor):
+def _taylor_scores(model, layer_ids, hd, n_rep, records, processor, image_loader=None):
     """Per-sample |dL/dw * w| summed per group, averaged over the calibration samples."""
     layers = models.text_layers(model)
     targets = {id(t) for i in layer_ids for lin in _linears(layers[i]) for t in _weights(lin)}
@@ -126,7 +119,7 @@ def _taylor_scores(model, layer_ids, hd, n_rep, records, processor):
         p.requires_grad_(id(p) in targets)
     totals: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     try:
-        for batch in _batches(records, processor, "taylor importance"):
+        for batch in _batches(records, processor, "taylor importance", image_loader):
             model.zero_grad(set_to_none=True)
             loss = model(**_to(batch, model), use_cache=False).loss
             if not torch.isfinite(loss):
@@ -141,6 +134,57 @@ def _taylor_scores(model, layer_ids, hd, n_rep, records, processor):
             p.requires_grad_(flag)
         model.train(was_training)
     return [tuple(t / len(records) for t in pair) for pair in totals]
+
+
+def _taylor_batched(model, layer_ids, hd, n_rep, records, processor, batch_size=None,
+                    collate=None):
+    """The authors' Taylor score: |w * dL/dw| summed per group, L the loss of all `records`.
+
+    L is the language-model loss of the padded calibration batch (the mean over its answer
+    tokens), as one backward pass over that batch gives it. For a model whose activations do
+    not fit one batch, the records go `batch_size` at a time (default: all of them), collated
+    one batch at a time, and the gradients accumulate: each batch's mean loss times its
+    answer tokens, the sum divided by all of them, is the gradient of the one-batch loss.
+    Only the decoder linears of `layer_ids` keep gradients: one gradient per weight, whatever
+    the number of samples.
+    """
+    if not records:
+        raise StudyError("calibration needs at least one record")
+    collate = collate or ConversationCollator(processor)
+    size = batch_size or len(records)
+    layers = models.text_layers(model)
+    tokens = 0
+    with _gradients_for(model, [layers[i] for i in layer_ids]):
+        for start in range(0, len(records), size):
+            batch = collate(records[start:start + size])
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())  # the loss's shifted targets
+            loss = model(**_to(batch, model), use_cache=False).loss
+            if n == 0 or not torch.isfinite(loss):
+                raise StudyError("calibration loss is not finite (no answer tokens?)")
+            (loss * n).backward()
+            tokens += n
+        scores = [_group_scores(layers[i], hd, n_rep, _taylor_elem) for i in layer_ids]
+    return [(g / tokens, c / tokens) for g, c in scores]  # |.| commutes with a positive scale
+
+
+@contextlib.contextmanager
+def _gradients_for(model, layers):
+    """Gradients on (only) the decoder linears of `layers`, in eval mode (no dropout); the
+    model's flags, mode and (empty) gradients are restored afterwards."""
+    targets = {id(t) for layer in layers for lin in _linears(layer) for t in _weights(lin)}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    for p in model.parameters():
+        p.requires_grad_(id(p) in targets)
+    try:
+        yield
+    finally:
+        model.zero_grad(set_to_none=True)
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+        model.train(was_training)
 
 
 def _taylor_elem(p: torch.Tensor) -> torch.Tensor:
@@ -164,16 +208,20 @@ def width_scores(model, importance: str, layer_ids, records=None, processor=None
                  image_loader=None):
     """(attention-group scores, MLP-channel scores) for each layer in `layer_ids`.
 
+    importance: "taylor" (the authors' batch gradient, `_taylor_batched`), "taylor-mean"
+    (per-sample |g * w| averaged, `_taylor_scores`), "magnitude" or "random".
     `image_loader` opens the calibration records' images (default: ShapesWorld).
     """
     tc = surgery.text_config(model)
     hd, n_rep = surgery.head_dim(tc), tc.num_attention_heads // tc.num_key_value_heads
     layers = models.text_layers(model)
-    if importance == "taylor":
+    if importance in ("taylor", "taylor-mean"):
         if records is None or processor is None:
-            raise StudyError("taylor importance needs calibration records and a processor")
-        with _images_from(image_loader):
-            return _taylor_scores(model, layer_ids, hd, n_rep, records, processor)
+            raise StudyError(f"{importance} importance needs calibration records and a processor")
+        if importance == "taylor":
+            return _taylor_batched(model, layer_ids, hd, n_rep, records, processor,
+                                   collate=_collator(processor, image_loader))
+        return _taylor_scores(model, layer_ids, hd, n_rep, records, processor, image_loader)
     if importance == "magnitude":
         with torch.no_grad():
             return [_group_scores(layers[i], hd, n_rep, _magnitude_elem) for i in layer_ids]

@@ -18,8 +18,13 @@ requested one (whole layers, heads and channels make it slightly coarse).
   rows and its o_proj (Phi: dense) columns; an MLP group is one intermediate channel -- its
   gate/up (Phi: fc1) rows and down (Phi: fc2) column. Each group is scored by first-order
   Taylor importance |dL/dw * w| of the vision-language loss (answer tokens only), summed
-  over the group's weights and averaged over the calibration samples (paper eq. 4-5);
-  `magnitude` (sum of |w|) and `random` are baselines. Every layer loses the same number of
+  over the group's weights (paper eq. 4-5). `taylor` (the default) computes it as the
+  authors' script (LLM-Pruner) does: one backward pass over the padded calibration batch,
+  then the absolute value of w times that batch gradient (gradients accumulate over
+  batches when one does not fit); `taylor-mean` takes |dL_s/dw * w| per sample s and
+  averages, so per-sample gradients of opposite sign cannot cancel (it needs one backward
+  per sample, the batched form one per batch). `magnitude` (sum of |w|) and `random` are
+  baselines. Every layer loses the same number of
   groups, so the result is a standard config (fewer heads, same `head_dim`, smaller
   `intermediate_size`). The surgery itself is torch-pruning's
   `prune_linear_out_channels` / `prune_linear_in_channels`; its dependency-graph search is
@@ -58,7 +63,8 @@ from studylib.errors import StudyError, check_ratio
 from studylib.models import checkpoint, surgery
 
 METHODS = ("layer", "width")
-IMPORTANCES = {"layer": ("bi", "random"), "width": ("taylor", "magnitude", "random")}
+IMPORTANCES = {"layer": ("bi", "random"),
+               "width": ("taylor", "taylor-mean", "magnitude", "random")}
 DEFAULT_IMPORTANCE = {"layer": "bi", "width": "taylor"}
 RATIO_DEFINITION = (
     "fraction of the LLM decoder-layer parameters removed (token embeddings, final norm, "
@@ -190,6 +196,16 @@ def _apply_width(model, layer_ids, scores, groups: int, channels: int) -> list[d
     return records
 
 
+def removed_by(model, ratio: float, scores, layer_range: Sequence[int] | None = None
+               ) -> list[tuple[list[int], list[int]]]:
+    """(kv groups, MLP channels) that `prune(model, "width", ratio, ...)` would remove from
+    each pruned layer given these `width_scores`, without touching the model: for comparing
+    importance scores by what they remove."""
+    layer_ids = _layer_ids(len(models.text_layers(model)), layer_range)
+    groups, channels = _plan_width(model, check_ratio(ratio), layer_ids)
+    return [(_lowest(g, groups), _lowest(c, channels)) for g, c in scores]
+
+
 def _complement(n: int, drop: Sequence[int]) -> list[int]:
     gone = set(drop)
     return [i for i in range(n) if i not in gone]
@@ -204,12 +220,13 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
           layer_range: Sequence[int] | None = None, image_loader=None) -> PruneReport:
     """Prune `model` in place; return what was removed and the achieved ratio.
 
-    importance: layer -> "bi" (default) or "random"; width -> "taylor" (default),
-    "magnitude" or "random". `calib_records` (LLaVA-format records) and `processor` are
-    needed by "bi" and "taylor"; `image_loader` opens the images they name (default:
-    ShapesWorld renders them; real data: `testbed.data.folder_loader(dir)`).
-    `layer_range=(start, end)` restricts pruning to those layers (width: the result is
-    non-uniform, see `models.load_pruned`).
+    importance: layer -> "bi" (default) or "random"; width -> "taylor" (default, the
+    authors' batch-gradient form), "taylor-mean" (per-sample |g * w| averaged), "magnitude"
+    or "random". `calib_records` (LLaVA-format records) and `processor` are needed by "bi"
+    and the Taylor scores; `image_loader` opens the images they name (default: ShapesWorld
+    renders them; real data: `testbed.data.folder_loader(dir)`). `layer_range=(start, end)`
+    restricts pruning to those layers (width: the result is non-uniform, see
+    `models.load_pruned`).
     """
     start = time.perf_counter()
     ratio = check_ratio(ratio)

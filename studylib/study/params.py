@@ -157,17 +157,19 @@ class PruningParams(StudyParams):
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
     ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
     calib_n: int = 10  # calibration samples (the paper's n = 10)
-    # "default" = each method's own score (Block Influence / Taylor); "random" = the baseline
-    # that shows the score matters; "magnitude" (sum of |w|) applies to width only.
+    # "default" = each method's own score (Block Influence / Taylor, the authors' batch form);
+    # "random" = the baseline that shows the score matters; "magnitude" (sum of |w|) and
+    # "taylor-mean" (per-sample |g * w| averaged) apply to width only.
     importances: tuple[str, ...] = ("default", "random")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_pruning(self.methods, self.ratios)
         _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
-        bad = [i for i in self.importances if i not in ("default", "random", "magnitude")]
-        _check(not bad, f"importances: unknown importance {bad[0]!r}; choose from default, "
-               "random, magnitude" if bad else "")
+        known = ("default", "random", "magnitude", "taylor", "taylor-mean")
+        bad = [i for i in self.importances if i not in known]
+        _check(not bad, f"importances: unknown importance {bad[0]!r}; choose from "
+               f"{', '.join(known)}" if bad else "")
         _check("default" in self.importances,
                f"importances must include 'default', got {list(self.importances)}")
 

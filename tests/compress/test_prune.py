@@ -100,7 +100,7 @@ def test_width_pruned_equals_zero_masked_original(micro, calib, batch, arch):
 
 def test_taylor_group_score_is_summed_grad_times_weight(micro, calib):
     model, processor = micro["toy-llava"]
-    scores = importance.width_scores(model, "taylor", [1], calib[:1], processor)
+    scores = importance.width_scores(model, "taylor-mean", [1], calib[:1], processor)
     probe = copy.deepcopy(model)
     probe.zero_grad()
     probe(**ConversationCollator(processor)(calib[:1])).loss.backward()
@@ -119,6 +119,66 @@ def test_taylor_group_score_is_summed_grad_times_weight(micro, calib):
     assert torch.allclose(scores[0][0][1], group1, rtol=1e-5)
     assert torch.allclose(scores[0][1][5], channel5, rtol=1e-5)
     assert all(p.grad is None for p in model.parameters())  # the model is left clean
+
+
+def test_one_sample_taylor_forms_agree(micro, calib):
+    """With one calibration sample, |mean of g*w| and the mean of |g*w| are the same thing."""
+    model, processor = micro["toy-bunny"]
+    batched = importance.width_scores(model, "taylor", [0, 1], calib[:1], processor)
+    mean = importance.width_scores(model, "taylor-mean", [0, 1], calib[:1], processor)
+    for (g1, c1), (g2, c2) in zip(batched, mean, strict=True):
+        assert torch.allclose(g1, g2, rtol=1e-4) and torch.allclose(c1, c2, rtol=1e-4)
+
+
+def test_taylor_is_abs_of_the_batch_gradient_times_weight(micro, calib):
+    """The authors' form: |w * dL/dw| with L the loss of the padded 2-sample batch, by hand;
+    `taylor-mean` (per-sample |g*w| averaged) scores the same shapes but other values."""
+    model, processor = micro["toy-llava"]
+    batched = importance.width_scores(model, "taylor", [1], calib[:2], processor)
+    mean = importance.width_scores(model, "taylor-mean", [1], calib[:2], processor)
+    probe = copy.deepcopy(model)
+    probe.zero_grad()
+    probe(**ConversationCollator(processor)(calib[:2]), use_cache=False).loss.backward()
+    mlp = probe.model.language_model.layers[1].mlp
+    hand = ((mlp.gate_proj.weight.grad * mlp.gate_proj.weight).abs().sum(1)
+            + (mlp.up_proj.weight.grad * mlp.up_proj.weight).abs().sum(1)
+            + (mlp.down_proj.weight.grad * mlp.down_proj.weight).abs().sum(0))
+    assert torch.allclose(batched[0][1], hand.detach(), rtol=1e-4, atol=1e-12)
+    assert batched[0][0].shape == mean[0][0].shape and batched[0][1].shape == mean[0][1].shape
+    assert not torch.allclose(batched[0][1], mean[0][1], rtol=1e-2)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ["toy-llava", "toy-internvl"])
+def test_taylor_gradient_accumulation_equals_one_batch(micro, calib, arch):
+    """Batches of one, their losses weighted by answer tokens, give the 3-sample batch's
+    gradient (samples of different lengths: the weights matter)."""
+    model, processor = micro[arch]
+    tc = model.config.text_config
+    hd, n_rep = surgery.head_dim(tc), tc.num_attention_heads // tc.num_key_value_heads
+    one = importance._taylor_batched(model, [0, 1], hd, n_rep, calib, processor)
+    accumulated = importance._taylor_batched(model, [0, 1], hd, n_rep, calib, processor,
+                                             batch_size=1)
+    unweighted = importance._taylor_batched(model, [0], hd, n_rep, calib[:1], processor)
+    for (g1, c1), (g2, c2) in zip(one, accumulated, strict=True):
+        assert torch.allclose(g1, g2, rtol=1e-4) and torch.allclose(c1, c2, rtol=1e-4)
+    assert not torch.allclose(one[0][1], unweighted[0][1], rtol=1e-2)
+
+
+def test_default_width_importance_is_the_authors_taylor(micro, calib):
+    model, processor = micro["toy-llava"]
+    assert prune.DEFAULT_IMPORTANCE["width"] == "taylor"
+    assert prune.check_importance("width", None) == "taylor"
+    assert "taylor-mean" in prune.IMPORTANCES["width"]
+    pruned = copy.deepcopy(model)
+    report = prune.prune(pruned, "width", 0.3, calib, processor)
+    scores = importance.width_scores(model, "taylor", list(range(len(report.layers))), calib,
+                                     processor)
+    removed = prune.removed_by(model, 0.3, scores)
+    for info, (_, drop_c) in zip(report.layers, removed, strict=True):
+        assert info["kept_channels"] == [c for c in range(len(info["channel_scores"]))
+                                         if c not in drop_c]
 
 
 def test_magnitude_and_random_importances(micro):
@@ -304,6 +364,16 @@ def test_cli_prunes_and_writes_a_checkpoint(micro_checkpoint, tmp_path, capsys):
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["importance"] == "taylor" and report["calib_samples"] == 2
     assert (out / "model.safetensors").is_file() and "wrote" in stdout
+
+
+@pytest.mark.parametrize("name", ["taylor", "taylor-mean"])
+def test_cli_accepts_both_taylor_forms(micro_checkpoint, tmp_path, capsys, name):
+    out = tmp_path / name
+    code, _, err = _cli(capsys, "prune", "--model", str(micro_checkpoint), "--method", "width",
+                        "--ratio", "0.3", "--calib-samples", "2", "--importance", name,
+                        "--out", str(out))
+    assert code == 0, err[-1000:]
+    assert json.loads((out / "pruning_report.json").read_text())["importance"] == name
 
 
 def test_cli_bad_input_one_line_exit_2_nothing_written(micro_checkpoint, tmp_path, capsys):

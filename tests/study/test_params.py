@@ -166,3 +166,11 @@ def test_the_book_profile_is_larger_than_the_defaults():
         if book.STUDY == "05_best_practices":  # trains and evaluates nothing
             continue
         assert book.limit == 0 or book.limit > params.STUDIES[book.STUDY]().limit, path.name
+
+
+def test_pruning_importances_accept_both_taylor_forms():
+    p = params_file.validate("01_pruning_comparison",
+                             {"importances": ["default", "taylor", "taylor-mean"]})
+    assert p.importances == ("default", "taylor", "taylor-mean")
+    with pytest.raises(StudyError, match="unknown importance 'taylor-sum'"):
+        params_file.validate("01_pruning_comparison", {"importances": ["default", "taylor-sum"]})

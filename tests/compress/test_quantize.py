@@ -196,3 +196,23 @@ def test_cli_bad_input_exit_2_nothing_written(micro_checkpoint, tmp_path, capsys
     assert main(["quantize", "--model", str(micro_checkpoint), "--out", str(tmp_path)]) == 2
     assert "is a directory, not a file" in capsys.readouterr().err
     assert not (tmp_path / "q.json").exists()
+
+
+needs_cuda_bnb = pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None,
+    reason="needs CUDA and bitsandbytes")
+
+
+@pytest.mark.gpu
+@needs_cuda_bnb
+def test_bitsandbytes_int8_on_cuda_answers_like_the_float_model(teacher):
+    """LLM.int8 (bitsandbytes) on the GPU: the LLM's Linears become int8, the vision tower and
+    projector stay float, and the model still answers (its GQA accuracy within 10 points)."""
+    model, processor = teacher
+    float_model = copy.deepcopy(model).to("cuda", dtype=torch.float16)
+    int8, report = quantize.quantize_int8(copy.deepcopy(float_model), backend="bitsandbytes")
+    assert quantize.is_quantized(int8) and report.backend == "bitsandbytes"
+    assert quantize.weight_bytes(int8)["llm"] < 0.6 * quantize.weight_bytes(float_model)["llm"]
+    scores = [evaluate.evaluate(m, processor, benchmarks=["GQA"], limit=100, progress=False)
+              .headline()["GQA"] for m in (float_model, int8)]
+    assert abs(scores[0] - scores[1]) < 10

@@ -2,7 +2,9 @@
 
 The checks themselves live with the library (`studylib.errors`), so a notebook or a library
 caller gets the same message as the command line; `checked` turns such a check into an
-argparse type.
+argparse type. The options several commands share (`--data`/`--image-folder`,
+`--device`/`--dtype`) are declared here once, and `read_data` turns them into records and an
+image loader before any model loads.
 """
 
 from __future__ import annotations

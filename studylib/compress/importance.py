@@ -111,14 +111,8 @@ def _group_scores(layer: nn.Module, hd: int, n_rep: int, elem) -> tuple[torch.Te
 def _taylor_scores(model, layer_ids, hd, n_rep, records, processor, image_loader=None):
     """Per-sample |dL/dw * w| summed per group, averaged over the calibration samples."""
     layers = models.text_layers(model)
-    targets = {id(t) for i in layer_ids for lin in _linears(layers[i]) for t in _weights(lin)}
-    flags = {p: p.requires_grad for p in model.parameters()}
-    was_training = model.training
-    model.eval()  # no dropout: the loss is the model's deterministic VL loss
-    for p in model.parameters():
-        p.requires_grad_(id(p) in targets)
     totals: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-    try:
+    with _gradients_for(model, [layers[i] for i in layer_ids]):
         for batch in _batches(records, processor, "taylor importance", image_loader):
             model.zero_grad(set_to_none=True)
             loss = model(**_to(batch, model), use_cache=False).loss
@@ -128,11 +122,6 @@ def _taylor_scores(model, layer_ids, hd, n_rep, records, processor, image_loader
             scores = [_group_scores(layers[i], hd, n_rep, _taylor_elem) for i in layer_ids]
             totals = scores if totals is None else [
                 (a[0] + b[0], a[1] + b[1]) for a, b in zip(totals, scores, strict=True)]
-    finally:
-        model.zero_grad(set_to_none=True)
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-        model.train(was_training)
     return [tuple(t / len(records) for t in pair) for pair in totals]
 
 

@@ -144,14 +144,15 @@ def score(benchmark: str, items: Sequence[suite.Item], predictions: Sequence[str
 
 def evaluate(model, processor, benchmarks: Sequence[str] = shapes.BENCHMARKS,
              limit: int | None = None, seed: int = 0, batch_size: int = 64,
-             progress: bool = True) -> EvalReport:
-    """Run the benchmarks; `limit` caps items per benchmark (a seeded, stratified subset)."""
+             progress: bool = True, split: str = "test") -> EvalReport:
+    """Run the benchmarks; `limit` caps items per benchmark (a seeded, stratified subset).
+    `split="val"` scores the validation scenes instead (teacher-training curves)."""
     check_selection(benchmarks, limit)
     model.eval()
     start = time.perf_counter()
     tables, scores = [], []
     for name in benchmarks:
-        items = select(suite.benchmark(name), limit, seed)
+        items = select(suite.benchmark(name, split=split), limit, seed)
         preds = generate_answers(model, processor, items, batch_size=batch_size,
                                  max_new_tokens=MAX_NEW_TOKENS[name], progress=progress)
         table, rows = score(name, items, preds, seed=seed)

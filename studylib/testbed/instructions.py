@@ -10,6 +10,7 @@ from studylib.testbed.questions import (
     MMMU_FAMILIES,
     SQA_FAMILIES,
     mme_pair,
+    option_lookup,
     pope_item,
 )
 from studylib.testbed.shapes import (
@@ -26,11 +27,18 @@ from studylib.testbed.shapes import (
 )
 
 
-def _any_question(scene: Scene, rng: random.Random) -> tuple[str, str]:
+# How often each kind of question is drawn for an instruction turn. "binding" is the text-only
+# "which option says X?" warm-up (`questions.option_lookup`), replayed so it is not forgotten.
+MIX = {"gqa": 4, "sqa": 2, "pope": 2, "mme": 4, "mmmu": 2, "binding": 0}
+
+
+def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float]) -> tuple[str, str]:
     """One training question of a random family, in its benchmark's prompt format."""
     while True:
-        kind = rng.choices(("gqa", "sqa", "pope", "mme", "mmmu"), (4, 2, 2, 4, 2))[0]
-        if kind == "gqa":
+        kind = rng.choices(list(mix), list(mix.values()))[0]
+        if kind == "binding":
+            qa, suffix = option_lookup(rng), LETTER
+        elif kind == "gqa":
             qa, suffix = rng.choice(GQA_FAMILIES)(scene, rng), SHORT_ANSWER
         elif kind == "sqa":
             qa, suffix = rng.choice(SQA_FAMILIES)(scene, rng), LETTER
@@ -65,16 +73,18 @@ def caption(scene: Scene) -> str:
     return " ; ".join(parts)
 
 
-def instruction_set(n_images: int, turns: int = 3, seed: int = 0,
-                    caption_rate: float = 0.5) -> list[dict[str, Any]]:
+def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: float = 0.5,
+                    mix: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """LLaVA-format conversations over training scenes (seeds disjoint from benchmarks).
 
     Each record: {"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."},
     {"from": "gpt", "value": "..."}, ...]} with `turns` question/answer pairs per image,
     as in LLaVA-v1.5-mix665k. `image` names the scene ("shapesworld/<seed>.png"). With
     probability `caption_rate` the first turn asks for a description of every object, the
-    dense grounding signal that LLaVA's captioning data gives.
+    dense grounding signal that LLaVA's captioning data gives. `mix` weights the question
+    kinds (default `MIX`).
     """
+    mix = {**MIX, **(mix or {})}
     rng = random.Random(seed)
     records = []
     for i in range(n_images):
@@ -85,11 +95,24 @@ def instruction_set(n_images: int, turns: int = 3, seed: int = 0,
             if t == 0 and described:
                 q, a = DESCRIBE, caption(scene)
             else:
-                q, a = _any_question(scene, rng)
+                q, a = _any_question(scene, rng, mix)
             conv.append({"from": "human", "value": ("<image>\n" if t == 0 else "") + q})
             conv.append({"from": "gpt", "value": a})
         records.append({"id": f"shapes-{scene.seed}", "image": image_name(scene.seed),
                         "conversations": conv})
+    return records
+
+
+def binding_set(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """n text-only records of one "which option says X?" question each (no image): the
+    symbol-binding stage of teacher training, where the signal is concentrated."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        q, a, _ = option_lookup(rng)
+        records.append({"id": f"binding-{seed}-{i}",
+                        "conversations": [{"from": "human", "value": f"{q}\n{LETTER}"},
+                                          {"from": "gpt", "value": a}]})
     return records
 
 

@@ -87,8 +87,11 @@ def _pope(size: int, base: int) -> list[Item]:
     per_split = size // len(POPE_SPLITS)
     for split in POPE_SPLITS:
         for k in range(per_split):
-            scene = next(scenes)
-            q, a, _ = pope_item(scene, rng, split, positive=k % 2 == 0)
+            qa = None
+            while qa is None:  # a scene holding every shape has no negative: take the next
+                scene = next(scenes)
+                qa = pope_item(scene, rng, split, positive=k % 2 == 0)
+            q, a, _ = qa
             items.append(Item("POPE", f"POPE-{len(items):04d}", scene.seed, q, YES_NO, a,
                               subset=split))
     return items
@@ -114,10 +117,18 @@ def _mme(name: str, subtasks, images: int, base: int) -> list[Item]:
     return items
 
 
-def benchmark(name: str, size: int | None = None) -> list[Item]:
-    """The items of one benchmark analogue, fixed for a given size."""
+# The validation split: the same generators over other scenes, for teacher-training curves
+# (`studylib.testbed.teachers`), so that no choice made while training looks at test items.
+SPLIT_OFFSETS = {"test": 0, "val": 5 * 10**5}
+
+
+def benchmark(name: str, size: int | None = None, split: str = "test") -> list[Item]:
+    """The items of one benchmark analogue, fixed for a given size and split."""
+    if split not in SPLIT_OFFSETS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLIT_OFFSETS)}")
     size = size or BENCHMARK_SIZES[name]
-    offset = BENCH_SEED_BASE + 10**6 * BENCHMARKS.index(name)  # each benchmark its own scenes
+    # each benchmark (and split) its own scenes
+    offset = BENCH_SEED_BASE + 10**6 * BENCHMARKS.index(name) + SPLIT_OFFSETS[split]
     if name == "GQA":
         return _mc_or_short(name, GQA_FAMILIES, size, offset, SHORT_ANSWER)
     if name == "SQA":

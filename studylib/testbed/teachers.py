@@ -1,24 +1,30 @@
 """Training on the Hugging Face stack: teachers from scratch (`studylib teacher`).
 
-A teacher is made in three stages, as LLaVA is: (0) a vision encoder pretrained on its own
-(`studylib.testbed.vision_pretrain`, per-cell shape/colour/size) and then frozen, as LLaVA starts
-from CLIP; (1) alignment: projector and LLM trained on cell-by-cell descriptions only
-(dense grounding, like LLaVA's caption pretraining); (2) instruction tuning on
-conversations with questions of all six benchmark families. Loss: cross-entropy on answer
-tokens only.
+A teacher is made in stages, as LLaVA is, each with its own data:
 
-The learning rate matters more than anything else here. Measured on toy-llava, captions
-only, batch 16: at lr 2e-3 the loss sat for 2000 steps at 0.23 (occupancy and size right,
-colour and shape guessed from their priors: no grounding of colour); at lr 5e-4 it broke
-through after ~250 steps and reached 0.05 by step 400.
+0. `vision`: a vision encoder pretrained on its own (`studylib.testbed.vision_pretrain`,
+   per-cell shape/colour/size) and then frozen, as LLaVA starts from CLIP;
+1. `align`: projector and LLM trained on cell-by-cell descriptions only (dense grounding,
+   like LLaVA's caption pretraining);
+2. `binding`: text-only "which option says X?" questions, one per sequence. At this size
+   mapping an option to its letter is itself a barrier: mixed into everything else it stayed
+   at chance for 900 steps; concentrated, it is learned in a few hundred (README, "Testbed");
+3. `instruct`: conversations with questions of all six benchmark families, the binding
+   question replayed among them so that it is not forgotten.
 
-Training goes through `transformers.Trainer`, so `accelerate launch` / `torchrun` with DDP,
-FSDP or DeepSpeed runs the same code on several GPUs. On the CPU the defaults are fp32:
-the study's reference CPU has no avx512_bf16, where bf16 autocast measured 2.6x slower.
+The loss is cross-entropy on answer tokens only. On the CPU the LLM stages run under bf16
+autocast: this CPU has avx512_bf16, and bf16 measured 1.7-1.9x faster than fp32 for these
+models with the same losses (pitfalls.md). Training goes through `transformers.Trainer`, so
+`accelerate launch` / `torchrun` runs the same code on several GPUs.
+
+Every `curve_every` optimizer steps of the LLM stages the teacher is scored on a fixed
+subset of the benchmarks' validation scenes (`suite.benchmark(split="val")`, never the test
+items); the curves go into `training_summary.json` and chapter 00 draws them.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tempfile
@@ -36,16 +42,23 @@ from studylib.testbed.data import ConversationCollator
 from studylib.testbed.vision_pretrain import pretrain_vision
 from studylib.training import LossLog, training_arguments
 
-# Teacher recipe per size: images x turns = question/answer pairs seen per epoch.
+# Teacher recipe per size. Each stage's keys: n_images (n for binding), epochs, batch_size,
+# lr; instruct also turns, caption_rate and mix (question kinds, `instructions.MIX`).
 TEACHER_RECIPES: dict[str, dict[str, Any]] = {
-    "default": dict(n_images=6000, turns=4, epochs=2, batch_size=8, lr=5e-4, logging_steps=10,
-                    caption_rate=0.5,
-                    vision=dict(n_images=4000, epochs=2, batch_size=64, lr=2e-3),
-                    align=dict(n_images=8000, epochs=1, batch_size=16, lr=5e-4)),
-    "micro": dict(n_images=600, turns=3, epochs=1, batch_size=16, lr=3e-3, logging_steps=2,
-                  caption_rate=1.0,
-                  vision=dict(n_images=256, epochs=1, batch_size=64, lr=2e-3),
-                  align=dict(n_images=256, epochs=1, batch_size=16, lr=3e-3)),
+    "default": dict(
+        bf16=True, logging_steps=10, curve_every=250, curve_limit=40,
+        vision=dict(n_images=4000, epochs=2, batch_size=64, lr=2e-3),
+        align=dict(n_images=8000, epochs=1, batch_size=16, lr=5e-4),
+        binding=dict(n=9600, epochs=1, batch_size=16, lr=3e-4),
+        instruct=dict(n_images=12000, turns=4, epochs=2, batch_size=8, lr=5e-4,
+                      caption_rate=0.5, mix={"binding": 1})),
+    "micro": dict(
+        bf16=False, logging_steps=2, curve_every=0, curve_limit=8,
+        vision=dict(n_images=256, epochs=1, batch_size=64, lr=2e-3),
+        align=dict(n_images=256, epochs=1, batch_size=16, lr=3e-3),
+        binding=dict(n=128, epochs=1, batch_size=16, lr=3e-3),
+        instruct=dict(n_images=600, turns=3, epochs=1, batch_size=16, lr=3e-3,
+                      caption_rate=1.0, mix={"binding": 1})),
 }
 
 
@@ -54,7 +67,7 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
 # points only (`train_teacher(stop_after=stage)`), a cheap check that the code still trains
 # the committed teachers; `make reproduce-teachers` retrains them in full, bit for bit.
 CHECKSUM_STEP = 10
-STAGES = ("vision", "align", "instruct")
+STAGES = ("vision", "align", "binding", "instruct")
 
 
 def weights_sha256(model) -> str:
@@ -83,29 +96,103 @@ def _checksum_callback(stage: str, checksums: dict[str, Any], stop: bool):
     return _Checksum()
 
 
+class Curves:
+    """Learning curves: validation scores every `every` optimizer steps (0: never).
+
+    `evaluate(model, processor, limit=..., split="val", progress=False)` scores the model;
+    each point is {"stage", "step" (counted across the LLM stages), benchmark: score, "AVG"}.
+    Scoring does not touch the training RNG (greedy decoding, seeded bootstrap), so a run
+    with curves trains the same weights as one without.
+    """
+
+    def __init__(self, evaluate: Callable | None, processor, every: int, limit: int):
+        self.evaluate, self.processor = evaluate, processor
+        self.every, self.limit = every, limit
+        self.points: list[dict[str, Any]] = []
+
+    def record(self, model, stage: str, step: int) -> None:
+        if self.evaluate is None or not self.every:
+            return
+        was_training = model.training
+        report = self.evaluate(model, self.processor, limit=self.limit, split="val",
+                               progress=False)
+        model.train(was_training)
+        summary = report.summary()
+        self.points.append({"stage": stage, "step": step, **report.headline(),
+                            "AVG": summary.get("AVG", math.nan)})
+        scores = "  ".join(f"{k} {v:.1f}" for k, v in self.points[-1].items()
+                           if k not in ("stage", "step"))
+        print(f"[curve] {stage} step {step}: {scores}", flush=True)
+
+    def callback(self, stage: str, step_offset: int):
+        from transformers import TrainerCallback
+
+        curves = self
+
+        class _Curve(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if curves.every and state.global_step % curves.every == 0:
+                    curves.record(model, stage, step_offset + state.global_step)
+
+            def on_train_end(self, args, state, control, model=None, **kwargs):
+                if curves.every and state.global_step % curves.every:  # the stage's end
+                    curves.record(model, stage, step_offset + state.global_step)
+
+        return _Curve()
+
+
+def _recipe(size: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The size's recipe with `overrides` merged in (a stage's dict is merged key by key)."""
+    if size not in TEACHER_RECIPES:
+        raise StudyError(f"unknown size {size!r}; choose from {', '.join(TEACHER_RECIPES)}")
+    recipe = copy.deepcopy(TEACHER_RECIPES[size])
+    for key, value in overrides.items():
+        if key not in recipe:
+            raise StudyError(f"unknown recipe key {key!r}; choose from {', '.join(recipe)}")
+        if isinstance(recipe[key], dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    return recipe
+
+
+def stage_data(recipe: dict[str, Any], seed: int) -> dict[str, list[dict[str, Any]]]:
+    """The LLM stages' training records, each a pure function of the recipe and seed."""
+    align, binding, instruct = recipe["align"], recipe["binding"], recipe["instruct"]
+    return {
+        "align": instructions.instruction_set(align["n_images"], turns=1, seed=seed,
+                                              caption_rate=1.0),
+        "binding": instructions.binding_set(binding["n"], seed=seed),
+        "instruct": instructions.instruction_set(
+            instruct["n_images"], turns=instruct["turns"], seed=seed,
+            caption_rate=instruct["caption_rate"], mix=instruct["mix"]),
+    }
+
+
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
                   evaluate: Callable | None = None, stop_after: str | None = None,
                   **recipe_overrides) -> dict[str, Any]:
-    """Train a toy MLLM from scratch (vision, alignment, instruction tuning) and save it.
+    """Train a toy MLLM from scratch (vision, align, binding, instruct) and save it to `out`
+    (None: save nothing, return the summary).
 
-    The loss is cross-entropy on answer tokens only. Deterministic for a given seed and
-    thread count (`torch.get_num_threads()` is recorded in the summary). With `stop_after`
-    (one of STAGES), training ends CHECKSUM_STEP steps into that stage, saves nothing, and
-    returns only `{"prefix_checksums": ...}`, to compare with the full run's.
+    Deterministic for a given seed and thread count (`torch.get_num_threads()` is recorded in
+    the summary). With `stop_after` (one of STAGES), training ends CHECKSUM_STEP steps into
+    that stage, saves nothing, and returns only `{"prefix_checksums": ...}`, to compare with
+    the full run's. `recipe_overrides` change the size's recipe (`instruct=dict(lr=1e-3)`).
 
-    `evaluate(model, processor)` (the CLI passes `studylib.evaluation.evaluate.evaluate`;
-    the testbed sits below evaluation) scores the trained teacher into the summary.
+    `evaluate(model, processor, ...)` (the CLI passes `studylib.evaluation.evaluate.evaluate`;
+    the testbed sits below evaluation) scores the learning curves and the trained teacher.
     """
     from transformers import set_seed
 
     if stop_after is not None and stop_after not in STAGES:
         raise StudyError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
+    recipe = _recipe(size, recipe_overrides)
     checksums: dict[str, Any] = {}
 
     def checksum(stage: str):
         return _checksum_callback(stage, checksums, stop=stage == stop_after)
 
-    recipe = {**TEACHER_RECIPES[size], **recipe_overrides}
     set_seed(seed)
     model, processor = toy.build(arch, size, seed=seed)
     start = time.perf_counter()
@@ -121,30 +208,27 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     vision_wall = time.perf_counter() - start
     collator = ConversationCollator(processor)
     losses = LossLog()
+    curves = Curves(evaluate, processor, recipe["curve_every"], recipe["curve_limit"])
+    data = stage_data(recipe, seed)
     llm_start = time.perf_counter()
-    # Stage 1: alignment on descriptions only (turns=1, every first turn a description).
-    align = recipe["align"]
-    captions = instructions.instruction_set(align["n_images"], turns=1, seed=seed, caption_rate=1.0)
-    align_steps = _fit(model, captions, collator, losses, seed=seed, epochs=align["epochs"],
-                       batch_size=align["batch_size"], lr=align["lr"],
-                       logging_steps=recipe["logging_steps"],
-                       callbacks=[checksum("align")]).global_step
-    if stop_after == "align":
-        return {"prefix_checksums": checksums}
-    # Stage 2: instruction tuning on conversations of all benchmark families.
-    records = instructions.instruction_set(recipe["n_images"], turns=recipe["turns"], seed=seed,
-                                     caption_rate=recipe["caption_rate"])
-    result = _fit(model, records, collator, losses, seed=seed, epochs=recipe["epochs"],
-                  batch_size=recipe["batch_size"], lr=recipe["lr"],
-                  logging_steps=recipe["logging_steps"], step_offset=align_steps,
-                  callbacks=[checksum("instruct")])
-    if stop_after == "instruct":
-        return {"prefix_checksums": checksums}
+    steps: dict[str, int] = {}
+    stage_wall: dict[str, float] = {}
+    for stage, records in data.items():
+        t0, offset = time.perf_counter(), sum(steps.values())
+        hp = recipe[stage]
+        steps[stage] = _fit(model, records, collator, losses, seed=seed, epochs=hp["epochs"],
+                            batch_size=hp["batch_size"], lr=hp["lr"], bf16=recipe["bf16"],
+                            logging_steps=recipe["logging_steps"], step_offset=offset,
+                            callbacks=[checksum(stage), curves.callback(stage, offset)]
+                            ).global_step
+        stage_wall[stage] = round(time.perf_counter() - t0, 1)
+        if stop_after == stage:
+            return {"prefix_checksums": checksums}
     llm_wall = time.perf_counter() - llm_start
     wall = time.perf_counter() - start
     model.eval()
-    tokens = (_count_tokens(collator, captions) * align["epochs"]
-              + _count_tokens(collator, records) * recipe["epochs"])
+    tokens = sum(_count_tokens(collator, records) * recipe[stage]["epochs"]
+                 for stage, records in data.items())
     summary: dict[str, Any] = {
         "arch": arch,
         "size": size,
@@ -152,7 +236,8 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         "recipe": recipe,
         "vision_pretraining": {"cell_accuracy": vision_probe,
                                "wall_time_s": round(vision_wall, 1)},
-        "steps": {"align": align_steps, "instruct": result.global_step},
+        "steps": steps,
+        "stage_wall_time_s": stage_wall,
         "tokens": tokens,
         "wall_time_s": round(wall, 1),
         "llm_stage_wall_time_s": round(llm_wall, 1),
@@ -161,26 +246,29 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
         "prefix_checksums": checksums,
         "loss_log": losses.rows,
+        "curves": curves.points,
         "parameters": models.parameter_counts(model),
     }
     if evaluate is not None:
         report = evaluate(model, processor)
         summary["eval"] = report.summary()
         summary["eval_wall_time_s"] = round(report.wall_time, 1)
-    models.save(model, processor, out, extra={"training_summary.json": summary},
-                command="teacher")
+    if out is not None:
+        models.save(model, processor, out, extra={"training_summary.json": summary},
+                    command="teacher")
     return summary
 
 
 def _fit(model, records, collator, losses: LossLog, *, seed: int, epochs: float,
-         batch_size: int, lr: float, logging_steps: int, step_offset: int = 0, callbacks=()):
+         batch_size: int, lr: float, logging_steps: int, bf16: bool, step_offset: int = 0,
+         callbacks=()):
     """One training stage with the HF Trainer; the loss log continues across stages."""
     from transformers import Trainer
 
     losses.step_offset = step_offset
     with tempfile.TemporaryDirectory() as tmp:
         args = training_arguments(tmp, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                  logging_steps=logging_steps)
+                                  logging_steps=logging_steps, bf16=bf16)
         trainer = Trainer(model=model, args=args, train_dataset=records, data_collator=collator,
                           callbacks=[losses.callback, *callbacks])
         return trainer.train()

@@ -78,15 +78,44 @@ def test_gqa_answers_are_correct_by_construction():
 
 
 def test_pope_answers_match_the_scene_and_splits_are_balanced():
+    """Atomic objects (a shape), as real POPE's categories; negatives follow the split."""
     items = suite.benchmark("POPE")
     for it in items:
-        words = it.question.lower().split()
-        color, shape = words[3], words[4]
-        present = bool(shapes.make_scene(it.scene_seed).find(color, shape))
-        assert (it.answer == "yes") == present
+        assert it.question.startswith("Is there a ") and it.question.endswith(" in the image?")
+        shape = it.question.split()[3]
+        scene = shapes.make_scene(it.scene_seed)
+        assert (it.answer == "yes") == bool(scene.find(shape=shape))
+        if it.answer == "no" and it.subset == "popular":  # the most frequent absent shape
+            absent = [s for s in shapes.SHAPES if not scene.find(shape=s)]
+            assert shape == absent[0]  # SHAPES are listed by prior, most frequent first
     for split in shapes.POPE_SPLITS:
         answers = [it.answer for it in items if it.subset == split]
         assert answers.count("yes") == answers.count("no")
+    negatives = {split: [it.question for it in items if it.subset == split and it.answer == "no"]
+                 for split in shapes.POPE_SPLITS}
+    assert negatives["random"] != negatives["popular"] != negatives["adversarial"]
+
+
+def test_mme_single_lookups_match_the_scene():
+    """MME colour asks "is there a <colour> object?", position "is there an object in <cell>?"."""
+    for it in suite.benchmark("MME-P"):
+        scene = shapes.make_scene(it.scene_seed)
+        words = it.question.rstrip("?").split()
+        if it.subset == "color":
+            assert (it.answer == "yes") == bool(scene.find(color=words[3]))
+        elif it.subset == "position":
+            row, col = shapes.ROWS.index(words[-3]), shapes.COLS.index(words[-2])
+            occupied = any((o.row, o.col) == (row, col) for o in scene.objects)
+            assert (it.answer == "yes") == occupied
+
+
+def test_binding_questions_name_the_letter_of_the_option_that_says_the_word():
+    for record in instructions.binding_set(50, seed=3):
+        question, answer = (turn["value"] for turn in record["conversations"])
+        assert "image" not in record
+        word = question.split("says ")[1].split("?")[0]
+        options = question.split("Options: ")[1].split("\n")[0]
+        assert f"{answer}. {word}" in options
 
 
 def test_mme_pairs_one_yes_one_no_per_image():

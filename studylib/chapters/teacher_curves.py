@@ -1,0 +1,77 @@
+"""Chapter 00's learning curves: which skill a teacher learns when, from its training summary.
+
+`studylib.testbed.teachers` scores the validation scenes every `curve_every` optimizer steps of
+the LLM stages and keeps the points in `training_summary.json` ("curves"). Drawn per
+benchmark on the paper's 0-100 scale, with chance dashed and the stages shaded, they show the
+order in which skills emerge: grounding (GQA) and atomic lookups (POPE, MME-P) first, letter
+formats (SQA, MMMU) only after the binding stage.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from studylib.chapters.plotting import color
+from studylib.evaluation import metrics
+from studylib.testbed import shapes
+
+STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "instruct": "#ffffff"}
+
+
+def curve_table(summary: dict) -> pd.DataFrame:
+    """One row per (step, benchmark): the validation score on the paper's 0-100 scale."""
+    points = pd.DataFrame(summary.get("curves", []))
+    if points.empty:
+        return pd.DataFrame(columns=["stage", "step", "benchmark", "score"])
+    long = points.melt(id_vars=["stage", "step"], var_name="benchmark", value_name="score")
+    scale = long.benchmark.map(metrics.PAPER_SCALE).fillna(1.0)
+    long["score"] = long.score / scale
+    return long
+
+
+def key_points(summary: dict, fraction: float = 0.9) -> pd.DataFrame:
+    """Per benchmark: the first step where the curve reaches `fraction` of its final value,
+    the final validation score, and the stage it was in (which skill emerges when)."""
+    long = curve_table(summary)
+    rows = []
+    for name, g in long.groupby("benchmark", sort=False):
+        g = g.sort_values("step")
+        final = g.score.iloc[-1]
+        reached = g[g.score >= fraction * final]
+        first = reached.iloc[0] if len(reached) else g.iloc[-1]
+        rows.append({"benchmark": name, "final": round(final, 1),
+                     f"step at {fraction:.0%} of final": int(first.step),
+                     "stage": first.stage})
+    return pd.DataFrame(rows)
+
+
+def fig_learning_curves(summary: dict, chance: dict[str, float] | None = None):
+    """Validation score vs optimizer step for each benchmark and AVG, stages shaded."""
+    long = curve_table(summary)
+    names = [*shapes.BENCHMARKS, "AVG"]
+    fig, axes = plt.subplots(2, 4, figsize=(11, 4.6), sharex=True)
+    bounds, start = [], 0
+    for stage, steps in summary.get("steps", {}).items():
+        bounds.append((stage, start, start + steps))
+        start += steps
+    for ax, name in zip(axes.flat, names, strict=False):
+        for stage, lo, hi in bounds:
+            ax.axvspan(lo, hi, color=STAGE_SHADES.get(stage, "#ffffff"), zorder=0)
+        g = long[long.benchmark == name].sort_values("step")
+        ax.plot(g.step, g.score, marker="o", ms=3, color=color("this study"))
+        if chance and chance.get(name) is not None:
+            ax.axhline(chance[name] / metrics.PAPER_SCALE.get(name, 1.0), ls="--", lw=1,
+                       color=color("chance"), label="chance")
+        ax.set_title(name, fontsize=10)
+        ax.set_ylim(0, 100)
+    axes.flat[-1].axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=STAGE_SHADES.get(s, "#ffffff"), ec="#999999")
+               for s, _, _ in bounds]
+    axes.flat[-1].legend(handles, [s for s, _, _ in bounds], title="stage", loc="center")
+    for ax in axes[1]:
+        ax.set_xlabel("optimizer step")
+    fig.suptitle(f"{summary.get('arch', 'teacher')}: validation scores during training "
+                 "(paper scale; dashed: chance)", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -233,13 +233,17 @@ def build_config(arch: str, size: str = "default", vocab_size: int | None = None
 
 
 def _internvl_config(vision: dict[str, Any], text: dict[str, Any], s: Size):
-    """InternVLConfig: InternViT-style tower on 8-px patches, pixel shuffle, Qwen2 with GQA."""
-    from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
+    """InternVLConfig: InternViT-style tower on 8-px patches, pixel shuffle, Phi-3 with GQA.
+
+    Phi-3 (Mini-InternVL-4B's LLM) fuses q/k/v into `qkv_proj` and gate/up into
+    `gate_up_proj`; `studylib.models.surgery` prunes the fused rows.
+    """
+    from transformers import InternVLConfig, InternVLVisionConfig, Phi3Config
 
     vision_config = InternVLVisionConfig(**{**vision, "patch_size": INTERNVL_PATCH},
                                          attention_bias=True)  # InternViT has qkv biases
-    text_config = Qwen2Config(**text, head_dim=s.text_hidden // s.text_heads,
-                              use_sliding_window=False)
+    text_config = Phi3Config(**text, head_dim=s.text_hidden // s.text_heads,
+                             resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0)
     return InternVLConfig(
         vision_config=vision_config,
         text_config=text_config,

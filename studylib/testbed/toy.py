@@ -9,10 +9,10 @@ loading all run the code path a GPU user runs on the real model:
 - `toy-bunny`: SigLIP vision tower + mlp2x-gelu + Phi text model (parallel attention/MLP,
   partial rotary, biases), Bunny-v1.0's LLM family;
 - `toy-internvl`: InternViT-style tower (CLS, layer scale, qkv biases) on 8-px patches, a
-  2 x 2 pixel shuffle and InternVL's LayerNorm + MLP projector, and a Qwen2 text model (GQA,
-  q/k/v biases), the LLM of the InternVL-hf checkpoints. The paper's Mini-InternVL-4B uses
-  Phi-3-mini, whose fused qkv_proj / gate_up_proj would need their own pruning surgery;
-  Qwen2 keeps the separate projections `studylib.compress.prune` and the LoRA targets work on.
+  2 x 2 pixel shuffle and InternVL's LayerNorm + MLP projector, and a Phi-3 text model
+  (GQA, fused `qkv_proj` and `gate_up_proj`, no biases), the LLM of the paper's
+  Mini-InternVL-4B (Phi-3-mini); `studylib.models.surgery` prunes the fused projections'
+  rows by head group and channel.
 
 Each comes in a `default` size (the study's teachers) and a `micro` size (tests). The
 processor (word-level tokenizer over the ShapesWorld vocabulary, image processor, chat

@@ -93,10 +93,14 @@ def block_influence(model, records, processor, image_loader=None) -> list[float]
 def _group_scores(layer: nn.Module, hd: int, n_rep: int, elem) -> tuple[torch.Tensor, ...]:
     """Sum an element-wise importance over each attention group and each MLP channel."""
     p = surgery.parts(layer)
+    per_row: dict[int, torch.Tensor] = {}  # a fused linear's row sums, computed once
 
-    def rows(lin: nn.Linear) -> torch.Tensor:
-        s = elem(lin.weight).sum(1)
-        return s + elem(lin.bias) if lin.bias is not None else s
+    def rows(r: surgery.Rows) -> torch.Tensor:
+        lin = r.linear
+        if id(lin) not in per_row:
+            s = elem(lin.weight).sum(1)
+            per_row[id(lin)] = s + elem(lin.bias) if lin.bias is not None else s
+        return per_row[id(lin)][r.start:r.start + r.size]  # this slice's rows only
 
     def cols(lin: nn.Linear) -> torch.Tensor:
         return elem(lin.weight).sum(0)
@@ -185,8 +189,7 @@ def _magnitude_elem(p: torch.Tensor) -> torch.Tensor:
 
 
 def _linears(layer) -> list[nn.Linear]:
-    p = surgery.parts(layer)
-    return [p.q, p.k, p.v, p.o, *p.mlp_in, p.mlp_out]
+    return surgery.parts(layer).linears()
 
 
 def _weights(lin: nn.Linear) -> list[torch.Tensor]:

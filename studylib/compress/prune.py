@@ -16,7 +16,9 @@ requested one (whole layers, heads and channels make it slightly coarse).
 - **width** (DepGraph / LLM-Pruner groups): an attention group is one key/value head with
   the query heads that share it (GQA-aware; without GQA a group is one head) -- its q/k/v
   rows and its o_proj (Phi: dense) columns; an MLP group is one intermediate channel -- its
-  gate/up (Phi: fc1) rows and down (Phi: fc2) column. Each group is scored by first-order
+  gate/up (Phi: fc1) rows and down (Phi: fc2) column. Phi-3's fused projections hold the
+  same rows in one linear each (`qkv_proj` = [q | k | v], `gate_up_proj` = [gate | up]):
+  a group's rows are taken from each slice (`surgery.parts`). Each group is scored by first-order
   Taylor importance |dL/dw * w| of the vision-language loss (answer tokens only), summed
   over the group's weights (paper eq. 4-5). `taylor` (the default) computes it as the
   authors' script (LLM-Pruner) does: one backward pass over the padded calibration batch,
@@ -40,8 +42,9 @@ still equals the request up to one MLP channel per layer.
 
 Checkpoints (`models.save_pruned`) load with plain `AutoModelForImageTextToText.from_pretrained`:
 a head-pruned Llama whose heads x head_dim no longer equals the hidden size is saved with a
-Mistral text config (the same architecture, without Llama's divisibility check); Phi reads
-`head_dim` from its config, which we therefore always write. A `layer_range` (LLM-Pruner's
+Mistral text config (the same architecture, without Llama's divisibility check); Phi and
+Phi-3 read `head_dim` from their configs, which we therefore always write (Phi-3, like Qwen2,
+has no divisibility check). A `layer_range` (LLM-Pruner's
 "skip the first and last layers") makes layers differ in width, which no standard config
 can express: such checkpoints load with `models.load_pruned()`.
 """

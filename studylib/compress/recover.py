@@ -51,6 +51,8 @@ LORA_TARGETS = {
     # list would also wrap the vision tower's q/k/v (CLIP) or fc1/fc2 (SigLIP).
     "llama": r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
     "phi": r".*language_model.*\.(q_proj|k_proj|v_proj|dense|fc1|fc2)",
+    # Phi-3 fuses q/k/v and gate/up: LoRA adapts each fused linear as one
+    "phi3": r".*language_model.*\.(qkv_proj|o_proj|gate_up_proj|down_proj)",
 }
 LORA_TARGETS["mistral"] = LORA_TARGETS["qwen2"] = LORA_TARGETS["llama"]
 

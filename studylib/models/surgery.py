@@ -12,32 +12,76 @@ from studylib.errors import StudyError
 
 
 @dataclasses.dataclass(frozen=True)
-class Parts:
-    """The prunable linears of one decoder layer (Llama/Mistral/Qwen2 or Phi names)."""
+class Rows:
+    """A block of output rows of a linear: all of it, or one slice of a fused projection
+    (Phi-3's `qkv_proj` = [q | k | v], `gate_up_proj` = [gate | up])."""
 
-    q: nn.Linear
-    k: nn.Linear
-    v: nn.Linear
+    linear: nn.Linear
+    start: int
+    size: int
+
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight[self.start:self.start + self.size]
+
+    def bias(self) -> torch.Tensor | None:
+        b = self.linear.bias
+        return None if b is None else b[self.start:self.start + self.size]
+
+
+def _whole(linear: nn.Linear) -> Rows:
+    return Rows(linear, 0, linear.out_features)
+
+
+def _split(linear: nn.Linear, sizes: Sequence[int]) -> tuple[Rows, ...]:
+    if sum(sizes) != linear.out_features:
+        raise StudyError(f"fused projection has {linear.out_features} rows, expected {sum(sizes)}")
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return tuple(Rows(linear, a, n) for a, n in zip(starts, sizes, strict=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """The prunable rows and linears of one decoder layer (Llama/Mistral/Qwen2, Phi or
+    Phi-3 names); q/k/v and the MLP inputs may be slices of one fused linear."""
+
+    q: Rows
+    k: Rows
+    v: Rows
     o: nn.Linear
-    mlp_in: tuple[nn.Linear, ...]
+    mlp_in: tuple[Rows, ...]
     mlp_out: nn.Linear
+
+    def linears(self) -> list[nn.Linear]:
+        """Every prunable linear once (a fused one is not repeated)."""
+        seen = [r.linear for r in (self.q, self.k, self.v, *self.mlp_in)] + [self.o, self.mlp_out]
+        return list({id(lin): lin for lin in seen}.values())
 
 
 def parts(layer: nn.Module) -> Parts:
     attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
     o = getattr(attn, "o_proj", None) or getattr(attn, "dense", None)
-    if attn is None or mlp is None or o is None or not hasattr(attn, "q_proj"):
-        raise StudyError(f"unsupported decoder layer {type(layer).__name__}: "
-                         "expected self_attn.q/k/v_proj + o_proj|dense and an mlp")
+    fused = hasattr(attn, "qkv_proj")
+    if attn is None or mlp is None or o is None or not (fused or hasattr(attn, "q_proj")):
+        raise StudyError(f"unsupported decoder layer {type(layer).__name__}: expected "
+                         "self_attn.q/k/v_proj (or qkv_proj) + o_proj|dense and an mlp")
     if getattr(attn, "qk_layernorm", False):
         raise StudyError("Phi with qk_layernorm is not supported (its norms span hidden/heads)")
-    if hasattr(mlp, "gate_proj"):
-        mlp_in, mlp_out = (mlp.gate_proj, mlp.up_proj), mlp.down_proj
-    elif hasattr(mlp, "fc1"):
-        mlp_in, mlp_out = (mlp.fc1,), mlp.fc2
+    if fused:  # Phi-3: rows [q heads | k heads | v heads]; q heads = o_proj columns
+        q_size = o.in_features
+        kv = (attn.qkv_proj.out_features - q_size) // 2
+        q, k, v = _split(attn.qkv_proj, (q_size, kv, kv))
     else:
-        raise StudyError(f"unsupported MLP {type(mlp).__name__}: expected gate/up/down or fc1/fc2")
-    return Parts(attn.q_proj, attn.k_proj, attn.v_proj, o, mlp_in, mlp_out)
+        q, k, v = _whole(attn.q_proj), _whole(attn.k_proj), _whole(attn.v_proj)
+    if hasattr(mlp, "gate_up_proj"):  # Phi-3: rows [gate | up], chunked in two
+        mlp_in, mlp_out = _split(mlp.gate_up_proj, (mlp.down_proj.in_features,) * 2), mlp.down_proj
+    elif hasattr(mlp, "gate_proj"):
+        mlp_in, mlp_out = (_whole(mlp.gate_proj), _whole(mlp.up_proj)), mlp.down_proj
+    elif hasattr(mlp, "fc1"):
+        mlp_in, mlp_out = (_whole(mlp.fc1),), mlp.fc2
+    else:
+        raise StudyError(f"unsupported MLP {type(mlp).__name__}: expected gate/up/down, "
+                         "gate_up/down or fc1/fc2")
+    return Parts(q, k, v, o, mlp_in, mlp_out)
 
 
 def text_config(model):
@@ -58,7 +102,7 @@ class LayerShape:
 
 def layer_shape(layer: nn.Module, hd: int) -> LayerShape:
     p = parts(layer)
-    return LayerShape(p.q.out_features // hd, p.k.out_features // hd, p.mlp_out.in_features)
+    return LayerShape(p.q.size // hd, p.k.size // hd, p.mlp_out.in_features)
 
 
 def decoder_params(model) -> int:
@@ -66,8 +110,8 @@ def decoder_params(model) -> int:
     return sum(p.numel() for p in text_layers(model).parameters())
 
 
-def _row_params(linear: nn.Linear) -> int:
-    return linear.in_features + (1 if linear.bias is not None else 0)
+def _row_params(rows: Rows) -> int:
+    return rows.linear.in_features + (1 if rows.linear.bias is not None else 0)
 
 
 def unit_params(layer: nn.Module, hd: int, n_rep: int) -> tuple[int, int]:
@@ -103,21 +147,69 @@ def _head_rows(groups: Sequence[int], n_rep: int, hd: int) -> list[int]:
 
 def prune_layer_width(layer, groups: Sequence[int], channels: Sequence[int], hd: int,
                       n_rep: int) -> None:
-    """Remove kv groups (with their q heads) and MLP channels from one decoder layer."""
+    """Remove kv groups (with their q heads) and MLP channels from one decoder layer.
+
+    A fused linear is cut once, with the rows of all its slices together (cutting q first
+    would shift the rows of k and v).
+    """
     import torch_pruning as tp
 
     p = parts(layer)
+    cut: dict[int, tuple[nn.Linear, list[int]]] = {}
+
+    def drop(rows: Rows, local: Sequence[int]) -> None:
+        cut.setdefault(id(rows.linear), (rows.linear, []))[1].extend(rows.start + i for i in local)
+
     if groups:
-        q_rows = _head_rows(groups, n_rep, hd)
-        kv_rows = _head_rows(groups, 1, hd)
-        tp.prune_linear_out_channels(p.q, q_rows)
-        tp.prune_linear_out_channels(p.k, kv_rows)
-        tp.prune_linear_out_channels(p.v, kv_rows)
+        q_rows, kv_rows = _head_rows(groups, n_rep, hd), _head_rows(groups, 1, hd)
+        drop(p.q, q_rows)
+        drop(p.k, kv_rows)
+        drop(p.v, kv_rows)
         tp.prune_linear_in_channels(p.o, q_rows)
     if channels:
-        for lin in p.mlp_in:
-            tp.prune_linear_out_channels(lin, list(channels))
+        for rows in p.mlp_in:
+            drop(rows, list(channels))
         tp.prune_linear_in_channels(p.mlp_out, list(channels))
+    for linear, rows in cut.values():
+        tp.prune_linear_out_channels(linear, sorted(rows))
+    _sync_attention(layer, hd)
+
+
+def _sync_attention(layer, hd: int) -> None:
+    """Tell an attention module that keeps head counts of its own what its width now is.
+
+    Phi-3's attention slices `qkv_proj` at `self.num_key_value_heads` and at the *config's*
+    `num_attention_heads`; a layer narrower than its config (a `layer_range` prune, or any
+    layer before `set_width_config`) reads its own head count from a `LayerConfig` view.
+    Llama/Qwen2/Phi infer the head count from the tensor shapes and need nothing.
+    """
+    attn = layer.self_attn
+    if not hasattr(attn, "qkv_proj"):
+        return
+    shape = layer_shape(layer, hd)
+    attn.num_key_value_heads = shape.kv_heads
+    base = attn.config.base if isinstance(attn.config, LayerConfig) else attn.config
+    same = base.num_attention_heads == shape.heads
+    attn.config = base if same else LayerConfig(base, num_attention_heads=shape.heads)
+    if hasattr(layer.mlp, "config"):  # Phi3MLP keeps (but does not read) the config
+        layer.mlp.config = base
+
+
+class LayerConfig:
+    """A read-through view of the text config with some fields overridden for one layer.
+
+    Only the overrides are its own; everything else (attention implementation included,
+    when it is switched later) is read from the shared config it wraps.
+    """
+
+    def __init__(self, base, **overrides):
+        self.__dict__.update(base=base, **overrides)
+
+    def __getattr__(self, name: str):
+        base = self.__dict__.get("base")  # absent while copy/pickle rebuilds the object
+        if base is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(base, name)
 
 
 def set_width_config(model, layer_ids, n_layers: int) -> bool:
@@ -131,6 +223,8 @@ def set_width_config(model, layer_ids, n_layers: int) -> bool:
     tc.num_attention_heads = shape.heads
     tc.num_key_value_heads = shape.kv_heads
     tc.intermediate_size = shape.intermediate
+    for layer in text_layers(model):  # the config now says their width: no per-layer views
+        _sync_attention(layer, hd)
     return True
 
 

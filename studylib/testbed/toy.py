@@ -9,10 +9,10 @@ loading all run the code path a GPU user runs on the real model:
 - `toy-bunny`: SigLIP vision tower + mlp2x-gelu + Phi text model (parallel attention/MLP,
   partial rotary, biases), Bunny-v1.0's LLM family;
 - `toy-internvl`: InternViT-style tower (CLS, layer scale, qkv biases) on 8-px patches, a
-  2 x 2 pixel shuffle and InternVL's LayerNorm + MLP projector, and a Qwen2 text model (GQA,
-  q/k/v biases), the LLM of the InternVL-hf checkpoints. The paper's Mini-InternVL-4B uses
-  Phi-3-mini, whose fused qkv_proj / gate_up_proj would need their own pruning surgery;
-  Qwen2 keeps the separate projections `studylib.compress.prune` and the LoRA targets work on.
+  2 x 2 pixel shuffle and InternVL's LayerNorm + MLP projector, and a Phi-3 text model
+  (GQA, fused `qkv_proj` and `gate_up_proj`, no biases), the LLM of the paper's
+  Mini-InternVL-4B (Phi-3-mini); `studylib.models.surgery` prunes the fused projections'
+  rows by head group and channel.
 
 Each comes in a `default` size (the study's teachers) and a `micro` size (tests). The
 processor (word-level tokenizer over the ShapesWorld vocabulary, image processor, chat
@@ -242,13 +242,17 @@ def build_config(arch: str, size: str = "default", vocab_size: int | None = None
 
 
 def _internvl_config(vision: dict[str, Any], text: dict[str, Any], s: Size):
-    """InternVLConfig: InternViT-style tower on 8-px patches, pixel shuffle, Qwen2 with GQA."""
-    from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
+    """InternVLConfig: InternViT-style tower on 8-px patches, pixel shuffle, Phi-3 with GQA.
+
+    Phi-3 (Mini-InternVL-4B's LLM) fuses q/k/v into `qkv_proj` and gate/up into
+    `gate_up_proj`; `studylib.models.surgery` prunes the fused rows.
+    """
+    from transformers import InternVLConfig, InternVLVisionConfig, Phi3Config
 
     vision_config = InternVLVisionConfig(**{**vision, "patch_size": INTERNVL_PATCH},
                                          attention_bias=True)  # InternViT has qkv biases
-    text_config = Qwen2Config(**text, head_dim=s.text_hidden // s.text_heads,
-                              use_sliding_window=False)
+    text_config = Phi3Config(**text, head_dim=s.text_hidden // s.text_heads,
+                             resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0)
     return InternVLConfig(
         vision_config=vision_config,
         text_config=text_config,

@@ -90,12 +90,22 @@ def test_width_pruned_equals_zero_masked_original(micro, calib, batch, arch):
     assert (ours - logits(model, batch)).abs().max() > 1e-3  # something was really removed
     for name, p in pruned.model.vision_tower.state_dict().items():
         assert torch.equal(p, model.model.vision_tower.state_dict()[name])
-    if arch == "toy-internvl":  # Qwen2: q/k/v biases lose the rows of the removed heads
-        hd, attn = tc.head_dim, models.text_layers(pruned)[0].self_attn
-        kept = report.layers[0]["kept_kv_heads"]
-        full_k = models.text_layers(model)[0].self_attn.k_proj.bias.view(-1, hd)
-        assert attn.q_proj.bias.numel() == tc.num_attention_heads * hd
-        assert torch.equal(attn.k_proj.bias.view(-1, hd), full_k[kept])
+    if arch == "toy-internvl":  # Phi-3: the fused linears keep [q | k | v] and [gate | up]
+        hd, layer = tc.head_dim, models.text_layers(pruned)[0]
+        info, full = report.layers[0], models.text_layers(model)[0]
+        q, kv = old.num_attention_heads * hd, old.num_key_value_heads * hd
+        heads = full.self_attn.qkv_proj.weight.view(-1, hd, old.hidden_size)  # q | k | v heads
+        kept = info["kept_q_heads"] + [old.num_attention_heads + g for g in info["kept_kv_heads"]]
+        kept += [old.num_attention_heads + old.num_key_value_heads + g
+                 for g in info["kept_kv_heads"]]
+        assert torch.equal(layer.self_attn.qkv_proj.weight, heads[kept].reshape(-1, old.hidden_size))
+        assert layer.self_attn.qkv_proj.out_features == (
+            tc.num_attention_heads + 2 * tc.num_key_value_heads) * hd < q + 2 * kv
+        gate_up = full.mlp.gate_up_proj.weight
+        inter, c = old.intermediate_size, info["kept_channels"]
+        assert torch.equal(layer.mlp.gate_up_proj.weight,
+                           torch.cat([gate_up[c], gate_up[[inter + i for i in c]]]))
+        assert layer.self_attn.num_key_value_heads == tc.num_key_value_heads
 
 
 def test_taylor_group_score_is_summed_grad_times_weight(micro, calib):
@@ -119,6 +129,44 @@ def test_taylor_group_score_is_summed_grad_times_weight(micro, calib):
     assert torch.allclose(scores[0][0][1], group1, rtol=1e-5)
     assert torch.allclose(scores[0][1][5], channel5, rtol=1e-5)
     assert all(p.grad is None for p in model.parameters())  # the model is left clean
+
+
+def test_fused_group_scores_sum_their_slices_of_qkv_and_gate_up(micro, calib):
+    """Phi-3 (toy-internvl): a kv group's score is its q, k and v rows of `qkv_proj` plus its
+    o_proj columns; a channel's is its gate row and up row of `gate_up_proj` plus its
+    down_proj column -- the same sums as the separate projections."""
+    model, processor = micro["toy-internvl"]
+    tc = model.config.text_config
+    hd, inter = surgery.head_dim(tc), tc.intermediate_size
+    q_size, kv_size = tc.num_attention_heads * hd, tc.num_key_value_heads * hd
+    probe = copy.deepcopy(model)
+    probe.zero_grad()
+    probe(**ConversationCollator(processor)(calib[:2]), use_cache=False).loss.backward()
+    layer = probe.model.language_model.layers[1]
+    qkv, o = layer.self_attn.qkv_proj.weight, layer.self_attn.o_proj.weight
+    gate_up, down = layer.mlp.gate_up_proj.weight, layer.mlp.down_proj.weight
+
+    def expected(elem):
+        e = {name: elem(w) for name, w in (("qkv", qkv), ("o", o), ("gu", gate_up),
+                                           ("down", down))}
+        q_rows = slice(2 * hd, 4 * hd)  # group 1 = kv head 1 with query heads 2 and 3
+        k_rows = slice(q_size + hd, q_size + 2 * hd)
+        v_rows = slice(q_size + kv_size + hd, q_size + kv_size + 2 * hd)
+        group1 = (e["qkv"][q_rows].sum() + e["o"][:, q_rows].sum() + e["qkv"][k_rows].sum()
+                  + e["qkv"][v_rows].sum())
+        channel5 = e["gu"][5].sum() + e["gu"][inter + 5].sum() + e["down"][:, 5].sum()
+        return group1.detach(), channel5.detach()
+
+    batched = importance.width_scores(model, "taylor", [1], calib[:2], processor)
+    group1, channel5 = expected(lambda w: (w.grad * w).abs())
+    assert torch.allclose(batched[0][0][1], group1, rtol=1e-4)
+    assert torch.allclose(batched[0][1][5], channel5, rtol=1e-4)
+    one = importance.width_scores(model, "taylor-mean", [1], calib[:1], processor)
+    assert one[0][0].shape == (tc.num_key_value_heads,) and one[0][1].shape == (inter,)
+    magnitude = importance.width_scores(model, "magnitude", [1])
+    group1, channel5 = expected(lambda w: w.abs())
+    assert torch.allclose(magnitude[0][0][1], group1) and torch.allclose(magnitude[0][1][5], channel5)
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_one_sample_taylor_forms_agree(micro, calib):
@@ -318,21 +366,31 @@ def test_checkpoints_load_with_plain_transformers_in_a_fresh_process(micro, cali
     for line in lines:
         assert float(line.split()[-1]) <= 1e-5, line
     assert "MistralModel" in lines[0] and "PhiModel" in lines[1] and "LlamaModel" in lines[2]
-    assert "Qwen2Model" in lines[3] and "Qwen2Model" in lines[4]  # no divisibility check
+    assert "Phi3Model" in lines[3] and "Phi3Model" in lines[4]  # no divisibility check
     text = json.loads((tmp_path / "internvl-width" / "config.json").read_text())["text_config"]
-    assert text["model_type"] == "qwen2" and text["num_attention_heads"] == 2
+    assert text["model_type"] == "phi3" and text["num_attention_heads"] == 2
+    assert text["head_dim"] == 16 and text["num_key_value_heads"] == 1
 
 
-def test_layer_range_checkpoint_loads_with_load_pruned(micro, calib, batch, tmp_path):
+@pytest.mark.parametrize("arch", ["toy-llava", "toy-internvl"])
+def test_layer_range_checkpoint_loads_with_load_pruned(micro, calib, batch, tmp_path, arch):
     from transformers import AutoModelForImageTextToText
 
-    model, processor = micro["toy-llava"]
+    model, processor = micro[arch]
     pruned = copy.deepcopy(model)
     report = prune.prune(pruned, "width", 0.3, calib, processor, layer_range=(1, 3))
     assert not report.uniform and abs(report.ratio_achieved - 0.3) < 0.01
     layers = models.text_layers(pruned)
     assert layers[0].mlp.down_proj.in_features == 128 == layers[3].mlp.down_proj.in_features
     assert layers[1].mlp.down_proj.in_features < 128
+    # Phi-3 splits qkv_proj at the config's head count: narrower layers carry their own
+    masked = copy.deepcopy(model)
+    report_all = copy.deepcopy(report)
+    full = {"kept_q_heads": list(range(masked.config.text_config.num_attention_heads)),
+            "kept_channels": list(range(128))}
+    report_all.layers = [full, *report.layers, full]
+    ours = logits(copy.deepcopy(pruned), batch)  # a deep copy keeps the per-layer views
+    assert (ours - logits(masked_original(masked, report_all), batch)).abs().max() <= 1e-4
     models.save_pruned(pruned, processor, report, tmp_path / "ranged")
     with pytest.raises(Exception, match="mismatch|size"):  # never silently re-initialised
         AutoModelForImageTextToText.from_pretrained(tmp_path / "ranged")

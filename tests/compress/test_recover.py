@@ -122,7 +122,9 @@ def test_lora_targets_only_the_language_model_and_projector_trains_fully(arch):
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     lora = [n for n in trainable if "lora_" in n]
     assert lora and all("language_model" in n for n in lora)
-    wanted = ("dense", "fc1") if arch == "toy-bunny" else ("o_proj", "gate_proj", "down_proj")
+    wanted = {"toy-bunny": ("dense", "fc1"),
+              "toy-internvl": ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")  # Phi-3: fused
+              }.get(arch, ("o_proj", "gate_proj", "down_proj"))
     assert all(any(f".{w}." in n for n in lora) for w in wanted)
     assert not any("vision_tower" in n for n in trainable)
     assert any("multi_modal_projector" in n and "lora_" not in n for n in trainable)

@@ -18,7 +18,7 @@ from studylib.testbed.teachers import train_teacher
 @pytest.mark.parametrize("arch,mllm_cls,text_cls,vision_cls", [
     ("toy-llava", "LlavaForConditionalGeneration", "LlamaForCausalLM", "CLIPVisionModel"),
     ("toy-bunny", "LlavaForConditionalGeneration", "PhiForCausalLM", "SiglipVisionModel"),
-    ("toy-internvl", "InternVLForConditionalGeneration", "Qwen2ForCausalLM",
+    ("toy-internvl", "InternVLForConditionalGeneration", "Phi3ForCausalLM",
      "InternVLVisionModel"),
 ])
 def test_architectures_use_the_real_classes(arch, mllm_cls, text_cls, vision_cls):
@@ -30,8 +30,9 @@ def test_architectures_use_the_real_classes(arch, mllm_cls, text_cls, vision_cls
     if arch in ("toy-llava", "toy-internvl"):
         assert text.num_key_value_heads < text.num_attention_heads  # GQA
     if arch == "toy-internvl":
-        attn = model.model.language_model.layers[0].self_attn
-        assert attn.q_proj.bias is not None and attn.o_proj.bias is None  # Qwen2's biases
+        layer = model.model.language_model.layers[0]  # Phi-3: fused projections, no biases
+        assert layer.self_attn.qkv_proj.bias is None and layer.mlp.gate_up_proj.bias is None
+        assert layer.mlp.gate_up_proj.out_features == 2 * text.intermediate_size
         assert model.config.downsample_ratio == 0.5
     elif arch == "toy-bunny":
         assert text.rope_parameters["partial_rotary_factor"] < 1  # Phi: partial rotary

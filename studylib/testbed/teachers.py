@@ -50,7 +50,7 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
         vision=dict(n_images=4000, epochs=2, batch_size=64, lr=2e-3),
         align=dict(n_images=8000, epochs=1, batch_size=16, lr=5e-4),
         binding=dict(n=9600, epochs=1, batch_size=16, lr=3e-4),
-        instruct=dict(n_images=12000, turns=4, epochs=2, batch_size=8, lr=5e-4,
+        instruct=dict(n_images=18000, turns=4, epochs=2, batch_size=8, lr=5e-4,
                       caption_rate=0.5, mix={"binding": 1})),
     "micro": dict(
         bf16=False, logging_steps=2, curve_every=0, curve_limit=8,

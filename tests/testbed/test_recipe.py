@@ -1,0 +1,68 @@
+"""The teacher recipe: overrides, the validation split and the learning curves."""
+
+import pytest
+
+from studylib.errors import StudyError
+from studylib.evaluation.evaluate import evaluate
+from studylib.testbed import suite, teachers
+
+
+def test_recipe_overrides_merge_into_a_stage_and_unknown_keys_are_refused():
+    recipe = teachers._recipe("micro", {"instruct": {"lr": 1e-4}, "curve_every": 5})
+    assert recipe["instruct"]["lr"] == 1e-4
+    assert recipe["instruct"]["turns"] == teachers.TEACHER_RECIPES["micro"]["instruct"]["turns"]
+    assert recipe["curve_every"] == 5
+    assert teachers.TEACHER_RECIPES["micro"]["instruct"]["lr"] != 1e-4  # not mutated
+    with pytest.raises(StudyError, match="unknown recipe key 'lr'"):
+        teachers._recipe("micro", {"lr": 1e-4})
+
+
+def test_the_default_recipe_has_every_llm_stage():
+    recipe = teachers.TEACHER_RECIPES["default"]
+    assert set(teachers.STAGES) <= set(recipe)
+    assert recipe["bf16"] and recipe["curve_every"] > 0
+
+
+@pytest.mark.parametrize("name", ["POPE", "GQA"])
+def test_validation_scenes_are_disjoint_from_the_test_scenes(name):
+    test = {it.scene_seed for it in suite.benchmark(name)}
+    val = {it.scene_seed for it in suite.benchmark(name, split="val")}
+    assert val and not test & val
+    with pytest.raises(ValueError, match="unknown split"):
+        suite.benchmark(name, split="train")
+
+
+def test_curves_score_the_validation_split_during_training():
+    calls = []
+
+    def spy(model, processor, **kwargs):
+        calls.append(kwargs)
+        return evaluate(model, processor, benchmarks=("POPE", "SQA"), **kwargs)
+
+    summary = teachers.train_teacher("toy-llava", None, size="micro", seed=2, evaluate=spy,
+                                     curve_every=4, instruct={"n_images": 64})
+    curve_calls = [c for c in calls if c.get("split") == "val"]
+    assert curve_calls and all(c["limit"] == teachers.TEACHER_RECIPES["micro"]["curve_limit"]
+                               for c in curve_calls)
+    points = summary["curves"]
+    assert len(points) == len(curve_calls)
+    steps = [p["step"] for p in points]
+    assert steps == sorted(steps) and steps[-1] == sum(summary["steps"].values())
+    assert {p["stage"] for p in points} == {"align", "binding", "instruct"}
+    assert {"POPE", "SQA"} <= set(points[0])
+    # the final evaluation scores the test split, once
+    assert [c for c in calls if "split" not in c] == [{}]
+
+
+def test_scoring_curves_does_not_change_the_weights():
+    """Curves are scored mid-training: they must not touch the training RNG or state."""
+    def run(every):
+        return teachers.train_teacher("toy-llava", None, size="micro", seed=3,
+                                      evaluate=lambda m, p, **kw: evaluate(
+                                          m, p, benchmarks=("POPE",), **kw),
+                                      curve_every=every, curve_limit=4,
+                                      instruct={"n_images": 48})
+    with_curves, without = run(3), run(0)
+    assert with_curves["curves"] and not without["curves"]
+    assert with_curves["prefix_checksums"] == without["prefix_checksums"]
+    assert with_curves["final_loss"] == without["final_loss"]

@@ -108,17 +108,18 @@ def near_chance(scores: Mapping[str, float], chance: Mapping[str, float]) -> dic
 
 def warn_near_chance(scores: Mapping[str, float], chance: Mapping[str, float] | None = None,
                      *, model: str = "teacher", limit: int | None = None,
-                     seed: int = 0) -> dict[str, str]:
+                     seed: int = 0, stacklevel: int = 2) -> dict[str, str]:
     """Warn (`NearChanceWarning`, one per benchmark) where a teacher's headline `scores` sit
     near chance; `chance` defaults to a random guesser's scores on the same seeded items
-    (`limit`, `seed`). Returns what it warned about."""
+    (`limit`, `seed`). `stacklevel` as for `warnings.warn`: whose line the warning names.
+    Returns what it warned about."""
     scores = {k: float(v) for k, v in scores.items() if k in shapes.BENCHMARKS}
     if chance is None:
         rows = chance_scores(tuple(scores), limit=limit, seed=seed)
         chance = headline(rows)
     found = near_chance(scores, chance)
     for message in found.values():
-        warnings.warn(f"{model}: {message}", NearChanceWarning, stacklevel=2)
+        warnings.warn(f"{model}: {message}", NearChanceWarning, stacklevel=stacklevel)
     return found
 
 

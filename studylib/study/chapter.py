@@ -60,7 +60,8 @@ class Chapter:
             print(f"recorded run {self.run_id}: {len(rows)} rows in {P.results} ({wall:.1f} s)")
         frame = self.table.frame()
         run = frame[frame.run_id == self.run_id]
-        warn_if_near_chance(run, P.model, limit=P.eval_limit, seed=P.seed)
+        # the warning names the notebook line that asked for the rows
+        warn_if_near_chance(run, P.model, limit=P.eval_limit, seed=P.seed, stacklevel=3)
         return run
 
 
@@ -80,7 +81,7 @@ def teacher_scores(run: pd.DataFrame, model: str) -> dict[str, float]:
 
 
 def warn_if_near_chance(run: pd.DataFrame, model: str, *, limit: int | None = None,
-                        seed: int = 0) -> dict[str, str]:
+                        seed: int = 0, stacklevel: int = 2) -> dict[str, str]:
     """`NearChanceWarning` per benchmark where the run's teacher is near chance. The chance
     level is the run's own `chance` rows when it has them, else a random guesser on the same
     seeded items (`limit`, `seed`), computed here (under a second)."""
@@ -90,7 +91,8 @@ def warn_if_near_chance(run: pd.DataFrame, model: str, *, limit: int | None = No
     guessed = teacher_scores(run, "chance")
     if not all(b in guessed for b in scores):
         guessed = None
-    return chance.warn_near_chance(scores, guessed, model=model, limit=limit, seed=seed)
+    return chance.warn_near_chance(scores, guessed, model=model, limit=limit, seed=seed,
+                                   stacklevel=stacklevel + 1)
 
 
 def open_chapter(study: str, overrides: Mapping[str, Any]) -> Chapter:

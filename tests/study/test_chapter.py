@@ -86,3 +86,12 @@ def test_every_chapter_warns_about_a_near_chance_teacher(tmp_path):
     for _ in range(2):  # computed, then read back: both warn
         with pytest.warns(NearChanceWarning, match="SQA 26.0"):
             open_chapter("01_pruning_comparison", overrides).rows(compute)
+
+
+def test_the_warning_names_the_line_that_asked_for_the_rows(tmp_path):
+    overrides = {"results": str(tmp_path / "results.jsonl"), "checkpoint": str(tmp_path)}
+    ch = open_chapter("01_pruning_comparison", overrides)
+    with pytest.warns(NearChanceWarning) as caught:
+        ch.rows(lambda P: [{"model": P.model, "benchmark": "SQA", "metric": "score",
+                            "value": 26.0}])
+    assert caught[0].filename == __file__

@@ -114,3 +114,23 @@ def test_the_run_evaluates_the_teacher_its_layer_pruned_copy_and_the_guesser():
     assert set(run[run.method == "none"].model) == {P.model, "chance"}
     table = testbed.validity_table(run, P.model)
     assert len(table) == 14 and not table.passed.any()  # an untrained model fails them all
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, -0.2])
+def test_the_layer_check_ratio_is_a_pruning_ratio(ratio):
+    from studylib.errors import StudyError
+    from studylib.study.params import TestbedParams
+
+    with pytest.raises(StudyError, match="layer_check_ratio must be in"):
+        TestbedParams(layer_check_ratio=ratio)
+
+
+def test_the_notebook_shows_the_validity_table():
+    import json
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "00_testbed.ipynb"
+    cells = json.loads(notebook.read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    assert code[0].startswith("overrides = {}")
+    assert any("testbed.validity_table(run, P.model)" in c for c in code)

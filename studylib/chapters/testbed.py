@@ -1,4 +1,6 @@
-"""Chapter 00, the testbed: example scenes and questions, and the unpruned teachers' scores against chance."""
+"""Chapter 00, the testbed: example scenes and questions, the unpruned teachers' scores
+against chance, and the checks that say whether a teacher is fit to be compressed
+(`validity_table`)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import numpy as np
 import pandas as pd
 
 from studylib import models
+from studylib.analysis import stats
 from studylib.analysis.paper import SHORT_PAPER_NAME, paper_unpruned
 from studylib.chapters.plotting import color
-from studylib.evaluation import evaluate, metrics
+from studylib.evaluation import metrics
 from studylib.evaluation.chance import chance_avg, chance_scores
-from studylib.results import eval_rows
+from studylib.study import grid
 from studylib.testbed import shapes, suite
 
 
@@ -41,6 +44,11 @@ def example_questions(per_benchmark: int = 2) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def unpruned(run: pd.DataFrame) -> pd.DataFrame:
+    """The run's teacher and chance rows, without the layer-pruned model of the validity check."""
+    return run[run.method.fillna("none") == "none"] if "method" in run else run
+
+
 def _on_paper_scale(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     scale = out.benchmark.map(metrics.PAPER_SCALE).fillna(1.0)
@@ -58,7 +66,8 @@ def fig_testbed_scores(df: pd.DataFrame, model: str, arch: str | None = None,
 
     `df` is results-table rows: the model's rows and the `chance` rows of the same run.
     """
-    main = df[df.metric.isin(["score", "paper"])]
+    main = unpruned(df)
+    main = main[main.metric.isin(["score", "paper"])]
     ours = _on_paper_scale(main[main.model == model]).set_index("benchmark")
     chance = _on_paper_scale(main[main.model == "chance"]).set_index("benchmark")
     paper = paper_unpruned(paper_model) if paper_model else {}
@@ -102,19 +111,23 @@ def parameter_table(model) -> pd.DataFrame:
 
 
 def compute(P, model, processor) -> list[dict]:
-    """The run's rows: the teacher's scores and a random guesser's on the same items."""
-    report = evaluate.evaluate(model, processor, limit=P.eval_limit, seed=P.seed,
-                               batch_size=P.batch_size, progress=False)
+    """The run's rows: the teacher's scores, a random guesser's on the same items, and the
+    validity check's model (the teacher with `layer_check_ratio` of its LLM removed by
+    Block-Influence layer pruning, no recovery), through the study's one grid loop."""
+    plan = grid.Grid(pruned=(("layer", P.layer_check_ratio),))
+    rows = grid.run_grid(model, processor, plan, model=P.model, eval_limit=P.eval_limit,
+                         eval_seed=P.seed, batch_size=P.batch_size)
     chance = chance_scores(limit=P.eval_limit, seed=P.seed, draws=P.chance_draws)
-    rows = eval_rows(report, model=P.model, seed=P.seed)
-    rows += [{"model": "chance", "seed": P.seed, **r} for r in chance.to_dict("records")]
     counts = models.parameter_counts(model)
-    return [{"n_params": counts["total"], "n_params_llm": counts["llm"], **r} for r in rows]
+    rows += [{"model": "chance", "seed": P.seed, "n_params": counts["total"],
+              "n_params_llm": counts["llm"], **r} for r in chance.to_dict("records")]
+    return rows
 
 
 def scores_table(run: pd.DataFrame, model: str) -> pd.DataFrame:
     """Teacher, chance and paper scores per benchmark, with the teacher's 95% CI."""
-    scores = run[run.metric.isin(["score", "paper"])]
+    scores = unpruned(run)
+    scores = scores[scores.metric.isin(["score", "paper"])]
     wide = scores.pivot_table(index="benchmark", columns="model", values="value", sort=False)
     wide.insert(1, "95% CI", [f"[{lo:.1f}, {hi:.1f}]" if pd.notna(lo) else "" for lo, hi in
                               scores[scores.model == model].set_index("benchmark")
@@ -124,7 +137,114 @@ def scores_table(run: pd.DataFrame, model: str) -> pd.DataFrame:
 
 def takeaway(run: pd.DataFrame, model: str) -> str:
     """The teacher's AVG against chance: the 100% every later chapter divides by."""
+    run = unpruned(run)
     avg = float(run[(run.benchmark == "AVG") & (run.model == model)].value.iloc[0])
     items = int(run[run.benchmark != "AVG"].n.max())
     return (f"{model}: AVG {avg:.1f} vs chance {chance_avg(run):.1f} with {items} items "
             f"per benchmark at most; every later chapter reports AVG-% = AVG / {avg:.1f}.")
+
+
+# --- validity: is this teacher fit to be compressed? ------------------------------------------
+
+# "Clearly above a guesser": the teacher's AVG must beat a random guesser's AVG by more than
+# this many points on the paper's 0-100 scale. The 95% CI half-width of a teacher's AVG is
+# ~1.5 points at the default profile's 300 items per benchmark, so 5 points is beyond
+# evaluation noise and a gap worth compressing.
+CLEAR_MARGIN = 5.0
+# The layer-60 check: removing 60% of the LLM with no recovery must cost a real teacher most
+# of its skill (the paper's LLaVA already loses about a quarter at 15% layerwise, Table 6).
+# A teacher that keeps 70% or more has little to lose: it sits near chance already.
+LAYER_CHECK_MAX_PCT = 70.0
+VALIDITY_COLUMNS = ["model", "check", "benchmark", "value", "ci_low", "ci_high", "reference",
+                    "rule", "passed"]
+
+
+def _scores(run: pd.DataFrame, model: str, method: str = "none") -> pd.DataFrame:
+    """Headline rows (one per benchmark, suite order) of `model` pruned by `method`."""
+    rows = run[(run.model == model) & (run.metric == "score")
+               & run.benchmark.isin(shapes.BENCHMARKS)]
+    if "method" in rows:
+        rows = rows[rows.method.fillna("none") == method]
+    rows = rows.groupby("benchmark")[["value", "ci_low", "ci_high"]].mean()
+    return rows.reindex([b for b in shapes.BENCHMARKS if b in rows.index])
+
+
+def _row(model, check, benchmark, value, reference, rule, passed, ci_low=np.nan,
+         ci_high=np.nan) -> dict:
+    return {"model": model, "check": check, "benchmark": benchmark, "value": float(value),
+            "ci_low": float(ci_low), "ci_high": float(ci_high), "reference": float(reference),
+            "rule": rule, "passed": bool(passed)}
+
+
+def chance_check(run: pd.DataFrame, model: str) -> list[dict]:
+    """Per benchmark: the teacher's score, its 95% bootstrap CI and the guesser's score on
+    the same items; passes when the CI's lower bound is above chance (a CI that reaches
+    chance cannot tell the teacher from a random guesser)."""
+    teacher, chance = _scores(run, model), _scores(run, "chance")
+    return [_row(model, "CI lower bound above chance", b, r.value, chance.value.get(b, np.nan),
+                 "ci_low > chance", r.ci_low > chance.value.get(b, np.nan), r.ci_low, r.ci_high)
+            for b, r in teacher.iterrows()]
+
+
+def layer_check(run: pd.DataFrame, model: str) -> list[dict]:
+    """The teacher with a share of its LLM's layers removed (Block Influence, no recovery):
+    its AVG-% must be below `LAYER_CHECK_MAX_PCT`, and every benchmark must move towards
+    chance (|pruned - chance| < |teacher - chance|). A teacher that fails has nothing
+    for pruning to destroy, so recovery numbers measured on it mean little."""
+    pruned = run[(run.model == model) & (run.method.fillna("none") == "layer")] \
+        if "method" in run else run.iloc[:0]
+    if pruned.empty:
+        return [_row(model, "layer pruning run", "AVG", np.nan, np.nan,
+                     "the run has no layer-pruned model", False)]
+    name = f"layer-{round(100 * float(pruned.ratio.iloc[0]))}"
+    pct = pruned[(pruned.benchmark == "AVG") & (pruned.metric == "avg_pct")].value
+    rows = [_row(model, f"{name}: AVG-% below {LAYER_CHECK_MAX_PCT:g}", "AVG",
+                 pct.iloc[0] if len(pct) else np.nan, LAYER_CHECK_MAX_PCT,
+                 f"AVG-% < {LAYER_CHECK_MAX_PCT:g}",
+                 len(pct) and pct.iloc[0] < LAYER_CHECK_MAX_PCT)]
+    teacher, after, chance = _scores(run, model), _scores(run, model, "layer"), _scores(run, "chance")
+    for b in teacher.index:
+        before = abs(teacher.value[b] - chance.value.get(b, np.nan))
+        now = abs(after.value.get(b, np.nan) - chance.value.get(b, np.nan))
+        rows.append(_row(model, f"{name}: moved towards chance", b, now, before,
+                         "|pruned - chance| < |teacher - chance|", now < before))
+    return rows
+
+
+def guesser_check(run: pd.DataFrame, model: str) -> list[dict]:
+    """The teacher's AVG minus a random guesser's AVG on the same items, with the teacher
+    AVG's 95% CI (the study's CI rule, `analysis.stats`); passes above `CLEAR_MARGIN`."""
+    teacher = _scores(run, model)
+    guesser = chance_avg(run)
+    try:
+        avg = metrics.average(teacher.value.to_dict())
+    except KeyError:
+        avg = np.nan
+    scale = teacher.index.map(metrics.PAPER_SCALE).to_numpy(float)
+    se = np.sqrt(np.nansum((stats.se_from_ci(teacher.ci_low, teacher.ci_high) / scale) ** 2))
+    half = stats.combine(np.nan, 0, se / len(metrics.PAPER_KEYS))
+    gap = avg - guesser
+    return [_row(model, f"AVG clearly above a guesser's (> {CLEAR_MARGIN:g} points)", "AVG", gap,
+                 CLEAR_MARGIN, f"teacher AVG - guesser AVG > {CLEAR_MARGIN:g}",
+                 gap > CLEAR_MARGIN, gap - half, gap + half)]
+
+
+def validity_table(run: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """Every validity check of every teacher in `run` (chapter 00 rows: teachers, the
+    `chance` guesser and the layer-pruned models), one tidy row per check and benchmark:
+    the checked value with its 95% CI where it has one, the reference it is held to, the
+    rule and whether it passed."""
+    names = [model] if model else [m for m in dict.fromkeys(run.model) if m != "chance"]
+    rows = [r for m in names
+            for r in (*chance_check(run, m), *layer_check(run, m), *guesser_check(run, m))]
+    return pd.DataFrame(rows, columns=VALIDITY_COLUMNS)
+
+
+def validity_summary(table: pd.DataFrame) -> str:
+    """One line per teacher: how many checks passed, and which failed."""
+    lines = []
+    for m, g in table.groupby("model", sort=False):
+        failed = [f"{r.check} ({r.benchmark})" for r in g.itertuples() if not r.passed]
+        lines.append(f"{m}: {int(g.passed.sum())}/{len(g)} checks pass"
+                     + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return "\n".join(lines)

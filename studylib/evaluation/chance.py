@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,3 +63,67 @@ def chance_avg(df: pd.DataFrame) -> float:
         return metrics.average(head)
     except KeyError:
         return float("nan")
+
+
+# --- near-chance teachers --------------------------------------------------------------------
+
+# A teacher's score is *near chance* when it does not clear a random guesser's (on the same
+# items, with the same metric) by a clear margin; a score below chance counts too (a model
+# that always answers "no" gets POPE F1 0 and MME-P 500, below the guesser's ~50 and ~750).
+# Accuracies (chance ~25) use a ratio; POPE's F1 and MME's acc + acc+ sit far from 0 for a
+# guesser, so a ratio would be meaningless there and they use an additive margin instead.
+NEAR_CHANCE_FACTOR = 1.5  # GQA, SQA, MMMU: near chance below 1.5 x chance
+# POPE, MME-P, MME-C: near chance below chance + margin; each margin is 5 points on the
+# paper's 0-100 scale (MME-P / 20, MME-C / 8): F1 ~50 + 5, MME-P ~750 + 100, MME-C ~300 + 40.
+NEAR_CHANCE_MARGIN = {"POPE": 5.0, "MME-P": 100.0, "MME-C": 40.0}
+
+
+class NearChanceWarning(UserWarning):
+    """A teacher scores near (or below) a random guesser on a benchmark: compressing it
+    cannot lose much there, so that benchmark's AVG-% says little about compression."""
+
+
+def near_chance_threshold(benchmark: str, chance: float) -> float:
+    """The score a teacher must reach on `benchmark` not to count as near chance."""
+    if benchmark in NEAR_CHANCE_MARGIN:
+        return chance + NEAR_CHANCE_MARGIN[benchmark]
+    return NEAR_CHANCE_FACTOR * chance
+
+
+def near_chance(scores: Mapping[str, float], chance: Mapping[str, float]) -> dict[str, str]:
+    """Benchmark -> a sentence, for every benchmark of `scores` (headline values) that does
+    not reach `near_chance_threshold`; benchmarks without a chance value are skipped."""
+    found = {}
+    for name, value in scores.items():
+        if name not in chance or not np.isfinite(chance[name]) or not np.isfinite(value):
+            continue
+        bar = near_chance_threshold(name, chance[name])
+        if value < bar:
+            rule = (f"chance + {NEAR_CHANCE_MARGIN[name]:g}" if name in NEAR_CHANCE_MARGIN
+                    else f"{NEAR_CHANCE_FACTOR:g} x chance")
+            found[name] = (f"{name} {value:.1f} is near or below chance {chance[name]:.1f} "
+                           f"(needs >= {bar:.1f} = {rule})")
+    return found
+
+
+def warn_near_chance(scores: Mapping[str, float], chance: Mapping[str, float] | None = None,
+                     *, model: str = "teacher", limit: int | None = None,
+                     seed: int = 0, stacklevel: int = 2) -> dict[str, str]:
+    """Warn (`NearChanceWarning`, one per benchmark) where a teacher's headline `scores` sit
+    near chance; `chance` defaults to a random guesser's scores on the same seeded items
+    (`limit`, `seed`). `stacklevel` as for `warnings.warn`: whose line the warning names.
+    Returns what it warned about."""
+    scores = {k: float(v) for k, v in scores.items() if k in shapes.BENCHMARKS}
+    if chance is None:
+        rows = chance_scores(tuple(scores), limit=limit, seed=seed)
+        chance = headline(rows)
+    found = near_chance(scores, chance)
+    for message in found.values():
+        warnings.warn(f"{model}: {message}", NearChanceWarning, stacklevel=stacklevel)
+    return found
+
+
+def headline(rows: pd.DataFrame) -> dict[str, float]:
+    """Benchmark -> headline ("score") value of score rows (chance's or a model's)."""
+    main = rows[rows.metric == "score"]
+    return {b: float(v) for b, v in zip(main.benchmark, main.value, strict=True)}

@@ -11,6 +11,10 @@ The run's identity is `run_id`, a hash of everything that changes its numbers (t
 and a fingerprint of the teacher's weights). A recorded run is not computed again:
 re-executing a chapter only redraws it. Rows are written in one atomic write at the end, so
 an interrupted run leaves nothing behind.
+
+Every chapter's teacher is checked here, the one place all chapters pass through: when its
+scores sit near a random guesser's on a benchmark (`evaluation.chance.near_chance`), the
+chapter warns (`NearChanceWarning`), whether the run was just computed or read back.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from typing import Any
 
 import pandas as pd
 
+from studylib.evaluation import chance
 from studylib.results import ResultsTable
 from studylib.study import params_file
+from studylib.testbed import shapes
 
 
 class Chapter:
@@ -53,7 +59,40 @@ class Chapter:
             self.table.record(self.run_id, rows, P.common(wall_s=wall))
             print(f"recorded run {self.run_id}: {len(rows)} rows in {P.results} ({wall:.1f} s)")
         frame = self.table.frame()
-        return frame[frame.run_id == self.run_id]
+        run = frame[frame.run_id == self.run_id]
+        # the warning names the notebook line that asked for the rows
+        warn_if_near_chance(run, P.model, limit=P.eval_limit, seed=P.seed, stacklevel=3)
+        return run
+
+
+def teacher_scores(run: pd.DataFrame, model: str) -> dict[str, float]:
+    """The unpruned teacher's headline score per benchmark in a run's rows (method and
+    recipe "none", full precision); {} for a run that evaluates no teacher."""
+    if run.empty or not {"model", "metric", "benchmark", "value"} <= set(run.columns):
+        return {}
+    keep = (run.model == model) & (run.metric == "score") & run.benchmark.isin(shapes.BENCHMARKS)
+    for col in ("method", "recipe"):
+        if col in run:
+            keep &= run[col].fillna("none") == "none"
+    if "precision" in run:
+        keep &= run.precision.fillna("fp32") == "fp32"
+    rows = run[keep]
+    return {b: float(v) for b, v in rows.groupby("benchmark", sort=False).value.mean().items()}
+
+
+def warn_if_near_chance(run: pd.DataFrame, model: str, *, limit: int | None = None,
+                        seed: int = 0, stacklevel: int = 2) -> dict[str, str]:
+    """`NearChanceWarning` per benchmark where the run's teacher is near chance. The chance
+    level is the run's own `chance` rows when it has them, else a random guesser on the same
+    seeded items (`limit`, `seed`), computed here (under a second)."""
+    scores = teacher_scores(run, model)
+    if not scores:
+        return {}
+    guessed = teacher_scores(run, "chance")
+    if not all(b in guessed for b in scores):
+        guessed = None
+    return chance.warn_near_chance(scores, guessed, model=model, limit=limit, seed=seed,
+                                   stacklevel=stacklevel + 1)
 
 
 def open_chapter(study: str, overrides: Mapping[str, Any]) -> Chapter:

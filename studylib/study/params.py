@@ -140,9 +140,14 @@ class TestbedParams(StudyParams):
     n_scenes: int = 6  # example scenes rendered in the data section
     examples_per_benchmark: int = 2  # example questions shown per benchmark
     chance_draws: int = 5  # random-guess replicates averaged for the chance level
+    # validity check "layer-60": the fraction of the LLM's decoder parameters removed by
+    # Block-Influence layer pruning (no recovery), which must drop the teacher towards chance
+    layer_check_ratio: float = 0.6
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check(0 < self.layer_check_ratio < 1,
+               f"layer_check_ratio must be in (0, 1), got {self.layer_check_ratio}")
         _check(1 <= self.n_scenes <= 24, f"n_scenes must be 1..24, got {self.n_scenes}")
         _check(self.examples_per_benchmark >= 0,
                f"examples_per_benchmark must be >= 0, got {self.examples_per_benchmark}")

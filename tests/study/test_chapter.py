@@ -1,9 +1,12 @@
 """The chapter scaffold: params from defaults + overrides, and a recorded run is read back,
 never computed again."""
 
+import warnings
+
 import pytest
 
 from studylib.errors import StudyError
+from studylib.evaluation.chance import NearChanceWarning
 from studylib.study.chapter import open_chapter
 from studylib.study.params import TestbedParams
 
@@ -40,3 +43,55 @@ def test_rows_are_computed_once_then_reused(tmp_path):
 def test_bad_overrides_stop_the_chapter():
     with pytest.raises(StudyError, match="unknown key 'ratio'"):
         open_chapter("01_pruning_comparison", {"ratio": 0.3})
+
+
+def _run(teacher_gqa, pruned_gqa=1.0):
+    """A run's rows: teacher, a pruned student (near chance, as pruned models may be) and
+    the guesser, on GQA and POPE."""
+    import pandas as pd
+
+    rows = [{"model": "toy-x", "method": "none", "recipe": "none", "benchmark": "GQA",
+             "metric": "score", "value": teacher_gqa},
+            {"model": "toy-x", "method": "none", "recipe": "none", "benchmark": "POPE",
+             "metric": "score", "value": 85.0},
+            {"model": "toy-x", "method": "none", "recipe": "none", "benchmark": "POPE",
+             "metric": "accuracy", "value": 1.0},  # not the headline metric
+            {"model": "toy-x", "method": "layer", "recipe": "none", "benchmark": "POPE",
+             "metric": "score", "value": 1.0},
+            {"model": "toy-x", "method": "none", "recipe": "sft", "benchmark": "GQA",
+             "metric": "score", "value": pruned_gqa}]
+    rows += [{"model": "chance", "method": "none", "recipe": "none", "benchmark": b,
+              "metric": "score", "value": v} for b, v in (("GQA", 25.0), ("POPE", 50.0))]
+    return pd.DataFrame(rows)
+
+
+def test_only_the_teachers_own_scores_are_checked_against_the_runs_chance():
+    from studylib.study.chapter import teacher_scores, warn_if_near_chance
+
+    assert teacher_scores(_run(60.0), "toy-x") == {"GQA": 60.0, "POPE": 85.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_if_near_chance(_run(60.0), "toy-x") == {}
+    with pytest.warns(NearChanceWarning, match="toy-x: GQA 30.0 is near or below chance 25.0"):
+        assert set(warn_if_near_chance(_run(30.0), "toy-x")) == {"GQA"}
+    assert warn_if_near_chance(_run(30.0).iloc[:0], "toy-x") == {}  # no teacher, no warning
+
+
+def test_every_chapter_warns_about_a_near_chance_teacher(tmp_path):
+    overrides = {"results": str(tmp_path / "results.jsonl"), "checkpoint": str(tmp_path)}
+
+    def compute(P):
+        return [{"model": P.model, "benchmark": "SQA", "metric": "score", "value": 26.0}]
+
+    for _ in range(2):  # computed, then read back: both warn
+        with pytest.warns(NearChanceWarning, match="SQA 26.0"):
+            open_chapter("01_pruning_comparison", overrides).rows(compute)
+
+
+def test_the_warning_names_the_line_that_asked_for_the_rows(tmp_path):
+    overrides = {"results": str(tmp_path / "results.jsonl"), "checkpoint": str(tmp_path)}
+    ch = open_chapter("01_pruning_comparison", overrides)
+    with pytest.warns(NearChanceWarning) as caught:
+        ch.rows(lambda P: [{"model": P.model, "benchmark": "SQA", "metric": "score",
+                            "value": 26.0}])
+    assert caught[0].filename == __file__

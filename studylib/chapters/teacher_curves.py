@@ -9,6 +9,9 @@ formats (SQA, MMMU) only after the binding stage.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -17,6 +20,27 @@ from studylib.evaluation import metrics
 from studylib.testbed import shapes
 
 STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "instruct": "#ffffff"}
+
+
+def training_summary(checkpoint: str | Path) -> dict | None:
+    """The checkpoint's `training_summary.json`, or None (a checkpoint studylib did not train,
+    such as a real LLaVA, has none)."""
+    f = Path(checkpoint) / "training_summary.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def training_table(summary: dict) -> pd.DataFrame:
+    """Per stage: optimizer steps, wall time; plus the totals (tokens, tokens/s, threads)."""
+    rows = [{"stage": stage, "steps": steps,
+             "wall time (s)": summary.get("stage_wall_time_s", {}).get(stage)}
+            for stage, steps in summary.get("steps", {}).items()]
+    rows.append({"stage": "total (LLM stages)", "steps": sum(summary.get("steps", {}).values()),
+                 "wall time (s)": summary.get("llm_stage_wall_time_s")})
+    table = pd.DataFrame(rows)
+    table.attrs["note"] = (f"{summary.get('tokens', 0):,} tokens at "
+                           f"{summary.get('tokens_per_s', 0):,}/s on "
+                           f"{summary.get('threads')} thread(s)")
+    return table
 
 
 def curve_table(summary: dict) -> pd.DataFrame:

@@ -1,0 +1,56 @@
+"""Chapter 00's learning curves, drawn from a synthetic training summary."""
+
+import json
+
+import matplotlib.pyplot as plt
+import pytest
+
+from studylib.chapters import teacher_curves
+from studylib.evaluation import metrics
+
+SUMMARY = {
+    "arch": "toy-llava",
+    "steps": {"align": 10, "binding": 10, "instruct": 30},
+    "stage_wall_time_s": {"align": 1.0, "binding": 2.0, "instruct": 3.0},
+    "llm_stage_wall_time_s": 6.0, "tokens": 1000, "tokens_per_s": 166, "threads": 1,
+    "curves": [
+        {"stage": "align", "step": 10, "GQA": 0.0, "POPE": 0.0, "MME-P": 0.0, "AVG": 0.0},
+        {"stage": "instruct", "step": 30, "GQA": 40.0, "POPE": 70.0, "MME-P": 1000.0,
+         "AVG": 40.0},
+        {"stage": "instruct", "step": 50, "GQA": 50.0, "POPE": 72.0, "MME-P": 1200.0,
+         "AVG": 50.0},
+    ],
+}
+
+
+def test_curves_are_on_the_paper_scale_and_key_points_say_when_a_skill_emerged():
+    long = teacher_curves.curve_table(SUMMARY)
+    mme = long[(long.benchmark == "MME-P")].score.tolist()
+    assert mme == [0.0, 50.0, 60.0]  # MME-P / 20
+    points = teacher_curves.key_points(SUMMARY).set_index("benchmark")
+    # POPE reached 90% of its final 72 at step 30; GQA (40 < 45) only at step 50
+    assert points.loc["POPE", "step at 90% of final"] == 30
+    assert points.loc["GQA", "step at 90% of final"] == 50
+    assert points.loc["MME-P", "final"] == 60.0
+
+
+def test_the_figure_has_a_panel_per_benchmark_and_the_table_sums_the_stages(tmp_path):
+    fig = teacher_curves.fig_learning_curves(SUMMARY, chance=metrics.CHANCE)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["GQA", "SQA", "POPE", "MME-P", "MME-C", "MMMU", "AVG"]
+    plt.close(fig)
+    table = teacher_curves.training_table(SUMMARY)
+    assert table.steps.iloc[-1] == 50 and "166/s" in table.attrs["note"]
+
+
+def test_a_checkpoint_without_a_summary_has_no_curves(tmp_path):
+    assert teacher_curves.training_summary(tmp_path) is None
+    (tmp_path / "training_summary.json").write_text(json.dumps(SUMMARY))
+    assert teacher_curves.training_summary(tmp_path)["arch"] == "toy-llava"
+    assert teacher_curves.curve_table({}).empty
+
+
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def test_key_points_reach_the_final_value_at_the_latest_at_the_end(fraction):
+    points = teacher_curves.key_points(SUMMARY, fraction)
+    assert (points.filter(like="step at").iloc[:, 0] <= 50).all()

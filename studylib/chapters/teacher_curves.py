@@ -3,8 +3,7 @@
 `studylib.testbed.teachers` scores the validation scenes every `curve_every` optimizer steps of
 the LLM stages and keeps the points in `training_summary.json` ("curves"). Drawn per
 benchmark on the paper's 0-100 scale, with chance dashed and the stages shaded, they show the
-order in which skills emerge: grounding (GQA) and atomic lookups (POPE, MME-P) first, letter
-formats (SQA, MMMU) only after the binding stage.
+order in which skills emerge, and which stage each one needed (`key_points`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from studylib.chapters.plotting import color
 from studylib.evaluation import metrics
 from studylib.testbed import shapes
 
-STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "instruct": "#ffffff"}
+STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "lookup": "#f7efe5", "instruct": "#ffffff"}
 
 
 def training_summary(checkpoint: str | Path) -> dict | None:

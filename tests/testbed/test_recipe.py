@@ -48,7 +48,7 @@ def test_curves_score_the_validation_split_during_training():
     assert len(points) == len(curve_calls)
     steps = [p["step"] for p in points]
     assert steps == sorted(steps) and steps[-1] == sum(summary["steps"].values())
-    assert {p["stage"] for p in points} == {"align", "binding", "instruct"}
+    assert {p["stage"] for p in points} == {"align", "binding", "lookup", "instruct"}
     assert {"POPE", "SQA"} <= set(points[0])
     # the final evaluation scores the test split, once
     assert [c for c in calls if "split" not in c] == [{}]

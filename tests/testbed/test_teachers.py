@@ -4,7 +4,7 @@
 tiers keep the committed files tied to the code:
 
 - `make test` (the prefix tests): retrain each teacher up to CHECKSUM_STEP optimizer steps
-  into each stage (vision, align, binding, instruct; the stages before it in full) and compare the
+  into each stage (vision, align, binding, lookup, instruct; the stages before it in full) and compare the
   weights' sha256 with the one the full training recorded at that step in
   `training_summary.json`. Any change to the data, the model, the initialisation, the
   optimizer or the schedule shows.
@@ -26,9 +26,10 @@ from studylib.testbed.teachers import STAGES, train_teacher
 
 TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
 # A stage's prefix trains the stages before it in full first. The instruct prefix (vision,
-# align and binding in full, ~5 min) is slow; it also covers the binding stage, whose own
-# prefix runs only with `make reproduce-teachers`.
+# align, binding and lookup in full) is slow; it also covers the binding and lookup stages,
+# whose own prefixes run only with `make reproduce-teachers`.
 STAGE_PARAMS = [pytest.param(s, marks={"binding": [pytest.mark.reproduce],
+                                       "lookup": [pytest.mark.reproduce],
                                        "instruct": [pytest.mark.slow]}.get(s, []))
                 for s in STAGES]
 

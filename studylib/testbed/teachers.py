@@ -182,6 +182,15 @@ def stage_data(recipe: dict[str, Any], seed: int) -> dict[str, list[dict[str, An
     }
 
 
+def data_sha256(recipe: dict[str, Any], seed: int) -> str:
+    """sha256 of every LLM stage's training records (`stage_data`): a check, without
+    training, that the code still generates the data a committed teacher was trained on."""
+    import hashlib
+
+    text = json.dumps(stage_data(recipe, seed), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
                   evaluate: Callable | None = None, stop_after: str | None = None,
                   **recipe_overrides) -> dict[str, Any]:
@@ -258,6 +267,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         "threads": torch.get_num_threads(),
         "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
         "prefix_checksums": checksums,
+        "data_sha256": data_sha256(recipe, seed),
         "loss_log": losses.rows,
         "curves": curves.points,
         "parameters": models.parameter_counts(model),

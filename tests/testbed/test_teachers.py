@@ -3,13 +3,14 @@
 `make book` starts from the safetensors under teachers/ instead of retraining them. Two
 tiers keep the committed files tied to the code:
 
-- `make test` (the prefix tests): retrain each teacher up to CHECKSUM_STEP optimizer steps
-  into each stage (vision, align, binding, lookup, instruct; the stages before it in full) and compare the
-  weights' sha256 with the one the full training recorded at that step in
-  `training_summary.json`. Any change to the data, the model, the initialisation, the
-  optimizer or the schedule shows.
-- `make reproduce-teachers` (`-m reproduce`): retrain each teacher in full with the recorded
-  seed and thread count and compare every tensor, bit for bit.
+- `make test`: retrain each teacher up to CHECKSUM_STEP optimizer steps into its vision
+  and align stages (the stages before in full) and compare the weights' sha256 with the one
+  the full training recorded at that step in `training_summary.json`; and compare the sha256
+  of every LLM stage's training data with the recorded one. Any change to the data, the
+  model, the initialisation, the optimizer or the schedule shows.
+- `make reproduce-teachers` (`-m reproduce`): the prefixes of the later stages (binding,
+  lookup, instruct), then each teacher retrained in full with the recorded seed and thread
+  count, every tensor compared bit for bit.
 
 One test class per teacher: pytest-xdist's `--dist loadscope` (`make test`) runs a class on
 one worker, so the three teachers spread over the workers.
@@ -22,16 +23,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from studylib.testbed import teachers
 from studylib.testbed.teachers import STAGES, train_teacher
 
 TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
-# A stage's prefix trains the stages before it in full first. The instruct prefix (vision,
-# align, binding and lookup in full) is slow; it also covers the binding and lookup stages,
-# whose own prefixes run only with `make reproduce-teachers`.
-STAGE_PARAMS = [pytest.param(s, marks={"binding": [pytest.mark.reproduce],
-                                       "lookup": [pytest.mark.reproduce],
-                                       "instruct": [pytest.mark.slow]}.get(s, []))
-                for s in STAGES]
+# A stage's prefix trains the stages before it in full first. The vision and align prefixes
+# (the model, its initialisation, the images, the tokenizer, the optimizer and schedule) run
+# in `make test`; the later ones train ~12 min per teacher first and run only with
+# `make reproduce-teachers`. What the later stages add, their data, `make test` checks by its
+# sha256 (`test_training_data_is_what_the_committed_teacher_saw`).
+STAGE_PARAMS = [pytest.param(s, marks=[] if s in ("vision", "align") else
+                             [pytest.mark.reproduce]) for s in STAGES]
 
 
 @pytest.fixture
@@ -55,6 +57,12 @@ class _Teacher:
         got = train_teacher(self.arch, None, size=summary["size"], seed=summary["seed"],
                             stop_after=stage)["prefix_checksums"]
         assert got[stage] == summary["prefix_checksums"][stage]
+
+    def test_training_data_is_what_the_committed_teacher_saw(self):
+        summary = self.summary()
+        recipe = teachers._recipe(summary["size"], {})
+        assert recipe == summary["recipe"]
+        assert teachers.data_sha256(recipe, summary["seed"]) == summary["data_sha256"]
 
     @pytest.mark.reproduce
     def test_committed_teacher_is_reproduced_by_studylib_teacher(self, tmp_path, threads):

@@ -57,7 +57,8 @@ reproduce-teachers: setup
 lint: setup
 	.venv/bin/ruff check .
 
-# Default teachers are committed under teachers/; `make teachers` retrains them (~10 min each)
+# Default teachers are committed under teachers/; `make teachers` retrains them (~54 min each
+# measured with three side by side on the 2 cores; see README, "The teachers")
 # with 1 thread, as committed: another thread count gives other (equally good) weights.
 teachers: setup
 	$(PY) -m studylib.cli --threads 1 teacher --arch toy-llava --out teachers/toy-llava --overwrite

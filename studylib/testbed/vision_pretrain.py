@@ -42,8 +42,8 @@ class CellProbe(nn.Module):
     projector is trained on InternViT before the LLM. Measured on toy-internvl (seed 0): with
     a probe on the merged tower features (99.6% colour, 95% shape, linearly) the caption loss
     still sat at 0.44-0.47 after the 500 alignment steps at lr 2e-4, 5e-4 or 1e-3, and with
-    a Llama LLM instead of Qwen2 (colour and shape guessed, occupancy and size right); with
-    the probe after the projector it reached 0.14.
+    a Llama LLM instead of Qwen2, toy-internvl's LLM then (colour and shape guessed, occupancy
+    and size right); with the probe after the projector it reached 0.14.
     """
 
     def __init__(self, llava):

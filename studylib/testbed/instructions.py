@@ -26,7 +26,6 @@ from studylib.testbed.shapes import (
     make_scene,
 )
 
-
 # How often each kind of question is drawn for an instruction turn. "binding" is the text-only
 # "which option says X?" warm-up (`questions.option_lookup`); "lookup" the yes/no questions
 # answered by one lookup (MME's LOOKUP_SUBTASKS). Teacher training concentrates each in a

@@ -48,7 +48,10 @@ from studylib.training import LossLog, training_arguments
 
 # Teacher recipe per size. Each stage's keys: n_images (n for binding), epochs, batch_size,
 # lr; lookup and instruct also turns, caption_rate and mix (question kinds, merged into
-# `instructions.MIX`).
+# `instructions.MIX`). The committed teachers were trained with this recipe. Measured after
+# them (README, "The teachers"): descriptions in the lookup stage (caption_rate 0.5) kept
+# the yes/no lookup from being learned; without them (0.0) 300-500 steps taught it. The next
+# recipe to try is lookup caption_rate 0.0, which means retraining the teachers.
 ZERO_MIX = dict.fromkeys(instructions.MIX, 0)
 TEACHER_RECIPES: dict[str, dict[str, Any]] = {
     "default": dict(

@@ -8,7 +8,6 @@ order in which skills emerge, and which stage each one needed (`key_points`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,7 +15,7 @@ import pandas as pd
 
 from studylib.chapters.plotting import color
 from studylib.evaluation import metrics
-from studylib.testbed import shapes
+from studylib.testbed import shapes, teachers
 
 STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "lookup": "#f7efe5", "instruct": "#ffffff"}
 
@@ -24,8 +23,9 @@ STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "lookup": "#f7efe5", "
 def training_summary(checkpoint: str | Path) -> dict | None:
     """The checkpoint's `training_summary.json`, or None (a checkpoint studylib did not train,
     such as a real LLaVA, has none)."""
-    f = Path(checkpoint) / "training_summary.json"
-    return json.loads(f.read_text()) if f.is_file() else None
+    if not (Path(checkpoint) / "training_summary.json").is_file():
+        return None
+    return teachers.read_summary(checkpoint)
 
 
 def training_table(summary: dict) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.evaluation import metrics
-from studylib.evaluation.evaluate import score, select
+from studylib.evaluation.evaluate import headline, score, select
 from studylib.testbed import shapes, suite
 
 
@@ -122,8 +122,3 @@ def warn_near_chance(scores: Mapping[str, float], chance: Mapping[str, float] | 
         warnings.warn(f"{model}: {message}", NearChanceWarning, stacklevel=stacklevel)
     return found
 
-
-def headline(rows: pd.DataFrame) -> dict[str, float]:
-    """Benchmark -> headline ("score") value of score rows (chance's or a model's)."""
-    main = rows[rows.metric == "score"]
-    return {b: float(v) for b, v in zip(main.benchmark, main.value, strict=True)}

@@ -34,8 +34,7 @@ class EvalReport:
     seed: int
 
     def headline(self) -> dict[str, float]:
-        main = self.scores[self.scores.metric == "score"]
-        return dict(zip(main.benchmark, main.value, strict=True))
+        return headline(self.scores)
 
     def summary(self) -> dict[str, Any]:
         rows = self.scores.to_dict("records")
@@ -44,6 +43,12 @@ class EvalReport:
         if all(k in head for k in metrics.PAPER_KEYS):
             out["AVG"] = metrics.average(head)
         return out
+
+
+def headline(rows: pd.DataFrame) -> dict[str, float]:
+    """Benchmark -> headline ("score") value of score rows (a model's or chance's)."""
+    main = rows[rows.metric == "score"]
+    return {b: float(v) for b, v in zip(main.benchmark, main.value, strict=True)}
 
 
 def check_selection(benchmarks: Sequence[str], limit: int | None) -> None:

@@ -185,12 +185,12 @@ def stage_data(recipe: dict[str, Any], seed: int) -> dict[str, list[dict[str, An
     }
 
 
-def data_sha256(recipe: dict[str, Any], seed: int) -> str:
-    """sha256 of every LLM stage's training records (`stage_data`): a check, without
+def data_sha256(data: dict[str, list[dict[str, Any]]]) -> str:
+    """sha256 of every LLM stage's training records (`stage_data`'s output): a check, without
     training, that the code still generates the data a committed teacher was trained on."""
     import hashlib
 
-    text = json.dumps(stage_data(recipe, seed), sort_keys=True)
+    text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -270,7 +270,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         "threads": torch.get_num_threads(),
         "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
         "prefix_checksums": checksums,
-        "data_sha256": data_sha256(recipe, seed),
+        "data_sha256": data_sha256(data),
         "loss_log": losses.rows,
         "curves": curves.points,
         "parameters": models.parameter_counts(model),

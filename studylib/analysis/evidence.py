@@ -28,7 +28,9 @@ from studylib.analysis import stats
 from studylib.evaluation import metrics
 
 BENCHMARKS = metrics.PAPER_KEYS
-CONDITION = ("arch", "method", "ratio", "recipe", "data_fraction")
+# A condition: what was pruned and how it was recovered, including the training length
+# (`max_steps`, 0 = one epoch over the subset), so capped smoke runs never pool with full ones.
+CONDITION = ("arch", "method", "ratio", "recipe", "data_fraction", "max_steps")
 
 
 # --- from rows to evaluations -------------------------------------------------------------
@@ -66,7 +68,7 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
     cols = ["study", "run_id", *CONDITION, "seed", "limit", "timestamp", *BENCHMARKS, "AVG",
             "se_AVG", "teacher_AVG", "AVG_pct", "se_pct",
             *(f"teacher_{b}" for b in BENCHMARKS)]
-    need = {"run_id", "benchmark", "metric", "value", *CONDITION}
+    need = {"run_id", "benchmark", "metric", "value", *CONDITION} - {"max_steps"}
     if df is None or df.empty or not need <= set(df.columns):
         return pd.DataFrame(columns=cols)
     df = latest_runs(df)
@@ -83,6 +85,8 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
             rows[col] = np.nan
     rows["ratio"] = _num(rows.ratio).round(4)
     rows["data_fraction"] = _num(rows.data_fraction)
+    steps = _num(rows["max_steps"]) if "max_steps" in rows else pd.Series(0.0, rows.index)
+    rows["max_steps"] = steps.fillna(0).where(rows.recipe.fillna("none") != "none", 0).astype(int)
     scale = rows.benchmark.map(metrics.PAPER_SCALE)
     rows["se"] = stats.se_from_ci(_num(rows.ci_low), _num(rows.ci_high)) / scale
     keys = ["study", "run_id", *CONDITION, "seed"]

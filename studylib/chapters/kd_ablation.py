@@ -193,17 +193,17 @@ def _recovery_rows(rep: recover.RecoveryReport, common: dict[str, Any]) -> list[
 def compute(P: KDAblationParams, teacher, processor) -> list[dict[str, Any]]:
     """Teacher, pruned-only and recovered evaluations (+ recovery timings) as tidy rows.
 
-    Pruning and the data subset are fixed (calibration and subset seed = `P.seed`), so the
-    training seeds vary only what training randomises (LoRA init, data order) and recipes
-    are compared on the same student and the same examples.
+    Within a seed every recipe trains the same pruned student on the same examples; a seed
+    changes calibration, subset and training alike (`studylib.study.grid`), so recipes are
+    compared paired by seed.
     """
     plan = grid.Grid(grid.product(P.methods, P.ratios),
                      recipes=[recipe_with_tau(n, P.tau) for n in P.recipes],
                      fractions=(P.data_fraction,), seeds=P.seeds, calib_n=P.calib_n,
-                     max_steps=P.max_steps, prune_seed=P.seed, online_check=P.cache_check)
+                     max_steps=P.max_steps, online_check=P.cache_check)
     rows: list[dict[str, Any]] = []
     for s in grid.students(teacher, processor, plan, eval_limit=P.eval_limit, eval_seed=P.seed,
-                           batch_size=P.batch_size):
+                           batch_size=P.batch_size, cache=grid.cell_cache(P)):
         tags = dict(method=s.method, ratio=s.ratio, recipe="none", data_fraction=None)
         if s.kind != "teacher":
             tags["ratio_achieved"] = s.ratio_achieved
@@ -215,7 +215,7 @@ def compute(P: KDAblationParams, teacher, processor) -> list[dict[str, Any]]:
             rows += [{**r, **tags} for r in eval_rows(s.report, model=P.model, seed=s.seed)]
         if s.recovery:
             rows += _recovery_rows(s.recovery, {"model": P.model, "seed": s.seed, **tags})
-    return [{"tau": P.tau, "eval_seed": P.seed, **r} for r in rows]
+    return [{"tau": P.tau, "eval_seed": P.seed, "max_steps": P.max_steps, **r} for r in rows]
 
 
 # --- chapter tables -------------------------------------------------------------------------

@@ -38,11 +38,11 @@ OWN_SCORES = ("none", "bi", "taylor")  # the teacher and each method's own impor
 def compute(P: PruningParams) -> list[dict[str, Any]]:
     """The run's rows: teacher, chance, and every pruned model (see the module doc)."""
     teacher, processor = models.load(P.checkpoint_dir, dtype=P.dtype, device=P.resolved_device())
-    plan = grid.Grid(grid.product(P.methods, P.ratios), seeds=(P.seed,),
+    plan = grid.Grid(grid.product(P.methods, P.ratios), seeds=P.seeds,
                      importances=P.importances, calib_n=P.calib_n)
     rows: list[dict[str, Any]] = []
     for s in grid.students(teacher, processor, plan, eval_limit=P.eval_limit, eval_seed=P.seed,
-                           batch_size=P.batch_size):
+                           batch_size=P.batch_size, cache=grid.cell_cache(P)):
         if s.kind == "teacher":
             counts = models.parameter_counts(teacher)
             info = dict(importance="none", ratio_achieved=0.0, n_params=counts["total"],
@@ -57,9 +57,9 @@ def compute(P: PruningParams) -> list[dict[str, Any]]:
                         n_params=pr.params_after["total"], n_params_llm=pr.params_after["llm"],
                         prune_s=pr.wall_time_s)
         info["eval_s"] = round(s.report.wall_time, 2)
-        rows += [{**r, **info} for r in eval_rows(s.report, model=P.model, seed=P.seed)]
+        rows += [{**r, **info} for r in eval_rows(s.report, model=P.model, seed=s.seed)]
         if s.pruning and s.pruning.importance == "bi":  # the scores behind the layers chosen
-            rows += [{"model": P.model, "seed": P.seed, "benchmark": "block_influence",
+            rows += [{"model": P.model, "seed": s.seed, "benchmark": "block_influence",
                       "metric": "bi", "layer": i, "value": v,
                       "removed": i in s.pruning.removed_layers, **info}
                      for i, v in enumerate(s.pruning.layer_scores)]
@@ -128,15 +128,18 @@ def scores(run: pd.DataFrame, model: str) -> pd.DataFrame:
 
 def summary(run: pd.DataFrame, model: str) -> pd.DataFrame:
     """One row per (method, importance, ratio): achieved ratio, LLM parameters, AVG and
-    AVG-% of the teacher; `family` names the method a baseline belongs to."""
+    AVG-% of the teacher (each score the mean over the replicate seeds); `family` names
+    the method a baseline belongs to."""
     s = scores(run, model)
     reference = _reference(s)
-    out = pd.DataFrame([
-        {"method": m, "importance": imp, "ratio": r, "achieved": g.ratio_achieved.iloc[0],
-         "LLM params": int(g.n_params_llm.iloc[0]),
-         "AVG": metrics.average(dict(zip(g.benchmark, g.value, strict=True))),
-         "AVG-%": metrics.average_pct(dict(zip(g.benchmark, g.value, strict=True)), reference)}
-        for (m, imp, r), g in s.groupby(["method", "importance", "ratio"], sort=False)])
+    rows = []
+    for (m, imp, r), g in s.groupby(["method", "importance", "ratio"], sort=False):
+        mean = g.groupby("benchmark", sort=False).value.mean().to_dict()
+        rows.append({"method": m, "importance": imp, "ratio": r,
+                     "achieved": g.ratio_achieved.mean(), "LLM params": int(g.n_params_llm.mean()),
+                     "AVG": metrics.average(mean), "AVG-%": metrics.average_pct(mean, reference),
+                     "seeds": g.seed.nunique()})
+    out = pd.DataFrame(rows)
     out.insert(1, "family", out.method.str.split("-").str[0])  # layer-random -> layer
     return out
 

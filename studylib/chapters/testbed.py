@@ -116,7 +116,7 @@ def compute(P, model, processor) -> list[dict]:
     Block-Influence layer pruning, no recovery), through the study's one grid loop."""
     plan = grid.Grid(pruned=(("layer", P.layer_check_ratio),))
     rows = grid.run_grid(model, processor, plan, model=P.model, eval_limit=P.eval_limit,
-                         eval_seed=P.seed, batch_size=P.batch_size)
+                         eval_seed=P.seed, batch_size=P.batch_size, cache=grid.cell_cache(P))
     chance = chance_scores(limit=P.eval_limit, seed=P.seed, draws=P.chance_draws)
     counts = models.parameter_counts(model)
     rows += [{"model": "chance", "seed": P.seed, "n_params": counts["total"],

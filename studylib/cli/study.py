@@ -84,7 +84,7 @@ def add_command(sub) -> None:
                    help="override a knob in every run that has it (YAML value: "
                         "ratios=[0.3,0.5])")
     p.add_argument("--profile", choices=params_file.PROFILES, default="default",
-                   help="smoke: minutes, for CI; default: what `make book` runs")
+                   help="smoke: minutes, for CI; default: what `make book` runs; full: the paper's whole grid")
     p.add_argument("--no-build", action="store_true", help="execute runs, skip the book")
     p.add_argument("--workers", type=argtypes.positive_int, default=1,
                    help="parallel kernels; each gets threads // workers torch threads")

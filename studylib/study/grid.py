@@ -12,11 +12,13 @@ evaluated ("prune only"); each recipe and fraction then trains its own copy of t
 model and is evaluated on the same seeded benchmark items as the teacher, so AVG-% =
 AVG / teacher AVG compares like with like.
 
-A replicate seed changes what compression draws at random: the pruning calibration sample,
-the recovery data subset and the training order/initialisation. With `prune_seed` set, the
-pruned student and the data subset stay fixed and the seeds vary training only (chapter 03
-compares recipes on the same student and the same examples). The benchmark subset never
-changes (`eval_seed`), so seeds differ only in the model they produce.
+A replicate seed changes, the same way in every chapter, everything compression draws at
+random: the pruning calibration sample, the recovery data subset and the training
+order/initialisation (this is the one place that says so). Chapter 03 therefore compares
+recipes on the same student and the same examples *within* a seed, and pairs seeds across
+recipes. The benchmark subset never changes (`eval_seed`), so seeds differ only in the
+model they produce. Every evaluated student is a cell (`studylib.study.cells`): computed
+once, by content, and shared by every chapter that asks for it.
 """
 
 from __future__ import annotations
@@ -29,13 +31,18 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from studylib import models
 from studylib.compress import prune, recipes, recover
+from studylib.compress.teacher_cache import teacher_fingerprint
 from studylib.evaluation import evaluate, metrics
 from studylib.evaluation.chance import chance_scores
 from studylib.results import eval_rows
+from studylib.study import cells
 from studylib.testbed import instructions
 
 
@@ -65,15 +72,7 @@ class Grid:
     importances: Sequence[str] = ("default",)  # "default" = the method's own score
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
     max_steps: int = 0  # cap on recovery steps (0 = one epoch over the subset)
-    prune_seed: int | None = None  # fix pruning and data subset; seeds then vary training only
     online_check: bool = False  # also time sft+l2 with the teacher online, per pruned model
-
-    def plan(self) -> list[tuple[int, list[int]]]:
-        """(pruning seed, training seeds) groups: one pruning per replicate seed, or one
-        fixed pruning shared by every training seed."""
-        if self.prune_seed is None:
-            return [(s, [s]) for s in self.seeds]
-        return [(self.prune_seed, list(self.seeds))]
 
 
 @dataclasses.dataclass
@@ -91,6 +90,12 @@ class Student:
     fraction: float | None = None
     recovery: recover.RecoveryReport | None = None
     report: evaluate.EvalReport | None = None  # None when the loop does not evaluate
+    cached_counts: dict[str, int] | None = None  # parameter counts of a student read from a cell
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Parameters by part (`models.parameter_counts`), also for a cell read back."""
+        return self.cached_counts or models.parameter_counts(self.model)
 
     @property
     def ratio_achieved(self) -> float:
@@ -99,15 +104,25 @@ class Student:
 
 def students(teacher, processor, grid: Grid, *, evaluated: bool = True,
              eval_limit: int | None = None, eval_seed: int = 0, batch_size: int = 64,
-             log: Callable[[str], None] | None = print) -> Iterator[Student]:
+             log: Callable[[str], None] | None = print,
+             cache: cells.CellCache | None = None) -> Iterator[Student]:
     """The teacher, then every pruned and recovered student of `grid`, each evaluated on the
     same seeded items (unless `evaluated` is False: chapter 07 evaluates its own way).
 
     `teacher` is an in-memory model and is never modified: students are deep copies, on
     the teacher's device (`recover` leaves the teacher where it found it). A generator, so
     a caller that only writes rows holds one pruned model at a time.
+
+    With a `cache` (`studylib.study.cells`), every evaluated student is a cell: one found
+    there is read back (its `model` is then None) and one computed is stored. A model is
+    pruned only when one of its cells is missing.
     """
     say = log or (lambda _msg: None)
+    cache = cache if evaluated else None
+    dev = next(teacher.parameters())
+    common = dict(teacher=teacher_fingerprint(teacher), limit=eval_limit, eval_seed=eval_seed,
+                  batch_size=batch_size, dtype=str(dev.dtype), device=dev.device.type,
+                  calib_n=grid.calib_n) if cache else {}
 
     def ev(model):
         if not evaluated:
@@ -115,67 +130,139 @@ def students(teacher, processor, grid: Grid, *, evaluated: bool = True,
         return evaluate.evaluate(model, processor, limit=eval_limit, seed=eval_seed,
                                  batch_size=batch_size, progress=False)
 
+    def cell(fields: dict[str, Any], make: Callable[[], Student]) -> Student:
+        """The cached student when its cell exists, else `make()` it and store it."""
+        if cache is None:
+            return make()
+        key = cells.cell_key({**common, **fields})
+        with cache.lock(key):
+            found = cache.get(key)
+            if found is not None:
+                cache.hits += 1
+                return _from_cell(found)
+            student = make()
+            cache.put(key, _to_cell(student))
+            cache.computed += 1
+            return student
+
     def avg(report) -> str:
         return f"AVG {report.summary().get('AVG', math.nan):5.2f}" if report else "not evaluated"
 
     chosen = [recipes.get(r) for r in grid.recipes]  # a bad recipe name fails before any work
     t0 = time.perf_counter()
-    first = Student("teacher", teacher, eval_seed, report=ev(teacher))
+    first = cell(dict(kind="teacher"), lambda: Student("teacher", teacher, eval_seed,
+                                                       report=ev(teacher)))
+    first.model = teacher
     say(f"teacher: {avg(first.report)}")
     yield first
-    for prune_seed, train_seeds in grid.plan():
-        calib = instructions.calibration_sample(grid.calib_n, seed=prune_seed)
+    for seed in grid.seeds:
+        calib = instructions.calibration_sample(grid.calib_n, seed=seed)
         for method, ratio in grid.pruned:
             for importance in grid.importances:
                 if importance != "default" and importance not in prune.IMPORTANCES[method]:
                     continue  # e.g. magnitude scores apply to width only
-                pruned = copy.deepcopy(teacher)
-                with quiet():  # calibration progress bars
-                    report = prune.prune(pruned, method, ratio, calib, processor, seed=prune_seed,
-                                         importance=None if importance == "default" else importance)
-                where = dict(method=method, ratio=float(ratio), importance=importance,
-                             pruning=report)
-                student = Student("pruned", pruned, prune_seed, report=ev(pruned), **where)
-                say(f"seed {prune_seed} {method} {report.importance} {ratio:g} (achieved "
+                made: dict[str, Any] = {}
+
+                def pruned_model(method=method, ratio=ratio, importance=importance, seed=seed,
+                                 calib=calib, made=made):
+                    """Prune a copy of the teacher on first need (every cell may be cached)."""
+                    if "model" not in made:
+                        made["model"] = copy.deepcopy(teacher)
+                        with quiet():  # calibration progress bars
+                            made["report"] = prune.prune(
+                                made["model"], method, ratio, calib, processor, seed=seed,
+                                importance=None if importance == "default" else importance)
+                    return made["model"], made["report"]
+
+                where = dict(method=method, ratio=float(ratio), importance=importance)
+                fields = dict(kind="pruned", seed=seed, **where)
+
+                def make_pruned(where=where, seed=seed, pruned_model=pruned_model):
+                    model, report = pruned_model()
+                    return Student("pruned", model, seed, pruning=report, report=ev(model),
+                                   **where)
+
+                student = cell(fields, make_pruned)
+                where["pruning"] = report = student.pruning
+                say(f"seed {seed} {method} {report.importance} {ratio:g} (achieved "
                     f"{report.ratio_achieved:.3f}): prune only {avg(student.report)}")
                 yield student
-                for seed in train_seeds:
-                    for recipe in chosen:
-                        for fraction in grid.fractions:
-                            rec = _recover(pruned, teacher, processor, recipe, fraction, seed,
-                                           prune_seed, grid.max_steps)
-                            student = Student("recovered", rec.model, seed, recipe=recipe,
-                                              fraction=float(fraction), recovery=rec,
-                                              report=ev(rec.model), **where)
-                            say(f"  seed {seed} {recipe.name} {fraction:g}: {rec['steps']} steps "
-                                f"in {rec['wall_time_s']:.1f} s, {avg(student.report)}")
-                            yield student
-                if grid.online_check and any(r.gamma > 0 and not r.beta for r in chosen):
+                for recipe in chosen:
+                    for fraction in grid.fractions:
+                        def make_recovered(recipe=recipe, fraction=fraction, seed=seed,
+                                           where=where, pruned_model=pruned_model):
+                            rec = _recover(pruned_model()[0], teacher, processor, recipe,
+                                           fraction, seed, grid.max_steps)
+                            return Student("recovered", rec.model, seed, recipe=recipe,
+                                           fraction=float(fraction), recovery=rec,
+                                           report=ev(rec.model), **where)
+
+                        student = cell({**fields, "kind": "recovered", "fraction": fraction,
+                                        "recipe": recipe.to_dict(), "max_steps": grid.max_steps},
+                                       make_recovered)
+                        rec = student.recovery
+                        say(f"  seed {seed} {recipe.name} {fraction:g}: {rec['steps']} steps "
+                            f"in {rec['wall_time_s']:.1f} s, {avg(student.report)}")
+                        yield student
+                first_seed = seed == grid.seeds[0]  # timed once, not per seed
+                if grid.online_check and first_seed and any(r.gamma > 0 and not r.beta
+                                                             for r in chosen):
                     online = recipes.get("sft+l2")
-                    rec = _recover(pruned, teacher, processor, online, grid.fractions[0],
-                                   prune_seed, prune_seed, grid.max_steps or 12, use_cache=False)
+                    rec = _recover(pruned_model()[0], teacher, processor, online,
+                                   grid.fractions[0], seed, grid.max_steps or 12,
+                                   use_cache=False)
                     say(f"  sft+l2 with the teacher online: {rec['step_time_s']['median']:.3f} "
                         f"s/step ({rec['steps']} steps, timing only)")
-                    yield Student("timing", rec.model, prune_seed, recipe=online,
+                    yield Student("timing", rec.model, seed, recipe=online,
                                   fraction=float(grid.fractions[0]), recovery=rec, **where)
+    if cache is not None:
+        say(f"cells: {cache.hits} read from {cache.root}, {cache.computed} computed")
     say(f"grid done in {time.perf_counter() - t0:.1f} s")
 
 
-def _recover(pruned, teacher, processor, recipe, fraction, seed, subset_seed, max_steps,
+def _to_cell(s: Student) -> dict[str, Any]:
+    """What a cell file holds (`_from_cell` reads it back)."""
+    r = s.report
+    return {"kind": s.kind, "seed": s.seed, "method": s.method, "ratio": s.ratio,
+            "importance": s.importance, "fraction": s.fraction, "counts": s.counts,
+            "recipe": s.recipe.to_dict() if s.recipe else None,
+            "pruning": s.pruning.to_dict() if s.pruning else None,
+            "recovery": s.recovery.summary if s.recovery else None,
+            "report": {"items": r.items.to_dict("list"), "scores": r.scores.to_dict("list"),
+                       "wall_time": r.wall_time, "seed": r.seed}}
+
+
+def _from_cell(c: dict[str, Any]) -> Student:
+    r = c["report"]
+    report = evaluate.EvalReport(pd.DataFrame(r["items"]), pd.DataFrame(r["scores"]),
+                                 r["wall_time"], r["seed"])
+    return Student(c["kind"], None, c["seed"], method=c["method"], ratio=c["ratio"],
+                   importance=c["importance"], fraction=c["fraction"], report=report,
+                   pruning=prune.PruneReport(**c["pruning"]) if c["pruning"] else None,
+                   recipe=recipes.RecoveryRecipe(**c["recipe"]) if c["recipe"] else None,
+                   recovery=recover.RecoveryReport(c["recovery"]) if c["recovery"] else None,
+                   cached_counts=c["counts"])
+
+
+def _recover(pruned, teacher, processor, recipe, fraction, seed, max_steps,
              use_cache: bool = True) -> recover.RecoveryReport:
     """Train a copy of `pruned` (recover trains in place; the pruned model is shared)."""
     with quiet():  # the Trainer prints its log dicts
         return recover.recover((copy.deepcopy(pruned), processor), (teacher, processor), recipe,
-                               data_fraction=fraction, seed=seed, subset_seed=subset_seed,
+                               data_fraction=fraction, seed=seed, subset_seed=seed,
                                max_steps=max_steps or None, use_cache=use_cache, progress=False)
+
+
+def cell_cache(P) -> cells.CellCache:
+    """The cells of a chapter's params `P`: `results/cells/` beside its results table."""
+    return cells.CellCache(Path(P.results).parent / "cells")
 
 
 # --- rows of the recovery chapters (02, 04, 06) ----------------------------------------------
 
 
-def parts(model) -> dict[str, int]:
-    """Parameter counts by part, as result columns."""
-    counts = models.parameter_counts(model)
+def parts(counts: dict[str, int]) -> dict[str, int]:
+    """Parameter counts by part (`Student.counts`), as result columns."""
     return {"n_params": counts["total"], "n_params_llm": counts["llm"],
             "n_params_vision": counts["vision"], "n_params_projector": counts["projector"]}
 
@@ -187,7 +274,7 @@ def compute(P) -> list[dict[str, Any]]:
     plan = Grid(product(P.methods, P.ratios), recipes=P.recipes, fractions=P.fractions,
                 seeds=P.seeds, calib_n=P.calib_n, max_steps=P.max_steps)
     rows = run_grid(teacher, processor, plan, model=P.model, eval_limit=P.eval_limit,
-                    eval_seed=P.seed, batch_size=P.batch_size)
+                    eval_seed=P.seed, batch_size=P.batch_size, cache=cell_cache(P))
     chance = chance_scores(limit=P.eval_limit, seed=P.seed)
     rows += [{"model": "chance", "seed": P.seed, **r} for r in chance.to_dict("records")]
     return [{"calib_n": P.calib_n, "max_steps": P.max_steps, **r} for r in rows]
@@ -195,7 +282,8 @@ def compute(P) -> list[dict[str, Any]]:
 
 def run_grid(teacher, processor, grid: Grid, *, model: str, eval_limit: int | None = None,
              eval_seed: int = 0, batch_size: int = 64,
-             log: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
+             log: Callable[[str], None] | None = print,
+             cache: cells.CellCache | None = None) -> list[dict[str, Any]]:
     """Rows for the results table: the teacher's (method "none"), each pruned model's
     (recipe "none") and each recovered model's (recipe and data_fraction set), every student
     with an `AVG / avg_pct` row and what the chapters explain: achieved ratio, trainable
@@ -203,10 +291,10 @@ def run_grid(teacher, processor, grid: Grid, *, model: str, eval_limit: int | No
     rows: list[dict[str, Any]] = []
     teacher_head: dict[str, float] = {}
     for s in students(teacher, processor, grid, eval_limit=eval_limit, eval_seed=eval_seed,
-                      batch_size=batch_size, log=log):
+                      batch_size=batch_size, log=log, cache=cache):
         base = {"method": s.method, "ratio": s.ratio, "recipe": "none", "data_fraction": None,
                 "eval_seed": eval_seed, "ratio_achieved": round(s.ratio_achieved, 4),
-                "train": None, **parts(s.model), "eval_wall_s": round(s.report.wall_time, 2)}
+                "train": None, **parts(s.counts), "eval_wall_s": round(s.report.wall_time, 2)}
         if s.kind == "teacher":
             teacher_head = s.report.headline()
             rows += [{**r, **base} for r in eval_rows(s.report, model=model, seed=s.seed)]

@@ -22,6 +22,7 @@ from studylib.analysis.paper import PAPER_MODEL
 from studylib.compress import prune, recipes
 from studylib.errors import StudyError, check_ratio
 from studylib.results import run_id
+from studylib.study.cells import package_version
 from studylib.study.provenance import checkpoint_fingerprint, environment, results_fingerprint
 
 # Knobs that change how or where a run executes but not what it computes: left out of run_id.
@@ -97,15 +98,17 @@ class StudyParams:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def config(self) -> dict[str, Any]:
-        """What the run computes: every knob except how/where it runs, plus the study and a
-        fingerprint of the checkpoint (a retrained teacher is a new run)."""
+        """What the run computes: every knob except how/where it runs, plus the study, a
+        fingerprint of the checkpoint (a retrained teacher is a new run) and the version of
+        studylib's code (a library change re-executes the chapter; its cells may still be
+        reused, `studylib.study.cells`)."""
         cfg = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_RUN_ID}
         cfg["study"] = self.study
+        cfg["code"] = package_version()
         cfg["checkpoint"] = checkpoint_fingerprint(self.checkpoint_dir)
         return cfg
 
     def run_id(self) -> str:
-
         return run_id(self.config())
 
     def output_name(self) -> str:
@@ -161,6 +164,7 @@ class PruningParams(StudyParams):
     STUDY: typing.ClassVar[str] = "01_pruning_comparison"
     methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
     ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
+    seeds: tuple[int, ...] = (0,)  # replicate seeds: the calibration sample (studylib.study.grid)
     calib_n: int = 10  # calibration samples (the paper's n = 10)
     # "default" = each method's own score (Block Influence / Taylor, the authors' batch form);
     # "random" = the baseline that shows the score matters; "magnitude" (sum of |w|) and
@@ -170,6 +174,7 @@ class PruningParams(StudyParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_pruning(self.methods, self.ratios)
+        _check_seeds(self.seeds)
         _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
         known = ("default", "random", "magnitude", "taylor", "taylor-mean")
         bad = [i for i in self.importances if i not in known]
@@ -203,6 +208,10 @@ def _check_grid(methods: Sequence[str], ratios: Sequence[float], recipe_names: S
     bad = [r for r in recipe_names if r not in recipes.PRESETS]
     _check(not bad, f"recipes: unknown recipe {bad[0]!r}; choose from "
            f"{', '.join(recipes.PRESETS)}" if bad else "")
+    _check_seeds(seeds)
+
+
+def _check_seeds(seeds: Sequence[int]) -> None:
     _check(bool(seeds) and all(s >= 0 for s in seeds), f"seeds must be >= 0, got {list(seeds)}")
     _check(len(set(seeds)) == len(seeds), f"seeds must be distinct, got {list(seeds)}")
 
@@ -268,7 +277,7 @@ class KDAblationParams(StudyParams):
     ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
     recipes: tuple[str, ...] = ("sft", "rkl", "sft+l2")  # recovery presets compared
     data_fraction: float = 0.02  # seeded share of the recovery set (the same subset for all)
-    seeds: tuple[int, ...] = (0,)  # training seeds (LoRA init, data order); pruning fixed
+    seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
     max_steps: int = 3  # cap on recovery steps per run (0 = one full epoch over the subset)
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
     tau: float = 2.0  # temperature of the logits-KD recipes (the paper's 2.0)

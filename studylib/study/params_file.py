@@ -9,6 +9,9 @@ A study file has two required keys and two optional ones::
     runs: [{key: teacher, model: toy-llava}, ...]   # a run is {**defaults, **run}
     profiles: {smoke: {defaults: {...}, runs: [...]}}  # optional named overrides
 
+Profiles: `default` (what `make book` runs), `smoke` (CI-sized) and `full` (the paper's
+complete grid, for those with more time: the default profile's knobs, then its own).
+
 Unknown keys and bad types are one `StudyError` line naming the file, the run and the key.
 """
 
@@ -29,7 +32,7 @@ from studylib.study.params import STUDIES, StudyParams
 
 FILE_KEYS = ("notebook", "defaults", "runs", "profiles")
 PROFILE_KEYS = ("defaults", "runs")
-PROFILES = ("smoke", "default")
+PROFILES = ("smoke", "default", "full")
 
 def _fields(cls: type[StudyParams]) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
@@ -217,8 +220,12 @@ def load_study(path: str | os.PathLike, profile: str = "default",
 def _profile_runs(path: Path, data: dict[str, Any], study: str, profile: str,
                   sets: Mapping[str, Any]) -> tuple[StudyParams, ...]:
     """One profile's runs, each {**defaults, **run, **sets}, validated."""
-    chosen = _mapping(data.get("profiles"), f"{path}: profiles").get(profile) or {}
+    profiles = _mapping(data.get("profiles"), f"{path}: profiles")
+    chosen = profiles.get(profile) or {}
+    # "full" is the default profile with more: the default's knobs, then its own
+    base = (profiles.get("default") or {}).get("defaults") if profile == "full" else None
     defaults = {**_mapping(data.get("defaults"), f"{path}: defaults"),
+                **_mapping(base, f"{path}: profiles.default.defaults"),
                 **_mapping(chosen.get("defaults"), f"{path}: profiles.{profile}.defaults")}
     runs = data["runs"] if chosen.get("runs") is None else chosen["runs"]
     in_profile = "" if profile == "default" else f" in profile {profile}"

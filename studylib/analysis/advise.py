@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import evidence, findings, paper
+from studylib.analysis import evidence, paper
 from studylib.compress import recipes
 from studylib.errors import StudyError, check_fraction, check_ratio
 
@@ -161,7 +161,7 @@ def _advise_arch(arch: str, e: pd.DataFrame, ratio: float, fraction: float | Non
         lead = evidence.compare(rows(best), rows(runner))
         out.update({"runner_up": _setting(runner), "runner_up_AVG_pct": runner.AVG_pct,
                     "lead_ci_low": lead["lo"], "lead_ci_high": lead["hi"]})
-        if findings.outcome(lead) != "supported":
+        if evidence.ci_side(lead) != "supported":
             why.append(f"the 95% CI of its lead over the runner-up ({_setting(runner)}, "
                        f"{runner.AVG_pct:.1f}%) includes 0: [{lead['lo']:+.1f}, "
                        f"{lead['hi']:+.1f}]")

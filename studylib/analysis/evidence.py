@@ -65,7 +65,8 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
     condition and seed measured by several chapters counts once (the larger benchmark
     subset, then the newest run).
     """
-    cols = ["study", "run_id", *CONDITION, "seed", "limit", "timestamp", *BENCHMARKS, "AVG",
+    cols = ["study", "run_id", *CONDITION, "seed", "ratio_achieved", "limit", "timestamp",
+            *BENCHMARKS, "AVG",
             "se_AVG", "teacher_AVG", "AVG_pct", "se_pct",
             *(f"teacher_{b}" for b in BENCHMARKS)]
     need = {"run_id", "benchmark", "metric", "value", *CONDITION} - {"max_steps"}
@@ -80,7 +81,7 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
     if rows.empty:
         return pd.DataFrame(columns=cols)
     rows = rows.copy()
-    for col in ("study", "seed", "limit", "timestamp", "ci_low", "ci_high"):
+    for col in ("study", "seed", "limit", "timestamp", "ci_low", "ci_high", "ratio_achieved"):
         if col not in rows:
             rows[col] = np.nan
     rows["ratio"] = _num(rows.ratio).round(4)
@@ -102,6 +103,9 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
         rec["se_AVG"] = math.sqrt(sum(np.nan_to_num(se[b]) ** 2 for b in BENCHMARKS)) / len(
             BENCHMARKS)
         rec["limit"] = g["limit"].iloc[0]
+        achieved = _num(g.ratio_achieved).dropna()
+        rec["ratio_achieved"] = float(achieved.mean()) if len(achieved) else (
+            0.0 if rec["method"] == "none" else np.nan)
         rec["timestamp"] = g["timestamp"].max()
         out.append(rec)
     ev = pd.DataFrame(out)
@@ -186,44 +190,48 @@ def select(ev: pd.DataFrame, **where: Any) -> pd.DataFrame:
 
 def compare(a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0,
             threshold: float = 0.0) -> dict[str, Any] | None:
-    """d = mean(AVG-% of a) - scale * mean(AVG-% of b) - threshold, with its 95% CI.
+    """d = mean(AVG-% of a) - scale * mean(AVG-% of b) - threshold, its 95% CI and p-value.
 
     `b=None` compares `a` with the constant `threshold`. Seeds present on both sides are
-    paired; the evaluation noise of the two sides adds as for independent models, which is
-    conservative for models scored on the same items. Returns None when either side has no
-    evaluation.
+    paired (a seed is the same calibration sample and data subset on both); the evaluation
+    noise of the two sides adds as for independent models, which is conservative for models
+    scored on the same items. Returns None when either side has no evaluation.
     """
     a = a.dropna(subset=["AVG_pct"])
     if a.empty or (b is not None and b.dropna(subset=["AVG_pct"]).empty):
         return None
     sa = a.groupby("seed", dropna=False).agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
     if b is None:
-        diffs = sa.v - threshold
-        n = len(diffs)
-        sd = float(diffs.std(ddof=1)) if n > 1 else np.nan
-        half = stats.halfwidth(sd, n, float(sa.se.mean()))
-        d = float(diffs.mean())
-        return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
-                "b": threshold}
-    b = b.dropna(subset=["AVG_pct"])
-    sb = b.groupby("seed", dropna=False).agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
-    common = sa.index.intersection(sb.index)
-    se_eval = math.sqrt(np.nan_to_num(sa.se.mean()) ** 2
-                        + (scale * np.nan_to_num(sb.se.mean())) ** 2)
-    if len(common) >= 1:
+        diffs, se_eval, vb = sa.v - threshold, float(np.nan_to_num(sa.se.mean())), threshold
+    else:
+        b = b.dropna(subset=["AVG_pct"])
+        sb = b.groupby("seed", dropna=False).agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
+        se_eval = math.sqrt(np.nan_to_num(sa.se.mean()) ** 2
+                            + (scale * np.nan_to_num(sb.se.mean())) ** 2)
+        common = sa.index.intersection(sb.index)
+        vb = float(sb.v.mean())
         diffs = sa.v[common] - scale * sb.v[common] - threshold
+    if len(diffs):
         n = len(diffs)
-        half = stats.halfwidth(float(diffs.std(ddof=1)) if n > 1 else np.nan, n, se_eval)
         d = float(diffs.mean())
+        se_seeds = float(diffs.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
     else:  # no shared seed: the seed part is that of a difference of two independent means
         na, nb = len(sa), len(sb)
         n = min(na, nb)
         d = float(sa.v.mean() - scale * sb.v.mean() - threshold)
         se_seeds = (math.sqrt(sa.v.var(ddof=1) / na + scale ** 2 * sb.v.var(ddof=1) / nb)
-                    if n > 1 else np.nan)
-        half = stats.combine(se_seeds, n - 1, se_eval)
+                    if n > 1 else math.nan)
+    half = stats.combine(se_seeds, n - 1, se_eval)
     return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
-            "b": float(sb.v.mean())}
+            "b": vb, "p": stats.p_value(d, se_seeds, n - 1, se_eval)}
+
+
+def ci_side(result: dict[str, Any]) -> str:
+    """Where one comparison's unadjusted 95% CI lies: "supported" (above 0), "contradicted"
+    (below) or "tie". Descriptive only: the findings' verdicts use Holm-adjusted p-values."""
+    if result["lo"] > 0:
+        return "supported"
+    return "contradicted" if result["hi"] < 0 else "tie"
 
 
 # --- what the table says -------------------------------------------------------------------

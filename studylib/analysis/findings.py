@@ -37,30 +37,37 @@ from studylib.analysis.paper import (
 )
 from studylib.evaluation import metrics
 
+ALPHA = 0.05  # family-wise error rate of each finding's claims (Holm)
+MIN_SEEDS = 2  # a claim on fewer paired seeds has no estimate of training variance
+MATCH_TOL = 0.005  # achieved ratios closer than this are compared as they are
+
 RULE = (
-    "A claim compares two conditions' AVG-% (or one condition with a threshold). "
-    + stats.RULE
-    + " In a comparison, differences are paired by seed when both sides share seeds, and "
-    "se_eval = sqrt(se_a^2 + se_b^2), treating the two models as independent, which is "
-    "conservative for models scored on the same items. "
-    "A claim is *supported* when the CI lies entirely on the paper's side, *contradicted* "
-    "when it lies entirely on the other side, a *tie* otherwise. A finding is **replicated** "
-    "when some claims are supported, none contradicted and supports >= ties; **not "
-    "replicated** when some are contradicted, none supported and contradictions >= ties; "
-    "**mixed** when claims are both supported and contradicted; **inconclusive** when ties "
-    "dominate; **not measured** when the results table has no rows for any of its claims."
+    "A claim compares two conditions' AVG-% (or one condition with a threshold) at the same "
+    "achieved compression ratio. " + stats.RULE + " Differences are paired by seed (a seed "
+    "is the same calibration sample, data subset and training order on both sides); the "
+    "evaluation noise of the two sides adds as for independent models, which is "
+    "conservative for models scored on the same items. A claim measured on fewer than "
+    f"{MIN_SEEDS} seeds is *untested*. The p-values of all the claims of a finding (every "
+    "architecture and setting) are adjusted together by Holm's method; a claim is "
+    f"*supported* when its adjusted p < {ALPHA} and d > 0 (the paper's side), "
+    f"*contradicted* when its adjusted p < {ALPHA} and d < 0, a *tie* otherwise. On one "
+    "architecture a finding *holds* when at least half of its claims are supported and "
+    "none is contradicted. A finding is **replicated** when it holds on every architecture "
+    "that has claims, and there are at least two of them; **not replicated** when any of "
+    "its claims is contradicted (the opposite is significant); **inconclusive** otherwise; "
+    "**not measured** when the results table has no rows for any of its claims."
 )
 
-LABELS = ("replicated", "not replicated", "mixed", "inconclusive", "not measured")
+LABELS = ("replicated", "not replicated", "inconclusive", "not measured")
 
 
-def outcome(result: Mapping[str, Any], direction: int = 1) -> str:
-    """supported / contradicted / tie for a claim that direction * d > 0."""
-    lo, hi = (result["lo"], result["hi"]) if direction > 0 else (-result["hi"], -result["lo"])
-    if lo > 0:
-        return "supported"
-    if hi < 0:
-        return "contradicted"
+def outcome(d: float, p_adjusted: float, seeds: int) -> str:
+    """supported / contradicted / tie / untested for a claim oriented so that d > 0 is the
+    paper's side, from its Holm-adjusted p-value (`RULE`)."""
+    if seeds < MIN_SEEDS or not np.isfinite(p_adjusted):
+        return "untested"
+    if p_adjusted < ALPHA:
+        return "supported" if d > 0 else "contradicted"
     return "tie"
 
 
@@ -80,12 +87,10 @@ def _claim(rows: list, finding: int, arch: str, text: str, setting: str,
            result: dict[str, Any] | None, direction: int = 1) -> None:
     if result is None:
         return
+    lo, hi = (result["lo"], result["hi"]) if direction > 0 else (-result["hi"], -result["lo"])
     rows.append({"finding": finding, "arch": arch, "claim": text, "setting": setting,
-                 "a": result["a"], "b": result["b"],
-                 "d": direction * result["d"],
-                 "ci_low": direction * (result["lo"] if direction > 0 else result["hi"]),
-                 "ci_high": direction * (result["hi"] if direction > 0 else result["lo"]),
-                 "seeds": result["seeds"], "outcome": outcome(result, direction)})
+                 "a": result["a"], "b": result["b"], "d": direction * result["d"],
+                 "ci_low": lo, "ci_high": hi, "seeds": result["seeds"], "p": result["p"]})
 
 
 def _fractions(ev: pd.DataFrame) -> list[float | None]:
@@ -94,7 +99,8 @@ def _fractions(ev: pd.DataFrame) -> list[float | None]:
 
 
 def claims(ev: pd.DataFrame) -> pd.DataFrame:
-    """Every claim of the five findings that the evaluations allow, per architecture.
+    """Every claim of the five findings that the evaluations allow, per architecture, with
+    its Holm-adjusted p-value (`p_holm`, over the finding's claims) and outcome (`RULE`).
 
     `d` is oriented so that d > 0 is the paper's side; `a` and `b` are the two AVG-% (or
     the AVG-% and the threshold) being compared.
@@ -108,36 +114,81 @@ def claims(ev: pd.DataFrame) -> pd.DataFrame:
         _finding4(rows, arch, e)
         _finding5(rows, arch, e)
     cols = ["finding", "arch", "claim", "setting", "a", "b", "d", "ci_low", "ci_high", "seeds",
-            "outcome"]
-    return pd.DataFrame(rows, columns=cols)
+            "p", "p_holm", "outcome"]
+    out = pd.DataFrame(rows, columns=[c for c in cols if c not in ("p_holm", "outcome")])
+    out["p_holm"] = np.nan
+    tested = out.seeds >= MIN_SEEDS
+    for _, g in out[tested].groupby("finding"):
+        out.loc[g.index, "p_holm"] = stats.holm(list(g.p))
+    out["outcome"] = [outcome(d, p, n) for d, p, n in zip(out.d, out.p_holm, out.seeds,
+                                                          strict=True)]
+    return out[cols]
+
+
+def matched(e: pd.DataFrame, method: str, at: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """`method`'s evaluations at the achieved ratio of `at` (another method's rows at one
+    requested ratio), per seed: as measured when some ratio of `method` achieved it within
+    MATCH_TOL, else linearly interpolated between the two measured ratios around it (the
+    unpruned model, 100% at ratio 0, is the lower end). The note says which, and what
+    mismatch remains when neither is possible."""
+    target = float(at.ratio_achieved.mean())
+    own = e[e.method == method].dropna(subset=["ratio_achieved"])
+    if own.empty or not np.isfinite(target):
+        return own.iloc[0:0], ""
+    close = own[np.isclose(own.ratio_achieved, target, atol=MATCH_TOL)]
+    if not close.empty:
+        return close, f"at achieved {target:.3f}"
+    out = []
+    for seed, g in own.groupby("seed"):
+        pts = g.groupby("ratio_achieved").agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
+        x = np.r_[0.0, pts.index.to_numpy()]
+        if not x[0] <= target <= x[-1]:
+            continue
+        v, se = np.r_[100.0, pts.v.to_numpy()], np.r_[0.0, np.nan_to_num(pts.se.to_numpy())]
+        hi = int(np.searchsorted(x, target))
+        w = (target - x[hi - 1]) / (x[hi] - x[hi - 1])
+        out.append({"seed": seed, "AVG_pct": (1 - w) * v[hi - 1] + w * v[hi],
+                    "se_pct": float(np.hypot((1 - w) * se[hi - 1], w * se[hi]))})
+    if not out:
+        req = own[np.isclose(own.ratio, float(at.ratio.iloc[0]))]
+        left = abs(float(req.ratio_achieved.mean()) - target) if len(req) else np.nan
+        return req, f"requested ratio, achieved {target:.3f} vs {left + target:.3f}"
+    return pd.DataFrame(out), f"{method} interpolated to achieved {target:.3f}"
 
 
 def _finding1(rows, arch, e):
-    # Prune only, ratios below 45% (where the paper's Table 6 shows it on both models).
+    # Prune only, ratios below 45% (where the paper's Table 6 shows it on both models),
+    # width at layer's achieved ratio.
     p = e[e.recipe == "none"]
     for r in sorted(set(p.ratio)):
-        if r >= 0.45:
+        layer = select(p, method="layer", ratio=r)
+        if r >= 0.45 or layer.empty:
             continue
-        res = compare(select(p, method="width", ratio=r), select(p, method="layer", ratio=r))
-        _claim(rows, 1, arch, "width > layer (prune only)", _fmt_setting(ratio=r), res)
+        width, note = matched(p, "width", layer)
+        _claim(rows, 1, arch, "width > layer (prune only)", _fmt_setting(ratio=r) + f", {note}",
+               compare(width, layer) if len(width) else None)
 
 
 def _finding2(rows, arch, e):
-    # After recovery: the paper's Fig. 2 recipe (FT projector + LLM = "sft"), else sft+l2.
+    # After recovery: the paper's Fig. 2 recipe (FT projector + LLM = "sft"), else sft+l2;
+    # width at layer's achieved ratio.
     rec = e[e.recipe != "none"]
     for r in sorted(set(rec.ratio)):
         if 0.3 < r < 0.45:
             continue
         for recipe in ("sft", "sft+l2"):
-            at = select(rec, ratio=r, recipe=recipe)
+            at = rec[rec.recipe == recipe]
             fr = [f for f in _fractions(at)
-                  if not select(at, method="layer", data_fraction=f).empty
+                  if not select(at, method="layer", ratio=r, data_fraction=f).empty
                   and not select(at, method="width", data_fraction=f).empty]
             if not fr:
                 continue
             f = fr[-1]
-            layer, width = (select(at, method=m, data_fraction=f) for m in ("layer", "width"))
-            setting = _fmt_setting(ratio=r, recipe=recipe, data=f)
+            layer = select(at, method="layer", ratio=r, data_fraction=f)
+            width, note = matched(select(at, data_fraction=f), "width", layer)
+            if width.empty:
+                continue
+            setting = _fmt_setting(ratio=r, recipe=recipe, data=f) + f", {note}"
             if r <= 0.3:
                 _claim(rows, 2, arch, "layer > width (recovered)", setting,
                        compare(layer, width))
@@ -198,58 +249,73 @@ def _finding5(rows, arch, e):
                    direction=-1)
 
 
-def verdict(outcomes: Sequence[str]) -> str:
-    """The finding-level label from its claims' outcomes (`RULE`)."""
-    s = sum(o == "supported" for o in outcomes)
-    c = sum(o == "contradicted" for o in outcomes)
-    t = sum(o == "tie" for o in outcomes)
+def arch_result(outcomes: Sequence[str]) -> str:
+    """On one architecture: holds / opposite / open / not measured (`RULE`)."""
     if not outcomes:
         return "not measured"
-    if s and c:
-        return "mixed"
-    if s and s >= t:
-        return "replicated"
-    if c and c >= t:
+    s = sum(o == "supported" for o in outcomes)
+    if any(o == "contradicted" for o in outcomes):
+        return "opposite"
+    return "holds" if s and 2 * s >= len(outcomes) else "open"
+
+
+def verdict(by_arch: Mapping[str, Sequence[str]]) -> str:
+    """The finding-level label from its claims' outcomes on each architecture (`RULE`)."""
+    results = [arch_result(o) for o in by_arch.values() if len(o)]
+    if not results:
+        return "not measured"
+    if "opposite" in results:
         return "not replicated"
+    if len(results) >= 2 and all(r == "holds" for r in results):
+        return "replicated"
     return "inconclusive"
 
 
 def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
-    """One row per finding and architecture: label, counts, seeds. Without any
-    architecture (an empty table) every finding is "not measured" under arch "any"."""
+    """One row per finding and architecture: the finding's verdict (the same on every row
+    of a finding), what it is on this architecture, counts, seeds. Without any architecture
+    (an empty table) every finding is "not measured" under arch "any"."""
     rows = []
     for i, text in FINDINGS.items():
+        mine = claim_table[claim_table.finding == i]
+        label = verdict({a: list(mine[mine.arch == a].outcome) for a in archs})
         for arch in archs or ["any"]:
-            c = claim_table[(claim_table.finding == i) & (claim_table.arch == arch)]
-            label = verdict(list(c.outcome))
+            c = mine[mine.arch == arch]
             seeds = sorted(set(int(s) for s in c.seeds)) if len(c) else []
+            best = c.loc[c.d.idxmax()] if len(c) else None
             rows.append({"finding": i, "statement": text, "arch": arch, "verdict": label,
-                         "claims": len(c),
+                         "on_arch": arch_result(list(c.outcome)), "claims": len(c),
                          "supported": int((c.outcome == "supported").sum()),
                          "contradicted": int((c.outcome == "contradicted").sum()),
                          "ties": int((c.outcome == "tie").sum()),
+                         "untested": int((c.outcome == "untested").sum()),
+                         "median_d": float(c.d.median()) if len(c) else np.nan,
+                         "largest_d": (f"{best.d:+.1f} [{best.ci_low:+.1f}, {best.ci_high:+.1f}]"
+                                       f" {best.claim}, {best.setting}" if best is not None
+                                       else ""),
                          "seeds": (f"{seeds[0]}" if len(seeds) == 1 else
                                    f"{seeds[0]}-{seeds[-1]}" if seeds else "")})
     return pd.DataFrame(rows)
 
 
 def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
-    """Wide: one row per finding, one column per architecture ("replicated (3/4 claims, 3
-    seeds)"), beside the paper's statement and evidence."""
+    """Wide: one row per finding with its verdict, one column per architecture ("holds (3+ /
+    0- / 1= of 4; median d +2.1; seeds per claim 3)"), beside the paper's statement."""
     if v.empty:
-        return pd.DataFrame(columns=["finding", "the paper", "paper evidence"])
-    cells = {}
+        return pd.DataFrame(columns=["finding", "the paper", "paper evidence", "verdict"])
+    cells, label = {}, {}
     for r in v.itertuples(index=False):
-        if r.verdict == "not measured":
+        label[r.finding] = r.verdict
+        if r.claims == 0:
             text = "not measured"
         else:
-            seeds = f"seeds {r.seeds}" if r.seeds else ""
-            text = (f"{r.verdict} ({r.supported}+ / {r.contradicted}- / {r.ties}= of "
-                    f"{r.claims}; {seeds})")
+            text = (f"{r.on_arch} ({r.supported}+ / {r.contradicted}- / {r.ties}= "
+                    f"/ {r.untested} untested of {r.claims}; median d {r.median_d:+.1f}; "
+                    f"seeds {r.seeds})")
         cells.setdefault(r.finding, {})[r.arch] = text
     return pd.DataFrame([{"finding": i, "the paper": FINDINGS[i],
-                          "paper evidence": PAPER_EVIDENCE[i], **cells.get(i, {})}
-                         for i in FINDINGS])
+                          "paper evidence": PAPER_EVIDENCE[i], "verdict": label.get(i, ""),
+                          **cells.get(i, {})} for i in FINDINGS])
 
 
 def verdict_rows(v: pd.DataFrame) -> list[dict[str, Any]]:
@@ -260,7 +326,8 @@ def verdict_rows(v: pd.DataFrame) -> list[dict[str, Any]]:
                     "metric": "verdict", "verdict": r.verdict,
                     "value": (r.supported - r.contradicted) / r.claims if r.claims else None,
                     "n": r.claims, "supported": r.supported, "contradicted": r.contradicted,
-                    "ties": r.ties, "seeds": r.seeds})
+                    "ties": r.ties, "untested": r.untested, "on_arch": r.on_arch,
+                    "median_d": r.median_d, "seeds": r.seeds})
     return out
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from studylib.analysis import evidence, findings
+from studylib.analysis import evidence
 from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE2_MODEL, TABLE2_RECIPES
 from studylib.compress import losses, recipes, recover
 from studylib.models.surgery import LayerTap
@@ -328,7 +328,7 @@ def takeaways(ev: pd.DataFrame, rec: pd.DataFrame) -> list[str]:
             if c is None:
                 continue
             verdict = {"supported": "better", "contradicted": "worse",
-                       "tie": "not CI-separated"}[findings.outcome(c)]
+                       "tie": "not CI-separated"}[evidence.ci_side(c)]
             bits.append(f"{text}: {c['d']:+.1f} points [{c['lo']:+.1f}, {c['hi']:+.1f}], "
                         f"{verdict}")
         lines.append(head + ("; " + "; ".join(bits) if bits else "") + ".")

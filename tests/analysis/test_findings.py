@@ -65,18 +65,89 @@ def test_compare_pairs_seeds_and_adds_eval_noise():
     half = stats.t975(2) * diffs.std(ddof=1) / math.sqrt(3)
     assert res["seeds"] == 3 and res["d"] == pytest.approx(10.0)
     assert res["hi"] - res["d"] == pytest.approx(half)
-    assert findings.outcome(res) == "supported" and findings.outcome(res, -1) == "contradicted"
+    assert evidence.ci_side(res) == "supported"
+    assert res["p"] == pytest.approx(2 * stats.stats.t.sf(10.0 / (half / stats.t975(2)), 2))
 
 
-@pytest.mark.parametrize("outcomes, label", [
-    ([], "not measured"),
-    (["supported", "supported", "tie"], "replicated"),
-    (["supported", "contradicted"], "mixed"),
-    (["contradicted", "tie"], "not replicated"),
-    (["tie", "tie", "supported"], "inconclusive"),
+@pytest.mark.parametrize("by_arch, label", [
+    ({}, "not measured"),
+    ({"a": ["supported", "supported", "tie"], "b": ["supported", "tie"]}, "replicated"),
+    ({"a": ["supported", "supported", "tie"]}, "inconclusive"),  # one architecture only
+    ({"a": ["supported"], "b": ["supported", "contradicted"]}, "not replicated"),
+    ({"a": ["contradicted", "tie"], "b": ["tie"]}, "not replicated"),
+    ({"a": ["tie", "tie", "supported"], "b": ["supported"]}, "inconclusive"),  # 1 of 3 on a
+    ({"a": ["supported", "untested"], "b": ["supported"]}, "replicated"),
+    ({"a": ["untested"], "b": ["untested"]}, "inconclusive"),
 ])
-def test_verdict_rule(outcomes, label):
-    assert findings.verdict(outcomes) == label
+def test_verdict_rule(by_arch, label):
+    assert findings.verdict(by_arch) == label
+
+
+def kd_table(diffs: dict[str, list[float]], sft: float = 80.0) -> pd.DataFrame:
+    """Finding 4's SFT+L2 vs SFT at layer 30% on each architecture, one row group per seed:
+    AVG-% of SFT is `sft`, SFT+L2's is sft + diffs[arch][seed] (teacher AVG 50, so AVG =
+    AVG-% / 2), with a tight evaluation CI (+-0.1 AVG)."""
+    rows = []
+    for arch, ds in diffs.items():
+        rows.append(eval_rows(50.0, study="03_kd_ablation", arch=arch, run_id=arch))
+        for seed, d in enumerate(ds):
+            for recipe, pct in (("sft", sft), ("sft+l2", sft + d)):
+                rows.append(eval_rows(pct / 2, study="03_kd_ablation", arch=arch, run_id=arch,
+                                      method="layer", ratio=0.3, recipe=recipe,
+                                      data_fraction=0.05, seed=seed, half_ci=0.1))
+    return table(*rows)
+
+
+def finding4(df: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    c = findings.claims(evidence.evaluations(df))
+    v = findings.verdicts(c, ["toy-llava", "toy-bunny"])
+    return v[v.finding == 4].verdict.iloc[0], c[c.finding == 4]
+
+
+def test_a_claim_that_holds_in_one_seed_only_is_inconclusive():
+    label, c = finding4(kd_table({"toy-llava": [10.0, -1.0, 0.0], "toy-bunny": [10.0, -1.0, 0.0]}))
+    assert label == "inconclusive" and set(c.outcome) == {"tie"}
+
+
+def test_a_claim_that_holds_in_every_seed_on_both_archs_is_replicated():
+    label, c = finding4(kd_table({"toy-llava": [8.0, 9.0, 10.0], "toy-bunny": [7.0, 9.0, 8.0]}))
+    assert label == "replicated" and set(c.outcome) == {"supported"} and (c.seeds == 3).all()
+
+
+def test_one_seed_is_not_enough_and_one_architecture_is_not_enough():
+    assert finding4(kd_table({"toy-llava": [10.0], "toy-bunny": [10.0]}))[0] == "inconclusive"
+    assert finding4(kd_table({"toy-llava": [8.0, 9.0, 10.0]}))[0] == "inconclusive"
+
+
+def test_dropping_the_seed_term_breaks_the_one_seed_only_test(monkeypatch):
+    exact = stats.standard_error
+    monkeypatch.setattr(stats, "standard_error", lambda se_s, dof, se_e=0.0: exact(0.0, dof, se_e))
+    label, _ = finding4(kd_table({"toy-llava": [10.0, -1.0, 0.0], "toy-bunny": [10.0, -1.0, 0.0]}))
+    assert label == "replicated"  # what the mutated rule says: the test above would fail
+
+
+def test_holm_correction_decides_a_borderline_family(monkeypatch):
+    diffs = {"toy-llava": [4.0, 6.0, 8.0], "toy-bunny": [4.0, 6.0, 8.0]}
+    label, c = finding4(kd_table(diffs))
+    assert ((c.p > 0.025) & (c.p < 0.05)).all()  # each significant alone ...
+    assert (c.p_holm > 0.05).all() and label == "inconclusive"  # ... not both together
+    monkeypatch.setattr(stats, "holm", lambda p: list(p))  # the correction dropped
+    assert finding4(kd_table(diffs))[0] == "replicated"
+
+
+def test_layer_and_width_are_compared_at_the_same_achieved_ratio():
+    rows = [eval_rows(50.0)]
+    for seed in range(3):
+        for method, ratio, achieved, pct in (("layer", 0.3, 0.333, 70.0),
+                                             ("width", 0.3, 0.3, 80.0),
+                                             ("width", 0.45, 0.45, 50.0)):
+            g = eval_rows(pct / 2, method=method, ratio=ratio, seed=seed, half_ci=0.1)
+            rows.append([{**r, "ratio_achieved": achieved} for r in g])
+    c = findings.claims(evidence.evaluations(table(*rows)))
+    one = c[c.finding == 1].iloc[0]
+    # width interpolated to 0.333: 80 + (0.033 / 0.15) * (50 - 80) = 73.4
+    assert one.a == pytest.approx(80 + (0.033 / 0.15) * -30) and one.b == pytest.approx(70.0)
+    assert "interpolated to achieved 0.333" in one.setting
 
 
 def test_findings_with_missing_chapters_are_not_measured():
@@ -88,8 +159,9 @@ def test_findings_with_missing_chapters_are_not_measured():
     ev = evidence.evaluations(df)
     claims = findings.claims(ev)
     v = findings.verdicts(claims, ["toy-llava", "toy-bunny"]).set_index(["finding", "arch"])
-    assert v.loc[(4, "toy-llava"), "verdict"] == "replicated"  # 92 vs 80 %, CI +-~3
-    assert (v.drop(index=(4, "toy-llava")).verdict == "not measured").all()
+    assert v.loc[(4, "toy-llava"), "verdict"] == "inconclusive"  # one seed: untested
+    assert v.loc[(4, "toy-llava"), "untested"] == 1
+    assert (v.drop(index=[(4, "toy-llava"), (4, "toy-bunny")]).verdict == "not measured").all()
     wide = findings.verdict_table(v.reset_index())
     assert list(wide.columns[-2:]) == ["toy-llava", "toy-bunny"]
     assert findings.verdicts(findings.claims(evidence.evaluations(pd.DataFrame())), []) \
@@ -110,8 +182,9 @@ def test_best_practice_puts_the_paper_row_beside_ours():
 def test_data_claim_needs_a_near_full_data_reference():
     base = [eval_rows(50.0, study="04_data_efficiency")]
     for f, avg in ((0.05, 49.0), (0.1, 49.5), (1.0, 50.0)):
-        base.append(eval_rows(avg, study="04_data_efficiency", method="width", ratio=0.3,
-                              recipe="sft", data_fraction=f, half_ci=0.2))
+        base.append([r for seed in range(3) for r in eval_rows(
+            avg + seed / 10, study="04_data_efficiency", method="width", ratio=0.3,
+            recipe="sft", data_fraction=f, half_ci=0.2, seed=seed)])
     c = findings.claims(evidence.evaluations(table(*base)))
     five = c[c.finding == 5]
     assert list(five.claim) == ["5% data >= 95% of 100%"] and five.outcome.iloc[0] == "supported"

@@ -30,11 +30,26 @@ def test_seed_part_is_the_t_interval_and_shrinks_with_more_seeds():
     assert widths == sorted(widths, reverse=True) and widths[-1] < widths[0] / 10
 
 
-def test_the_two_noise_sources_add_in_quadrature():
+def test_the_two_noise_sources_add_in_quadrature_with_welch_df():
+    se_s, se_e = 2.0 / math.sqrt(4), 1.5
+    se, df = stats.standard_error(se_s, 3, se_e)
+    assert se == pytest.approx(math.hypot(se_s, se_e))
+    assert df == pytest.approx(se ** 4 / (se_s ** 4 / 3)) and df > 3  # more df than seeds alone
+    assert stats.halfwidth(2.0, 4, se_eval=1.5) == pytest.approx(stats.t975(df) * se)
+    # between the seed-only t interval and the (too wide) sum of the two half-widths
     seeds, noise = stats.halfwidth(2.0, 4), stats.halfwidth(math.nan, 1, se_eval=1.5)
-    assert stats.halfwidth(2.0, 4, se_eval=1.5) == pytest.approx(math.hypot(seeds, noise))
-    assert stats.combine(2.0 / math.sqrt(4), 3, 1.5) == pytest.approx(
-        stats.halfwidth(2.0, 4, 1.5))
+    assert math.hypot(1.96 * se_s, noise) < stats.halfwidth(2.0, 4, 1.5) < math.hypot(seeds, noise)
+
+
+def test_p_value_matches_scipy_and_holm_steps_down():
+    from scipy import stats as sps
+
+    p = stats.p_value(3.0, 1.0, 2)
+    assert p == pytest.approx(sps.ttest_1samp([2.0, 3.0, 4.0], 0).pvalue, rel=1e-6) or \
+        p == pytest.approx(2 * sps.t.sf(3.0, 2))
+    assert math.isnan(stats.p_value(1.0, math.nan, 0))  # nothing to test
+    adj = stats.holm([0.01, 0.04, 0.03, math.nan])
+    assert adj[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adj[3])
 
 
 def test_se_from_ci_inverts_the_normal_interval():

@@ -223,7 +223,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0,
                     if n > 1 else math.nan)
     half = stats.combine(se_seeds, n - 1, se_eval)
     return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
-            "b": vb, "p": stats.p_value(d, se_seeds, n - 1, se_eval)}
+            "b": vb, "p": stats.p_value(d, se_seeds, n - 1, se_eval),
+            "se_seeds": se_seeds, "se_eval": se_eval}
 
 
 def ci_side(result: dict[str, Any]) -> str:

@@ -90,7 +90,8 @@ def _claim(rows: list, finding: int, arch: str, text: str, setting: str,
     lo, hi = (result["lo"], result["hi"]) if direction > 0 else (-result["hi"], -result["lo"])
     rows.append({"finding": finding, "arch": arch, "claim": text, "setting": setting,
                  "a": result["a"], "b": result["b"], "d": direction * result["d"],
-                 "ci_low": lo, "ci_high": hi, "seeds": result["seeds"], "p": result["p"]})
+                 "ci_low": lo, "ci_high": hi, "seeds": result["seeds"], "p": result["p"],
+                 "se_seeds": result["se_seeds"], "se_eval": result["se_eval"]})
 
 
 def _fractions(ev: pd.DataFrame) -> list[float | None]:
@@ -114,7 +115,7 @@ def claims(ev: pd.DataFrame) -> pd.DataFrame:
         _finding4(rows, arch, e)
         _finding5(rows, arch, e)
     cols = ["finding", "arch", "claim", "setting", "a", "b", "d", "ci_low", "ci_high", "seeds",
-            "p", "p_holm", "outcome"]
+            "p", "p_holm", "outcome", "se_seeds", "se_eval"]
     out = pd.DataFrame(rows, columns=[c for c in cols if c not in ("p_holm", "outcome")])
     out["p_holm"] = np.nan
     tested = out.seeds >= MIN_SEEDS
@@ -123,6 +124,23 @@ def claims(ev: pd.DataFrame) -> pd.DataFrame:
     out["outcome"] = [outcome(d, p, n) for d, p, n in zip(out.d, out.p_holm, out.seeds,
                                                           strict=True)]
     return out[cols]
+
+
+def noise_budget(claim_table: pd.DataFrame) -> pd.DataFrame:
+    """Per finding: the median standard error of its claims' d from the seeds and from the
+    evaluation subset, in AVG-% points, and the median 95% half-width they give. The
+    evaluation part shrinks as 1/sqrt(items per benchmark), the seed part as 1/sqrt(seeds)."""
+    c = claim_table[claim_table.seeds >= MIN_SEEDS]
+    if c.empty:
+        return pd.DataFrame(columns=["finding", "claims", "se from seeds", "se from evaluation",
+                                     "95% half-width", "median |d|"])
+    return (c.assign(half=(c.ci_high - c.ci_low) / 2, absd=c.d.abs())
+            .groupby("finding")
+            .agg(claims=("d", "size"), **{"se from seeds": ("se_seeds", "median"),
+                                          "se from evaluation": ("se_eval", "median"),
+                                          "95% half-width": ("half", "median"),
+                                          "median |d|": ("absd", "median")})
+            .reset_index())
 
 
 def matched(e: pd.DataFrame, method: str, at: pd.DataFrame) -> tuple[pd.DataFrame, str]:

@@ -22,34 +22,42 @@ from studylib.chapters import plotting
 from studylib.chapters.plotting import color
 
 CLIP = 150.0  # retention is drawn up to this; beyond it the teacher's score is near zero
-VERDICT_COLORS = {"replicated": "#2ca02c", "not replicated": "#d62728", "mixed": "#ff7f0e",
+VERDICT_COLORS = {"replicated": "#2ca02c", "not replicated": "#d62728",
                   "inconclusive": "#c7c7c7", "not measured": "#ffffff"}
+ARCH_COLORS = {"holds": "#a1d99b", "opposite": "#fc9272", "open": "#e5e5e5",
+               "not measured": "#ffffff"}
 
 
 def fig_verdicts(v: pd.DataFrame):
-    """Findings x architectures, each cell coloured by its verdict, with claim counts."""
+    """Findings x (verdict, architectures): the first column is the finding's verdict, then
+    one cell per architecture coloured by what the finding is there, with claim counts."""
     archs = list(dict.fromkeys(v.arch)) if not v.empty else []
     n = len(FINDINGS)
-    fig, ax = plt.subplots(figsize=(3.6 + 2.3 * max(len(archs), 1), 0.75 * n + 1.2))
-    for j, arch in enumerate(archs):
-        for i in FINDINGS:
+    fig, ax = plt.subplots(figsize=(3.6 + 2.3 * (len(archs) + 1), 0.75 * n + 1.2))
+    for i in FINDINGS:
+        label = v[v.finding == i].verdict.iloc[0] if archs else "not measured"
+        ax.add_patch(plt.Rectangle((0, i - 1), 1, 1, facecolor=VERDICT_COLORS[label],
+                                   edgecolor="#999999"))
+        ax.text(0.5, i - 0.5, label, ha="center", va="center", fontsize=8, weight="bold")
+        for j, arch in enumerate(archs, start=1):
             r = v[(v.finding == i) & (v.arch == arch)].iloc[0]
-            ax.add_patch(plt.Rectangle((j, i - 1), 1, 1, facecolor=VERDICT_COLORS[r.verdict],
+            ax.add_patch(plt.Rectangle((j, i - 1), 1, 1, facecolor=ARCH_COLORS[r.on_arch],
                                        edgecolor="#999999"))
-            text = r.verdict if not r.claims else (
-                f"{r.verdict}\n{r.supported}+ {r.contradicted}- {r.ties}= ; seeds {r.seeds}")
+            text = r.on_arch if not r.claims else (
+                f"{r.on_arch}\n{r.supported}+ {r.contradicted}- {r.ties}= {r.untested}?"
+                f"\nmedian d {r.median_d:+.1f}; seeds {r.seeds}")
             ax.text(j + 0.5, i - 0.5, text, ha="center", va="center", fontsize=7.5)
-    ax.set_xlim(0, max(len(archs), 1))
+    ax.set_xlim(0, len(archs) + 1)
     ax.set_ylim(n, 0)
-    ax.set_xticks(np.arange(len(archs)) + 0.5, archs)
+    ax.set_xticks(np.arange(len(archs) + 1) + 0.5, ["verdict", *archs])
     ax.set_yticks(np.arange(n) + 0.5, [textwrap.fill(f"{i}. {t}", 46)
                                        for i, t in FINDINGS.items()], fontsize=7.5)
     ax.xaxis.tick_top()
     ax.grid(False)
     if not archs:
         ax.text(0.5, n / 2, "no measurements yet", ha="center", va="center")
-    fig.suptitle("The paper's findings on the toy models\n(claims: + supported, - contradicted, "
-                 "= tie)", fontsize=10)
+    fig.suptitle("The paper's findings on the toy models\n(claims after Holm: + supported, "
+                 "- contradicted, = tie, ? untested)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -226,13 +234,16 @@ def save_spiders(ev: pd.DataFrame, archs, table3: pd.DataFrame, name: str, direc
 
 def takeaways(verdicts: pd.DataFrame, head: pd.DataFrame) -> list[str]:
     """The verdicts in words, and each architecture's headline retention."""
-    counts = verdicts.verdict.value_counts().reindex(findings.LABELS, fill_value=0)
-    lines = [f"{len(verdicts)} (finding, architecture) verdicts: "
+    per_finding = verdicts.drop_duplicates("finding")
+    counts = per_finding.verdict.value_counts().reindex(findings.LABELS, fill_value=0)
+    lines = [f"{len(per_finding)} findings: "
              + ", ".join(f"{n} {label}" for label, n in counts.items())]
     for r in verdicts.itertuples(index=False):
-        if r.verdict != "not measured":
-            lines.append(f"* finding {r.finding} on {r.arch}: {r.verdict} ({r.supported}+ / "
-                         f"{r.contradicted}- / {r.ties}= of {r.claims} claims, seeds {r.seeds})")
+        if r.claims:
+            lines.append(f"* finding {r.finding} ({r.verdict}) on {r.arch}: {r.on_arch} "
+                         f"({r.supported}+ / {r.contradicted}- / {r.ties}= / {r.untested} "
+                         f"untested of {r.claims} claims; median d {r.median_d:+.1f} points; "
+                         f"largest {r.largest_d}; seeds {r.seeds})")
     for r in head.itertuples(index=False):
         lines.append(f"* {r.arch} at ratio {r.ratio:g}: {r[2]:.1f}% pruned only ({r[3]}), "
                      f"{r[4]:.1f}% recovered ({r[5]})")

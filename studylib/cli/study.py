@@ -46,6 +46,12 @@ def cmd_study(args) -> int:
     if args.check:
         return 0
     start = time.perf_counter()
+    cell_dirs = sorted({Path(j.params.results).parent / "cells" for j in jobs})
+
+    def cells_stored() -> int:
+        return sum(len(list(d.glob("*.json.gz"))) for d in cell_dirs if d.is_dir())
+
+    cells_before = cells_stored()
     run_jobs([j for j in jobs if j not in readers], args.workers, Path.cwd(), args.timeout)
     for job in readers:
         if job.status == "pending":
@@ -55,10 +61,13 @@ def cmd_study(args) -> int:
     pending = [j for j in jobs if j.status != "skipped"]
     failed = [j for j in jobs if j.status == "failed"]
     done = [j for j in jobs if j.status == "done"]
+    cells_after = cells_stored()
     print(f"executed {len(done)}, skipped {len(jobs) - len(pending)}, failed {len(failed)} "
-          f"in {time.perf_counter() - start:.1f} s", flush=True)
+          f"in {time.perf_counter() - start:.1f} s; grid cells: {cells_after - cells_before} "
+          f"computed, {cells_after} stored in {', '.join(map(str, cell_dirs))}", flush=True)
     summary = {"profile": args.profile, "workers": args.workers,
                "wall_s": round(time.perf_counter() - start, 2),
+               "cells_computed": cells_after - cells_before, "cells_stored": cells_after,
                "runs": [{"run": j.name, "run_id": j.run_id, "status": j.status,
                          "wall_s": round(j.wall_s, 2), "threads": j.threads,
                          "message": j.message} for j in jobs]}

@@ -167,10 +167,10 @@ def matched(e: pd.DataFrame, method: str, at: pd.DataFrame) -> tuple[pd.DataFram
         w = (target - x[hi - 1]) / (x[hi] - x[hi - 1])
         out.append({"seed": seed, "AVG_pct": (1 - w) * v[hi - 1] + w * v[hi],
                     "se_pct": float(np.hypot((1 - w) * se[hi - 1], w * se[hi]))})
-    if not out:
+    if not out:  # outside the measured range: the same requested ratio, mismatch stated
         req = own[np.isclose(own.ratio, float(at.ratio.iloc[0]))]
-        left = abs(float(req.ratio_achieved.mean()) - target) if len(req) else np.nan
-        return req, f"requested ratio, achieved {target:.3f} vs {left + target:.3f}"
+        return req, (f"not interpolable: achieved {target:.3f} vs {method} "
+                     f"{float(req.ratio_achieved.mean()):.3f}" if len(req) else "")
     return pd.DataFrame(out), f"{method} interpolated to achieved {target:.3f}"
 
 

@@ -66,7 +66,8 @@ teachers: setup
 	$(PY) -m studylib.cli --threads 1 teacher --arch toy-internvl --out teachers/toy-internvl --overwrite
 
 # Two 1-thread kernels by default (measured 1.6-1.9x faster than one 2-thread one).
-# `make book PROFILE=smoke` for the CI-sized book.
+# `make book PROFILE=smoke` for the CI-sized book, `make book PROFILE=full` for the paper's
+# whole grid. Every evaluated model is a cell in results/cells, computed once (README).
 book: setup
 	$(PY) -m studylib.cli study --profile $(or $(PROFILE),default) --workers $(or $(WORKERS),2)
 

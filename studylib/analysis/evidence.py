@@ -10,6 +10,7 @@ trained.
 - `summary(ev)`: AVG-% per condition, mean over seeds with its 95% CI; `compare(a, b)`:
   the difference of two conditions' AVG-% with its 95% CI. Both follow the study's one CI
   rule, `studylib.analysis.stats`.
+- `matched(e, method, at)`: one method's AVG-% at another's achieved ratio, interpolated.
 - `headline(ev)`, `coverage(df)`: the retained-performance headline and what the table holds.
 
 The paper's findings are judged from these in `studylib.analysis.findings`.
@@ -31,6 +32,7 @@ BENCHMARKS = metrics.PAPER_KEYS
 # A condition: what was pruned and how it was recovered, including the training length
 # (`max_steps`, 0 = one epoch over the subset), so capped smoke runs never pool with full ones.
 CONDITION = ("arch", "method", "ratio", "recipe", "data_fraction", "max_steps")
+MATCH_TOL = 0.005  # achieved ratios closer than this are compared as they are (`matched`)
 
 
 # --- from rows to evaluations -------------------------------------------------------------
@@ -225,6 +227,37 @@ def compare(a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0,
     return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
             "b": vb, "p": stats.p_value(d, se_seeds, n - 1, se_eval),
             "se_seeds": se_seeds, "se_eval": se_eval}
+
+
+def matched(e: pd.DataFrame, method: str, at: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """`method`'s evaluations at the achieved ratio of `at` (another method's rows at one
+    requested ratio), per seed: as measured when some ratio of `method` achieved it within
+    MATCH_TOL, else linearly interpolated between the two measured ratios around it (the
+    unpruned model, 100% at ratio 0, is the lower end). The note says which, and what
+    mismatch remains when neither is possible."""
+    target = float(at.ratio_achieved.mean())
+    own = e[e.method == method].dropna(subset=["ratio_achieved"])
+    if own.empty or not np.isfinite(target):
+        return own.iloc[0:0], ""
+    close = own[np.isclose(own.ratio_achieved, target, atol=MATCH_TOL)]
+    if not close.empty:
+        return close, f"at achieved {target:.3f}"
+    out = []
+    for seed, g in own.groupby("seed"):
+        pts = g.groupby("ratio_achieved").agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
+        x = np.r_[0.0, pts.index.to_numpy()]
+        if not x[0] <= target <= x[-1]:
+            continue
+        v, se = np.r_[100.0, pts.v.to_numpy()], np.r_[0.0, np.nan_to_num(pts.se.to_numpy())]
+        hi = int(np.searchsorted(x, target))
+        w = (target - x[hi - 1]) / (x[hi] - x[hi - 1])
+        out.append({"seed": seed, "AVG_pct": (1 - w) * v[hi - 1] + w * v[hi],
+                    "se_pct": float(np.hypot((1 - w) * se[hi - 1], w * se[hi]))})
+    if not out:  # outside the measured range: the same requested ratio, mismatch stated
+        req = own[np.isclose(own.ratio, float(at.ratio.iloc[0]))]
+        return req, (f"not interpolable: achieved {target:.3f} vs {method} "
+                     f"{float(req.ratio_achieved.mean()):.3f}" if len(req) else "")
+    return pd.DataFrame(out), f"{method} interpolated to achieved {target:.3f}"
 
 
 def ci_side(result: dict[str, Any]) -> str:

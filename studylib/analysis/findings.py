@@ -26,6 +26,7 @@ from studylib.analysis.evidence import (
     coverage,  # noqa: F401  (re-exported for the notebooks)
     evaluations,  # noqa: F401  (re-exported for the notebooks)
     headline,  # noqa: F401  (re-exported for the notebooks)
+    matched,
     select,
     summary,
 )
@@ -39,7 +40,6 @@ from studylib.evaluation import metrics
 
 ALPHA = 0.05  # family-wise error rate of each finding's claims (Holm)
 MIN_SEEDS = 2  # a claim on fewer paired seeds has no estimate of training variance
-MATCH_TOL = 0.005  # achieved ratios closer than this are compared as they are
 
 RULE = (
     "A claim compares two conditions' AVG-% (or one condition with a threshold) at the same "
@@ -141,37 +141,6 @@ def noise_budget(claim_table: pd.DataFrame) -> pd.DataFrame:
                                           "95% half-width": ("half", "median"),
                                           "median |d|": ("absd", "median")})
             .reset_index())
-
-
-def matched(e: pd.DataFrame, method: str, at: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """`method`'s evaluations at the achieved ratio of `at` (another method's rows at one
-    requested ratio), per seed: as measured when some ratio of `method` achieved it within
-    MATCH_TOL, else linearly interpolated between the two measured ratios around it (the
-    unpruned model, 100% at ratio 0, is the lower end). The note says which, and what
-    mismatch remains when neither is possible."""
-    target = float(at.ratio_achieved.mean())
-    own = e[e.method == method].dropna(subset=["ratio_achieved"])
-    if own.empty or not np.isfinite(target):
-        return own.iloc[0:0], ""
-    close = own[np.isclose(own.ratio_achieved, target, atol=MATCH_TOL)]
-    if not close.empty:
-        return close, f"at achieved {target:.3f}"
-    out = []
-    for seed, g in own.groupby("seed"):
-        pts = g.groupby("ratio_achieved").agg(v=("AVG_pct", "mean"), se=("se_pct", "mean"))
-        x = np.r_[0.0, pts.index.to_numpy()]
-        if not x[0] <= target <= x[-1]:
-            continue
-        v, se = np.r_[100.0, pts.v.to_numpy()], np.r_[0.0, np.nan_to_num(pts.se.to_numpy())]
-        hi = int(np.searchsorted(x, target))
-        w = (target - x[hi - 1]) / (x[hi] - x[hi - 1])
-        out.append({"seed": seed, "AVG_pct": (1 - w) * v[hi - 1] + w * v[hi],
-                    "se_pct": float(np.hypot((1 - w) * se[hi - 1], w * se[hi]))})
-    if not out:  # outside the measured range: the same requested ratio, mismatch stated
-        req = own[np.isclose(own.ratio, float(at.ratio.iloc[0]))]
-        return req, (f"not interpolable: achieved {target:.3f} vs {method} "
-                     f"{float(req.ratio_achieved.mean()):.3f}" if len(req) else "")
-    return pd.DataFrame(out), f"{method} interpolated to achieved {target:.3f}"
 
 
 def _finding1(rows, arch, e):

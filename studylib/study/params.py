@@ -303,9 +303,8 @@ class BestPracticesParams(StudyParams):
     READS_RESULTS: typing.ClassVar[bool] = True
     model: str = "all"  # a name for this summary in results and file names (no model is loaded)
     threads: int = 1  # it trains nothing
-    studies: tuple[str, ...] = ("00_testbed", "01_pruning_comparison", "02_sft_recovery",
-                                "03_kd_ablation", "04_data_efficiency",
-                                "06_generalization")  # chapters read
+    studies: tuple[str, ...] = ("00_testbed", "01_pruning_comparison", "02_sft_recovery", "03_kd_ablation",
+                                "04_data_efficiency", "06_generalization")  # chapters read
     archs: tuple[str, ...] = ()  # architectures judged; empty = every one in the table
 
     def __post_init__(self) -> None:

@@ -260,8 +260,9 @@ def verdict(by_arch: Mapping[str, Sequence[str]]) -> str:
 
 def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
     """One row per finding and architecture: the finding's verdict (the same on every row
-    of a finding), what it is on this architecture, counts, seeds. Without any architecture
-    (an empty table) every finding is "not measured" under arch "any"."""
+    of a finding), what it is on this architecture, counts, the median d, the claim with the
+    largest |d| (`largest_d`) and the seeds. Without any architecture (an empty table) every
+    finding is "not measured" under arch "any"."""
     rows = []
     for i, text in FINDINGS.items():
         mine = claim_table[claim_table.finding == i]
@@ -269,7 +270,7 @@ def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
         for arch in archs or ["any"]:
             c = mine[mine.arch == arch]
             seeds = sorted(set(int(s) for s in c.seeds)) if len(c) else []
-            best = c.loc[c.d.idxmax()] if len(c) else None
+            strongest = c.loc[c.d.abs().idxmax()] if len(c) else None
             rows.append({"finding": i, "statement": text, "arch": arch, "verdict": label,
                          "on_arch": arch_result(list(c.outcome)), "claims": len(c),
                          "supported": int((c.outcome == "supported").sum()),
@@ -277,9 +278,9 @@ def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
                          "ties": int((c.outcome == "tie").sum()),
                          "untested": int((c.outcome == "untested").sum()),
                          "median_d": float(c.d.median()) if len(c) else np.nan,
-                         "largest_d": (f"{best.d:+.1f} [{best.ci_low:+.1f}, {best.ci_high:+.1f}]"
-                                       f" {best.claim}, {best.setting}" if best is not None
-                                       else ""),
+                         "largest_d": (f"{strongest.d:+.1f} [{strongest.ci_low:+.1f}, "
+                                       f"{strongest.ci_high:+.1f}] {strongest.claim}, "
+                                       f"{strongest.setting}" if strongest is not None else ""),
                          "seeds": (f"{seeds[0]}" if len(seeds) == 1 else
                                    f"{seeds[0]}-{seeds[-1]}" if seeds else "")})
     return pd.DataFrame(rows)
@@ -287,7 +288,7 @@ def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
 
 def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
     """Wide: one row per finding with its verdict, one column per architecture ("holds (3+ /
-    0- / 1= of 4; median d +2.1; seeds per claim 3)"), beside the paper's statement."""
+    0- / 1= / 0 untested of 4; median d +2.1; seeds 0-2)"), beside the paper's statement."""
     if v.empty:
         return pd.DataFrame(columns=["finding", "the paper", "paper evidence", "verdict"])
     cells, label = {}, {}

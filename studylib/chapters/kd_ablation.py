@@ -6,7 +6,7 @@
 - `final_norm_gain()`: the learned per-channel gain of the LLM's final norm, the reason
   hidden-state L2 is taken *before* that norm (see `studylib.compress.recipes`).
 - `compute()`: the chapter's grid (`studylib.study.grid`): one pruned student per (method,
-  ratio), recovered with every recipe and training seed, each evaluated, as tidy rows for
+  ratio, seed), recovered with every recipe, each evaluated, as tidy rows for
   the results table. The teacher is evaluated in the same run, so AVG-% needs nothing else.
 """
 

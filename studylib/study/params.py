@@ -269,7 +269,7 @@ class DataEfficiencyParams(StudyParams):
 
 @dataclasses.dataclass(frozen=True)
 class KDAblationParams(StudyParams):
-    """03_kd_ablation: recovery recipes compared on one pruned student per method (paper
+    """03_kd_ablation: recovery recipes compared on one pruned student per method and seed (paper
     Figs. 3, 5-7, Tables 2 and 5): SFT, logits KD (forward / reverse KL), hidden-state L2,
     their sums, and which hidden layers to match."""
     STUDY: typing.ClassVar[str] = "03_kd_ablation"

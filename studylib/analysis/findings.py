@@ -261,7 +261,7 @@ def verdict(by_arch: Mapping[str, Sequence[str]]) -> str:
 def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
     """One row per finding and architecture: the finding's verdict (the same on every row
     of a finding), what it is on this architecture, counts, the median d, the claim with the
-    largest |d| (`largest_d`) and the seeds. Without any architecture (an empty table) every
+    largest |d| (`largest_d`) and the seeds per claim. Without any architecture (an empty table) every
     finding is "not measured" under arch "any"."""
     rows = []
     for i, text in FINDINGS.items():
@@ -288,7 +288,7 @@ def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
 
 def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
     """Wide: one row per finding with its verdict, one column per architecture ("holds (3+ /
-    0- / 1= / 0 untested of 4; median d +2.1; seeds 0-2)"), beside the paper's statement."""
+    0- / 1= / 0 untested of 4; median d +2.1; seeds 3": seeds per claim), beside the paper's statement."""
     if v.empty:
         return pd.DataFrame(columns=["finding", "the paper", "paper evidence", "verdict"])
     cells, label = {}, {}

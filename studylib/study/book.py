@@ -1,6 +1,7 @@
-"""The book from the executed runs: a generated TOC (one part per study, one chapter per
-executed notebook), a provenance page computed from the results table, and
-`jupyter-book build -W` (`execute_notebooks: off`: papermill already ran every chapter).
+"""The book from the executed runs: one chapter page per study (`studylib.study.pages`), a
+generated TOC (parts by question, chapters titled in the reader's words), the landing page's
+verdict table and a provenance page computed from the results table, and `jupyter-book
+build -W` (`execute_notebooks: off`: papermill already ran every chapter).
 """
 
 from __future__ import annotations
@@ -18,18 +19,33 @@ import yaml
 
 from studylib.errors import StudyError
 from studylib.results import ResultsTable, git_sha
+from studylib.study import pages
 from studylib.study.provenance import git_dirty
 
+# The book's parts, and each study's chapter title in the reader's words.
+PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("The testbed", ("00_testbed",)),
+    ("Pruning and recovery", ("01_pruning_comparison", "02_sft_recovery", "03_kd_ablation",
+                              "04_data_efficiency")),
+    ("Beyond the paper's two models", ("06_generalization",)),
+    ("What compression buys", ("08_resources", "07_quantization")),
+    ("The verdicts", ("05_best_practices",)),
+)
 STUDY_TITLES = {
-    "00_testbed": "00 · The testbed",
-    "01_pruning_comparison": "01 · Layerwise vs widthwise pruning",
-    "02_sft_recovery": "02 · Recovery by finetuning",
-    "03_kd_ablation": "03 · Distillation: which loss recovers best",
-    "04_data_efficiency": "04 · How much data",
-    "05_best_practices": "05 · Best practices: the findings, replicated?",
-    "06_generalization": "06 · Generalization: a third architecture (InternVL)",
-    "07_quantization": "07 · int8 on top of pruning",
+    "00_testbed": "The testbed: scenes, benchmarks, toy MLLMs",
+    "01_pruning_comparison": "Layers or widths: what to remove",
+    "02_sft_recovery": "Recovery by finetuning: the projector, or the LLM too",
+    "03_kd_ablation": "Distillation: which loss recovers best",
+    "04_data_efficiency": "How much recovery data is enough",
+    "05_best_practices": "The paper's findings, judged",
+    "06_generalization": "A third architecture: InternVL",
+    "07_quantization": "int8 on top of pruning",
+    "08_resources": "Memory, FLOPs and latency",
 }
+ARCH_ORDER = ("toy-llava", "toy-bunny", "toy-internvl")  # the landing table's columns
+# Which chapter holds the evidence of each of the paper's findings (the landing page links it).
+FINDING_CHAPTER = {1: "01_pruning_comparison", 2: "02_sft_recovery", 3: "02_sft_recovery",
+                   4: "03_kd_ablation", 5: "04_data_efficiency"}
 
 
 def executed_notebooks(book: Path) -> dict[str, list[Path]]:
@@ -38,7 +54,7 @@ def executed_notebooks(book: Path) -> dict[str, list[Path]]:
     runs = book / "runs"
     if not runs.is_dir():
         return out
-    for study_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+    for study_dir in sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith("_")):
         nbs = sorted(p for p in study_dir.glob("*.ipynb")
                      if not p.name.startswith(".") and not p.name.endswith(".failed.ipynb"))
         if nbs:
@@ -47,20 +63,75 @@ def executed_notebooks(book: Path) -> dict[str, list[Path]]:
 
 
 def write_toc(book: Path) -> Path:
-    """book/_toc.yml's skeleton plus one part per study, one chapter per executed run."""
-    skeleton = yaml.safe_load((book / "_toc.yml").read_text())
+    """One page per study (`pages.chapter_page`) and book/_toc.yml's skeleton with one part
+    per group of `PARTS` inserted before its own parts."""
+    executed = executed_notebooks(book)
+    for study, nbs in executed.items():
+        pages.chapter_page(study, sorted(nbs, key=_arch_first), book / "runs" / f"{study}.ipynb")
+    grouped = [s for _, studies in PARTS for s in studies]
+    parts_spec = [*PARTS, ("Other studies", tuple(s for s in executed if s not in grouped))]
     parts = []
-    for study, nbs in executed_notebooks(book).items():
-        chapters = [{"file": str(nb.relative_to(book).with_suffix("")),
-                     "title": nb.stem.replace("__", " · ")} for nb in nbs]
-        parts.append({"caption": STUDY_TITLES.get(study, study), "chapters": chapters})
-    about = skeleton.get("parts", [])
+    for caption, studies in parts_spec:
+        chapters = [{"file": f"runs/{s}", "title": STUDY_TITLES.get(s, s)}
+                    for s in studies if s in executed]
+        if chapters:
+            parts.append({"caption": caption, "chapters": chapters})
+    skeleton = yaml.safe_load((book / "_toc.yml").read_text())
     toc = {k: v for k, v in skeleton.items() if k != "parts"}
-    toc["parts"] = parts + about
+    toc["parts"] = parts + skeleton.get("parts", [])
     path = book / "runs" / "_toc.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Generated by `studylib study` from book/_toc.yml and book/runs/.\n"
                     + yaml.safe_dump(toc, sort_keys=False))
+    return path
+
+
+def _arch_order(arch: str) -> tuple:
+    return (arch not in ARCH_ORDER, ARCH_ORDER.index(arch) if arch in ARCH_ORDER else 0, arch)
+
+
+def _arch_first(run: Path) -> tuple:
+    """Runs in the book's architecture order (their file is `<model>__<key>.ipynb`)."""
+    model, _, key = run.stem.partition("__")
+    return (*_arch_order(model), key)
+
+
+def write_verdicts(book: Path, tables: Sequence[str]) -> Path:
+    """book/runs/_verdicts.md, the landing page's table: per finding of the paper, the newest
+    chapter-05 verdict, what it is on each architecture, and a link to the chapter."""
+    import pandas as pd
+
+    from studylib.analysis import findings
+
+    frames = [ResultsTable(t).frame() for t in dict.fromkeys(tables)]
+    df = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(
+        not f.empty for f in frames) else pd.DataFrame()
+    rows = df[(df.study == "05_best_practices") & (df.metric == "verdict")] if len(df) else df
+    path = book / "runs" / "_verdicts.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if rows.empty:
+        path.write_text("*No verdicts yet: the chapter that judges the findings has not run.*\n")
+        return path
+    rows = rows[rows.run_id == rows.sort_values("timestamp", kind="stable").run_id.iloc[-1]]
+    archs = sorted(dict.fromkeys(rows.arch), key=_arch_order)
+    table = []
+    for i, statement in findings.FINDINGS.items():
+        got = rows[rows.benchmark == f"finding {i}"]
+        entry = {"the paper's finding": f"{i}. {statement}",
+                 "paper's evidence": findings.PAPER_EVIDENCE[i],
+                 "our verdict": f"**{got.verdict.iloc[0]}**" if len(got) else "not measured"}
+        for a in archs:
+            r = got[got.arch == a]
+            entry[a] = "–" if r.empty or not r.n.iloc[0] else (
+                f"{r.on_arch.iloc[0]} ({int(r.supported.iloc[0])}+ {int(r.contradicted.iloc[0])}−"
+                f" {int(r.ties.iloc[0])}=; d {r.median_d.iloc[0]:+.1f})")
+        study = FINDING_CHAPTER[i]
+        entry["chapter"] = f"{{doc}}`{STUDY_TITLES[study]} </runs/{study}>`"
+        table.append(entry)
+    seeds = sorted({str(x) for x in rows.seeds.dropna() if str(x)})
+    note = (f"\nReplicate seeds per claim: {', '.join(seeds)}. d is the median effect in AVG-% "
+            "points, positive on the paper's side.\n") if seeds else ""
+    path.write_text(_md_table(table, list(table[0])) + note)
     return path
 
 
@@ -146,6 +217,7 @@ def build_book(book: Path, tables: Sequence[str]) -> int:
         raise StudyError(f"no executed notebooks under {book / 'runs'}: nothing to build")
     toc = write_toc(book)
     write_provenance(book, tables)
+    write_verdicts(book, tables)
     jb = Path(sys.executable).with_name("jupyter-book")
     # absolute paths: jupyter-book resolves a relative --toc against the book directory
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(book.resolve()),

@@ -1,0 +1,65 @@
+"""How a chapter shows a result (`studylib.chapters.show`): numbered MyST tables and figures
+with captions, readable numbers, and no `nan` or `None` on the page."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from studylib.chapters import show  # noqa: E402
+
+
+@pytest.fixture()
+def shown(monkeypatch):
+    bundles = []
+    monkeypatch.setattr(show, "_display", bundles.append)
+    return bundles
+
+
+def test_table_is_a_numbered_myst_table_with_missing_values_as_a_dash(shown):
+    df = pd.DataFrame({"method": ["layer", None], "ratio": [0.15, 0.3], "AVG-%": [91.234, math.nan],
+                       "median |d|": [1.0, 2.0]})
+    show.table(df, "AVG-% per method.", "tab-x")
+    md = shown[0]["text/markdown"]
+    assert md.startswith("```{table} AVG-% per method.\n:name: tab-x\n")
+    assert "| 0.15 " in md and "| 91.2 " in md  # ratios as they are, the rest to 1 decimal
+    assert "median \\|d\\|" in md  # a pipe would split the Markdown table
+    body = md.split("\n\n", 1)[1]
+    for bad in ("nan", "None", "NaN"):
+        assert bad not in body
+    assert body.count(show.MISSING) == 2
+    assert "AVG-% per method." in shown[0]["text/html"]  # what JupyterLab shows
+
+
+def test_a_long_table_can_be_folded(shown):
+    show.table(pd.DataFrame({"a": [1]}), "All claims.", "tab-y", folded="All 1 claims")
+    md = shown[0]["text/markdown"]
+    assert md.startswith("::::{dropdown} All 1 claims\n```{table} All claims.")
+    assert md.rstrip().endswith("::::")
+
+
+def test_figure_is_saved_and_shown_once_as_a_numbered_figure(shown, tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    path = show.figure(fig, "02_study__toy__fig2", "AVG-% vs ratio.", tmp_path)
+    assert path == tmp_path / "02_study__toy__fig2.png" and path.stat().st_size > 1000
+    md = shown[0]["text/markdown"]
+    assert md.startswith("```{figure} /figures/02_study__toy__fig2.png\n:name: 02_study__toy__fig2")
+    assert "AVG-% vs ratio." in md
+    assert shown[0]["text/html"].startswith('<img src="data:image/png;base64,')
+    assert not plt.fignum_exists(fig.number)  # closed: the inline backend will not show it again
+
+
+def test_labels_are_unique_per_run():
+    class P:
+        study, model, key = "02_sft_recovery", "toy-llava", "fig2"
+
+    class Q(P):
+        model = "toy-bunny"
+
+    assert show.label(P, "table8") != show.label(Q, "table8")
+    assert show.label(P, "table8") == "02-sft-recovery-toy-llava-fig2-table8"

@@ -1,0 +1,144 @@
+"""One chapter page per study from its executed runs (`studylib.study.pages`), the TOC by
+question and the landing page's verdict table (`studylib.study.book`)."""
+
+import base64
+import json
+
+import nbformat
+import pytest
+import yaml
+
+from studylib.errors import StudyError
+from studylib.results import ResultsTable
+from studylib.study import book, pages
+
+PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")).decode()
+
+
+def _run(model: str, value: float, *, extra_cell: bool = False) -> nbformat.NotebookNode:
+    """An executed run of a three-code-cell template, as papermill leaves it."""
+    v4 = nbformat.v4
+    nb = v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"overrides": {"model": model}}}
+    setup = v4.new_code_cell("ch = open_chapter(...)", outputs=[
+        v4.new_output("stream", name="stdout", text=f"study x, model {model}\n")])
+    setup.metadata["tags"] = ["remove-cell"]
+    same = v4.new_code_cell("rule()", outputs=[v4.new_output("stream", name="stdout",
+                                                             text="the rule\n")])
+    result = v4.new_code_cell("show.table(...)", outputs=[
+        v4.new_output("display_data", data={"text/markdown": f"```{{table}} AVG of {model}\n"
+                                                             f":name: tab-{model}\n\n| a |\n|---|\n| {value} |\n```\n",
+                                            "text/plain": "t"}),
+        v4.new_output("display_data", data={"image/png": PNG}),
+        v4.new_output("display_data", data={"text/plain": repr(value)},
+                      metadata={"scrapbook": {"name": "avg", "mime_prefix": ""}}),
+        v4.new_output("stream", name="stderr", text="NearChanceWarning\n")])
+    result.metadata["tags"] = ["hide-input"]
+    injected = v4.new_code_cell("overrides = {}")
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells = [v4.new_markdown_cell("# A question\n\nNarrative."), injected, setup, same, result,
+                v4.new_markdown_cell("The teacher's AVG is {glue:text}`avg:.1f`.")]
+    if extra_cell:
+        nb.cells.append(v4.new_code_cell("1"))
+    return nb
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    study = tmp_path / "runs" / "02_sft_recovery"
+    study.mkdir(parents=True)
+    paths = []
+    for model, value in (("toy-llava", 61.25), ("toy-bunny", 48.5)):
+        path = study / f"{model}__fig2.ipynb"
+        nbformat.write(_run(model, value), path)
+        paths.append(path)
+    return tmp_path, paths
+
+
+def test_one_page_per_study_with_a_tab_per_architecture(runs):
+    root, paths = runs
+    out = pages.chapter_page("02_sft_recovery", paths, root / "runs" / "02_sft_recovery.ipynb")
+    cells = nbformat.read(out, as_version=4).cells
+    sources = [c.source for c in cells]
+    assert sources.count("# A question\n\nNarrative.") == 1  # the narrative once
+    assert not any("overrides" in s for s in sources)  # papermill's injected cell is gone
+    assert cells[1].metadata["tags"] == ["remove-cell"]  # scaffolding: myst-nb leaves it out
+    assert cells[2].source == "rule()" and cells[2].outputs  # same in every run: shown once
+    code = cells[3]
+    assert code.source == "show.table(...)" and code.outputs == []
+    assert "hide-input" in code.metadata["tags"]
+    tabs = cells[4].source
+    assert tabs.startswith(":::::{tab-set}") and ":sync-group: run" in tabs
+    assert tabs.index("{tab-item} toy-llava") < tabs.index("{tab-item} toy-bunny")
+    assert "AVG of toy-llava" in tabs and "AVG of toy-bunny" in tabs
+    assert "NearChanceWarning" not in tabs  # stderr is for the terminal
+    image = tabs.split("{image} /")[1].split("\n")[0]
+    assert (root / image).is_file()  # the image became a file beside the page
+    glued = cells[5].source  # the narrative's number, once per run
+    assert "The teacher's AVG is 61.2." in glued and "The teacher's AVG is 48.5." in glued
+
+
+def test_a_single_run_is_its_notebook(runs):
+    root, paths = runs
+    out = pages.chapter_page("02_sft_recovery", paths[:1], root / "runs" / "02.ipynb")
+    cells = nbformat.read(out, as_version=4).cells
+    assert [c.source for c in cells][-1] == "The teacher's AVG is {glue:text}`avg:.1f`."
+    assert cells[3].outputs  # outputs in place, glue and all: myst-nb renders them
+    assert not any("{tab-set}" in c.source for c in cells)
+
+
+def test_runs_of_different_templates_are_refused(runs):
+    root, paths = runs
+    nbformat.write(_run("toy-bunny", 1.0, extra_cell=True), paths[1])
+    with pytest.raises(StudyError, match="different cells"):
+        pages.chapter_page("02_sft_recovery", paths, root / "runs" / "x.ipynb")
+
+
+def test_a_cited_number_the_run_did_not_glue_is_an_error():
+    with pytest.raises(StudyError, match="'teacher'"):
+        pages.fill_glue("AVG {glue:text}`teacher:.1f`", {"avg": "1.0"})
+
+
+def test_toc_is_one_chapter_per_study_in_the_readers_words(runs):
+    root, _ = runs
+    (root / "_toc.yml").write_text(yaml.safe_dump(
+        {"format": "jb-book", "root": "intro", "parts": [{"caption": "About",
+                                                            "chapters": [{"file": "rerun"}]}]}))
+    toc = yaml.safe_load(book.write_toc(root).read_text())
+    first = toc["parts"][0]
+    assert first["caption"] == "Pruning and recovery"
+    assert first["chapters"] == [{"file": "runs/02_sft_recovery",
+                                  "title": book.STUDY_TITLES["02_sft_recovery"]}]
+    assert toc["parts"][-1]["caption"] == "About"
+    assert (root / "runs" / "02_sft_recovery.ipynb").is_file()
+
+
+def test_landing_page_verdicts_come_from_the_newest_chapter_05_run(tmp_path):
+    table = ResultsTable(tmp_path / "results.jsonl")
+    base = {"study": "05_best_practices", "model": "findings", "metric": "verdict",
+            "benchmark": "finding 1", "n": 2, "supported": 2, "contradicted": 0, "ties": 0,
+            "untested": 0, "median_d": 8.25, "seeds": "3"}
+    table.record("old", [{**base, "arch": "toy-llava", "verdict": "not replicated",
+                          "on_arch": "opposite"}], {})
+    table.record("new", [{**base, "arch": a, "verdict": "replicated", "on_arch": "holds"}
+                         for a in ("toy-bunny", "toy-llava")], {})
+    text = book.write_verdicts(tmp_path, [str(tmp_path / "results.jsonl")]).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| 1."))
+    assert "**replicated**" in row and "not replicated" not in row
+    assert row.index("holds (2+ 0− 0=; d +8.2)") > 0
+    assert text.index("toy-llava") < text.index("toy-bunny")  # the book's architecture order
+    assert "{doc}`" in row and "/runs/01_pruning_comparison" in row
+    assert "| 2. " in text and "not measured" in text
+    assert json.dumps(text)  # plain text
+
+
+def test_two_runs_of_one_architecture_get_their_keys_in_the_tab(runs):
+    root, paths = runs
+    smoke = paths[0].with_name("toy-llava__smoke.ipynb")
+    nbformat.write(_run("toy-llava", 50.0), smoke)
+    out = pages.chapter_page("02_sft_recovery", [*paths, smoke], root / "runs" / "x.ipynb")
+    tabs = nbformat.read(out, as_version=4).cells[4].source
+    assert "{tab-item} toy-llava · fig2" in tabs and "{tab-item} toy-llava · smoke" in tabs
+    assert "{tab-item} toy-bunny\n" in tabs

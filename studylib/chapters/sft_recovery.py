@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from studylib.analysis import tables
+
 
 def trainable_table(df: pd.DataFrame) -> pd.DataFrame:
     """What each recipe trains, per pruned model: trainable parameters by part (seed 0)."""
@@ -78,3 +80,37 @@ def sft_takeaways(summary: pd.DataFrame, items: int, chance: float = math.nan) -
     lines.append(f"{items} items per benchmark" + (
         "; with this few items differences of a few points are noise" if items < 100 else ""))
     return lines
+
+
+RECIPE_WORDS = {"none": "prune only", "sft-mm": "+ projector", "sft": "+ projector + LLM"}
+
+
+def _mean_ci(mean: float, half: float | None) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.1f}" if half is None or pd.isna(half) else f"{mean:.1f} ± {half:.1f}"
+
+
+def fig2_table(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 2 as a table for reading: per method and requested ratio, the share removed,
+    each recovery's AVG-% (mean ± 95% CI half-width over seeds) and the paper's AVG-% where
+    its tables print the point."""
+    w = tables.wide(summary, "recipe", paper=paper)
+    out = pd.DataFrame(index=w.index)
+    out["removed (%)"] = 100 * w.removed
+    for recipe, words in RECIPE_WORDS.items():
+        if recipe in w:
+            half = w.get(f"± {recipe}", pd.Series(index=w.index, dtype=float))
+            out[f"{words}, ours"] = [_mean_ci(m, h) for m, h in zip(w[recipe], half, strict=True)]
+    for col in [c for c in w.columns if c.startswith("paper ")]:
+        out[f"{RECIPE_WORDS.get(col[6:], col[6:])}, paper"] = w[col]
+    return out.reset_index().rename(columns={"ratio": "ratio requested"})
+
+
+def trainable_display(trainable: pd.DataFrame) -> pd.DataFrame:
+    """What each recipe trains, in words and counts (first seed)."""
+    t = trainable.assign(**{"trainable (%)": 100 * trainable.trainable_share})
+    return t[["method", "ratio", "recipe", "train", "n_params", "trainable_params",
+              "trainable (%)"]].rename(columns={
+                  "ratio": "ratio requested", "n_params": "parameters after pruning",
+                  "trainable_params": "trained parameters"})

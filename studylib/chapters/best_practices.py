@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import evidence, findings
+from studylib.analysis import advise, evidence, findings
 from studylib.analysis.paper import (
     FINDINGS,
     PAPER_MODEL,
@@ -18,7 +18,7 @@ from studylib.analysis.paper import (
     SHORT_PAPER_NAME,
     prescribed_method,
 )
-from studylib.chapters import plotting
+from studylib.chapters import show
 from studylib.chapters.plotting import color
 
 CLIP = 150.0  # retention is drawn up to this; beyond it the teacher's score is near zero
@@ -223,13 +223,48 @@ def best_practice_table(ev: pd.DataFrame, archs, table3: pd.DataFrame) -> pd.Dat
                      or [findings.best_practice(ev, "", None, None)], ignore_index=True)
 
 
-def save_spiders(ev: pd.DataFrame, archs, table3: pd.DataFrame, name: str, directory) -> None:
-    """Paper Fig. 1's spider plot for each architecture, saved as `<name>__spider_<arch>`."""
-    for a in archs:
-        plotting.save(fig_spider(ev, a, PAPER_MODEL.get(a), table3), f"{name}__spider_{a}",
-                      directory)
-    if not archs:
-        print("no architecture has evaluations yet: run chapters 00-04 first")
+def glue_counts(verdicts: pd.DataFrame) -> dict[str, int]:
+    """How many findings got each verdict, glued for the prose as `n_<verdict>`."""
+    counts = verdicts.drop_duplicates("finding").verdict.value_counts()
+    out = {f"n_{label.replace(' ', '_')}": int(counts.get(label, 0)) for label in findings.LABELS}
+    for name, n in out.items():
+        show.glue(name, n)
+    return out
+
+
+def verdict_display(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """`findings.verdict_table` for reading: the paper's statement, our verdict, one column
+    per architecture."""
+    t = findings.verdict_table(verdicts).drop(columns=["paper evidence"])
+    return t.rename(columns={"the paper": "the paper's finding", "verdict": "our verdict"})
+
+
+def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
+    """Every claim in seven columns: d with its CI as text, the Holm-adjusted p."""
+    if claims.empty:
+        return pd.DataFrame(columns=["finding", "arch", "claim", "setting", "d [95% CI]",
+                                     "p (Holm)", "outcome"])
+    ci = [f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" if pd.notna(d) else "–"
+          for d, lo, hi in zip(claims.d, claims.ci_low, claims.ci_high, strict=True)]
+    return pd.DataFrame({"finding": claims.finding, "arch": claims.arch, "claim": claims.claim,
+                         "setting": claims.setting, "d [95% CI]": ci,
+                         "p (Holm)": claims.p_holm.map(lambda p: "–" if pd.isna(p) else f"{p:.3f}"),
+                         "outcome": claims.outcome})
+
+
+def table3_display(ev: pd.DataFrame, archs, table3: pd.DataFrame) -> pd.DataFrame:
+    """`best_practice_table` without the per-benchmark columns (the spider plots show them)."""
+    t = best_practice_table(ev, archs, table3)
+    return t[["source", "model", "setting", "ratio", "AVG-%", "95% CI", "seeds"]].rename(
+        columns={"ratio": "ratio requested"})
+
+
+def advice_display(advice: pd.DataFrame) -> pd.DataFrame:
+    """The decision table in seven columns."""
+    t = advise.decision_table(advice)
+    t = t.assign(**{"AVG-% [95% CI]": [f"{a:.1f} {ci}" if pd.notna(a) else "–"
+                                        for a, ci in zip(t["AVG-%"], t["95% CI"], strict=True)]})
+    return t[["arch", "budget", "ratio", "use", "AVG-% [95% CI]", "paper", "evidence"]]
 
 
 def takeaways(verdicts: pd.DataFrame, head: pd.DataFrame) -> list[str]:

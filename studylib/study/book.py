@@ -72,7 +72,7 @@ def write_toc(book: Path) -> Path:
     parts_spec = [*PARTS, ("Other studies", tuple(s for s in executed if s not in grouped))]
     parts = []
     for caption, studies in parts_spec:
-        chapters = [{"file": f"runs/{s}", "title": STUDY_TITLES.get(s, s)}
+        chapters = [{"file": f"runs/{s}", "title": chapter_title(s)}
                     for s in studies if s in executed]
         if chapters:
             parts.append({"caption": caption, "chapters": chapters})
@@ -94,6 +94,13 @@ def _arch_first(run: Path) -> tuple:
     """Runs in the book's architecture order (their file is `<model>__<key>.ipynb`)."""
     model, _, key = run.stem.partition("__")
     return (*_arch_order(model), key)
+
+
+def chapter_title(study: str) -> str:
+    """"02 · Recovery by finetuning: ...": the study's number (the prose cites chapters by
+    it) and its question in the reader's words."""
+    number = study[:2] + " · " if study[:2].isdigit() else ""
+    return number + STUDY_TITLES.get(study, study)
 
 
 def write_verdicts(book: Path, tables: Sequence[str]) -> Path:
@@ -126,7 +133,7 @@ def write_verdicts(book: Path, tables: Sequence[str]) -> Path:
                 f"{r.on_arch.iloc[0]} ({int(r.supported.iloc[0])}+ {int(r.contradicted.iloc[0])}−"
                 f" {int(r.ties.iloc[0])}=; d {r.median_d.iloc[0]:+.1f})")
         study = FINDING_CHAPTER[i]
-        entry["chapter"] = f"{{doc}}`{STUDY_TITLES[study]} </runs/{study}>`"
+        entry["chapter"] = f"{{doc}}`{chapter_title(study)} </runs/{study}>`"
         table.append(entry)
     seeds = sorted({str(x) for x in rows.seeds.dropna() if str(x)})
     note = (f"\nReplicate seeds per claim: {', '.join(seeds)}. d is the median effect in AVG-% "

@@ -110,7 +110,7 @@ def test_toc_is_one_chapter_per_study_in_the_readers_words(runs):
     first = toc["parts"][0]
     assert first["caption"] == "Pruning and recovery"
     assert first["chapters"] == [{"file": "runs/02_sft_recovery",
-                                  "title": book.STUDY_TITLES["02_sft_recovery"]}]
+                                  "title": "02 · " + book.STUDY_TITLES["02_sft_recovery"]}]
     assert toc["parts"][-1]["caption"] == "About"
     assert (root / "runs" / "02_sft_recovery.ipynb").is_file()
 

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from studylib.analysis import paper
+from studylib.analysis import paper, tables
 from studylib.analysis.paper import TABLE10_11_MODEL, TABLE10_11_RECIPES
 from studylib.chapters import plotting
 from studylib.evaluation import metrics
@@ -64,34 +64,63 @@ def retention(run: pd.DataFrame, benchmark: str = "GQA") -> pd.DataFrame:
             .rename(f"{benchmark}-%").reset_index())
 
 
+PAPER_COL = "(paper, Tables 10–11)"
+
+
+def pruning_label(method: str, ratio: float, removed: float = math.nan) -> str:
+    """How a reader names a student's pruning: "layerwise 30%", with the share of the LLM's
+    decoder parameters actually removed where it differs (layerwise moves in whole layers)."""
+    if method == "none":
+        return "unpruned"
+    text = f"{method}wise {100 * ratio:g}%"
+    if np.isfinite(removed) and abs(removed - ratio) > 5e-4:
+        text += f" ({100 * removed:.1f}% removed)"
+    return text
+
+
 def side_by_side(summary: pd.DataFrame, paper: pd.DataFrame,
                  run: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (method, ratio, recipe): our AVG-% (mean over seeds, achieved ratio) beside
-    the paper's where Tables 10-11 print the cell (NaN where they do not); with `run`, also
-    GQA retention (`retention`), ours and the paper's."""
+    """One row per (method, ratio, recipe), in reader words: our AVG-% (mean over seeds, its
+    95% CI half-width when there are several seeds) beside the paper's where Tables 10-11
+    print the cell (NaN where they do not); with `run`, also GQA retention (`retention`),
+    ours and the paper's."""
     ours = summary[summary.recipe.isin(RECIPE_ORDER)].copy()
     keys = list(zip(ours.method, ours.ratio, ours.recipe, strict=True))
     p = paper[paper.ratio > 0].set_index(["method", "ratio", "recipe"])
-    ours["paper"] = [p.avg_pct.get(k, math.nan) for k in keys]
-    ours["ours - paper"] = ours["mean"] - ours["paper"]
-    cols = ["method", "ratio", "ratio_achieved", "recipe", "mean", "ci95", "paper",
-            "ours - paper"]
+    out = pd.DataFrame({
+        "pruning": [pruning_label(m, r, a) for m, r, a in
+                    zip(ours.method, ours.ratio, ours.ratio_achieved, strict=True)],
+        "recovery": [RECIPE_LABELS[r] for r in ours.recipe],
+        "AVG-% (ours)": ours["mean"].to_numpy(float),
+        "± 95% CI (ours)": ours.ci95.to_numpy(float),
+        f"AVG-% {PAPER_COL}": [p.avg_pct.get(k, math.nan) for k in keys]})
     if run is not None:
         gqa = retention(run).set_index(["method", "ratio", "recipe"])["GQA-%"]
         gqa0 = float(paper[paper.ratio == 0].GQA.iloc[0])
-        ours["GQA-% ours"] = [gqa.get(k, math.nan) for k in keys]
-        ours["GQA-% paper"] = [metrics.pct_of_teacher(p.GQA.get(k, math.nan), gqa0)
-                               for k in keys]
-        cols += ["GQA-% ours", "GQA-% paper"]
-    ours["recipe"] = pd.Categorical(ours.recipe, RECIPE_ORDER, ordered=True)
-    out = ours.sort_values(["ratio", "method", "recipe"])[cols]
-    out = out.rename(columns={"mean": "AVG-% ours", "ci95": "± ours", "paper": "AVG-% paper",
-                              "ratio_achieved": "removed"})
-    if out["± ours"].isna().all():
-        out = out.drop(columns="± ours")
-    values = [c for c in out.columns if c not in ("method", "ratio", "recipe", "removed")]
+        out["GQA-% (ours)"] = [gqa.get(k, math.nan) for k in keys]
+        out[f"GQA-% {PAPER_COL}"] = [metrics.pct_of_teacher(p.GQA.get(k, math.nan), gqa0)
+                                     for k in keys]
+    if out["± 95% CI (ours)"].isna().all():
+        out = out.drop(columns="± 95% CI (ours)")
+    order = pd.DataFrame({"ratio": ours.ratio.to_numpy(), "method": ours.method.to_numpy(),
+                          "r": [RECIPE_ORDER.index(r) for r in ours.recipe]})
+    out = out.iloc[order.sort_values(["ratio", "method", "r"]).index].reset_index(drop=True)
+    values = [c for c in out.columns if c not in ("pruning", "recovery")]
     out[values] = out[values].round(1)
-    return out.assign(removed=out.removed.round(3)).reset_index(drop=True)
+    return out
+
+
+def _per_model(frame: pd.DataFrame) -> pd.DataFrame:
+    """Scores by model in reader words: one row per (method, ratio, recipe), the unpruned
+    model first, then by ratio, method and recipe; the six benchmarks and AVG."""
+    f = frame.assign(r=[RECIPE_ORDER.index(r) for r in frame.recipe])
+    f = f.sort_values(["ratio", "method", "r"])  # the unpruned model has ratio 0
+    achieved = f.ratio_achieved if "ratio_achieved" in f else f.ratio
+    model = [pruning_label(m, r, a) + ("" if m == "none" else
+                                       f", {'prune only' if rec == 'none' else rec}")
+             for m, r, a, rec in zip(f.method, f.ratio, achieved, f.recipe, strict=True)]
+    values = [*metrics.PAPER_KEYS, "AVG"]
+    return pd.DataFrame({"model": model, **{k: f[k].to_numpy(float) for k in values}})
 
 
 def benchmark_table(run: pd.DataFrame) -> pd.DataFrame:
@@ -101,15 +130,18 @@ def benchmark_table(run: pd.DataFrame) -> pd.DataFrame:
                & run.benchmark.isin(metrics.PAPER_KEYS)].copy()
     rows = rows[rows.seed.isna() | (rows.seed == rows.seed.min())]
     rows["recipe"] = rows.recipe.fillna("none")
-    table = rows.pivot_table(index=["method", "ratio", "recipe"], columns="benchmark",
-                             values="value", sort=False)[list(metrics.PAPER_KEYS)]
+    rows["ratio_achieved"] = rows.ratio_achieved.fillna(0.0).astype(float)
+    table = rows.pivot_table(index=["method", "ratio", "ratio_achieved", "recipe"],
+                             columns="benchmark", values="value", sort=False)
+    table = table[list(metrics.PAPER_KEYS)]
     table["AVG"] = [metrics.average(dict(zip(metrics.PAPER_KEYS, v, strict=True)))
-                    for v in table[list(metrics.PAPER_KEYS)].to_numpy(float)]
-    table = table.reset_index()
-    table["recipe"] = pd.Categorical(table.recipe, RECIPE_ORDER, ordered=True)
-    values = [*metrics.PAPER_KEYS, "AVG"]
-    table[values] = table[values].round(1)
-    return table.sort_values(["ratio", "method", "recipe"]).reset_index(drop=True)
+                    for v in table.to_numpy(float)]
+    return _per_model(table.reset_index())
+
+
+def paper_benchmark_table(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Tables 10-11 (`paper_tables_10_11`) in `benchmark_table`'s layout."""
+    return _per_model(paper)
 
 
 def fig_tables_10_11(summary: pd.DataFrame, paper: pd.DataFrame, arch: str,
@@ -171,43 +203,59 @@ def fig_tables_10_11(summary: pd.DataFrame, paper: pd.DataFrame, arch: str,
 
 
 def takeaways(summary: pd.DataFrame, items: int, chance: float = math.nan,
-              gqa: pd.DataFrame | None = None) -> list[str]:
+              gqa: pd.DataFrame | None = None,
+              paper: pd.DataFrame | None = None) -> list[str]:
     """The paper's InternVL statements, each checked on our rows where the grid has them:
     projector-only recovery >= 95% at 15%; at 30% layerwise, finetuning the LLM adds much
     more than the projector alone; SFT + KD >= SFT. `gqa`: `retention(run)`, for the same
-    30% layerwise comparison on GQA alone."""
+    30% layerwise comparison on GQA alone. The paper's side is read from `paper`
+    (`paper_tables_10_11()` by default), never typed."""
+    paper = paper_tables_10_11() if paper is None else paper
     s = summary.set_index(["method", "ratio", "recipe"])["mean"]
+    p = paper.set_index(["method", "ratio", "recipe"])
+    gqa0 = float(paper[paper.ratio == 0].GQA.iloc[0])
 
     def get(method: str, ratio: float, recipe: str) -> float:
         return float(s.get((method, ratio, recipe), math.nan))
+
+    def theirs(method: str, ratio: float, recipe: str, col: str = "avg_pct") -> float:
+        v = float(p[col].get((method, ratio, recipe), math.nan))
+        return metrics.pct_of_teacher(v, gqa0) if col == "GQA" else v
 
     lines = []
     for method in ("layer", "width"):
         v = get(method, 0.15, "sft-mm")
         if np.isfinite(v):
-            paper = {"layer": 96.7, "width": 97.4}[method]
-            lines.append(f"15% {method}wise, projector only: {v:.1f}% (paper {paper}%; finding 3 "
-                         f"expects >= 95%: {'agrees' if v >= 95 else 'disagrees'})")
-    mm, full = get("layer", 0.3, "sft-mm"), get("layer", 0.3, "sft")
-    if np.isfinite(mm) and np.isfinite(full):
-        lines.append(f"30% layerwise: projector only {mm:.1f}%, projector + LoRA {full:.1f}% "
-                     f"({full - mm:+.1f} points; paper 60.6% -> 86.6%, +26.1: at 30% the LLM "
-                     f"itself needs training -> {'agrees' if full - mm > 5 else 'disagrees'})")
-    if gqa is not None:
-        g = gqa.set_index(["method", "ratio", "recipe"])["GQA-%"]
-        mm, full = (float(g.get(("layer", 0.3, r), math.nan)) for r in ("sft-mm", "sft"))
+            lines.append(f"15% {method}wise, projector only: {v:.1f}% (paper "
+                         f"{theirs(method, 0.15, 'sft-mm'):.1f}%; finding 3 expects >= 95%: "
+                         f"{'agrees' if v >= 95 else 'disagrees'})")
+    for col, what, ours in (("avg_pct", "30% layerwise: ", s),
+                            ("GQA", "30% layerwise, GQA retained: ",
+                             None if gqa is None else
+                             gqa.set_index(["method", "ratio", "recipe"])["GQA-%"])):
+        if ours is None:
+            continue
+        mm, full = (float(ours.get(("layer", 0.3, r), math.nan)) for r in ("sft-mm", "sft"))
+        pm, pf = (theirs("layer", 0.3, r, col) for r in ("sft-mm", "sft"))
         if np.isfinite(mm) and np.isfinite(full):
-            lines.append(f"30% layerwise, GQA retained: projector only {mm:.1f}%, projector + "
-                         f"LoRA {full:.1f}% ({full - mm:+.1f} points; paper 43.8% -> 85.4%, "
-                         f"+41.6 -> {'agrees' if full - mm > 5 else 'disagrees'})")
+            lines.append(f"{what}projector only {mm:.1f}%, projector + LoRA {full:.1f}% "
+                         f"({full - mm:+.1f} points; paper {pm:.1f}% -> {pf:.1f}%, "
+                         f"{pf - pm:+.1f}: at 30% the LLM itself needs training -> "
+                         f"{'agrees' if full - mm > 5 else 'disagrees'})")
     for method in ("layer", "width"):
         for ratio in sorted(set(summary.ratio)):
             sft, kd = get(method, ratio, "sft"), get(method, ratio, "sft+l2")
             if np.isfinite(sft) and np.isfinite(kd):
-                paper = {("layer", 0.15): "paper +0.4", ("layer", 0.3): "paper +0.6"}.get(
-                    (method, ratio), "not in the paper's tables")
-                lines.append(f"{ratio:g} {method}wise: SFT + L2 KD {kd:.1f}% vs SFT {sft:.1f}% "
-                             f"({kd - sft:+.1f} points; {paper})")
+                d = theirs(method, ratio, "sft+l2") - theirs(method, ratio, "sft")
+                said = f"paper {d:+.1f}" if np.isfinite(d) else "not in the paper's tables"
+                lines.append(f"{100 * ratio:g}% {method}wise: SFT + L2 KD {kd:.1f}% vs SFT "
+                             f"{sft:.1f}% ({kd - sft:+.1f} points; {said})")
+    removed = summary[summary.method == "layer"].groupby("ratio").ratio_achieved.mean()
+    for ratio, got in removed.items():
+        if abs(got - ratio) > 5e-4:
+            lines.append(f"layerwise pruning removes whole decoder layers: {100 * ratio:g}% "
+                         f"requested removed {100 * got:.1f}% of the LLM's decoder "
+                         "parameters, so that student is not quite the paper's")
     if np.isfinite(chance):
         lines.append(f"a random guesser reaches {chance:.0f}% of the teacher's AVG")
     lines.append(f"{items} items per benchmark" + (
@@ -215,13 +263,31 @@ def takeaways(summary: pd.DataFrame, items: int, chance: float = math.nan,
     return lines
 
 
+def teacher_vs_chance(run: pd.DataFrame) -> dict[str, float]:
+    """The teacher's AVG, a random guesser's AVG-% and the teacher's GQA as a multiple of
+    the guesser's: why this chapter reads GQA-% beside AVG-%."""
+    score = run[(run.metric == "score") & (run.benchmark == "GQA")]
+    teacher = score[(score.model != "chance") & (score.method == "none")].value.mean()
+    guess = score[score.model == "chance"].value.mean()
+    return {"teacher_avg": tables.teacher_avg(run), "chance_pct": tables.chance_pct(run),
+            "gqa_x_chance": float(teacher / guess) if guess > 0 else math.nan}
+
+
 def teacher_table(checkpoint) -> pd.DataFrame:
-    """How the toy-internvl teacher was made: parameters by part, its vision tower's probe
-    accuracy and its training time (from the checkpoint's training summary)."""
+    """How big the toy-internvl teacher is: parameters by part and each part's share."""
+    counts = teachers.read_summary(checkpoint)["parameters"]
+    parts = ["vision", "projector", "llm", "total"]
+    return pd.DataFrame({"part": ["vision tower", "projector", "LLM", "total"],
+                         "parameters": [f"{int(counts[k]):,}" for k in parts],
+                         "% of total": [100 * counts[k] / counts["total"] for k in parts]})
+
+
+def teacher_note(checkpoint) -> str:
+    """How the teacher was trained, from its checkpoint's training summary, in one sentence."""
     trained = teachers.read_summary(checkpoint)
-    counts = trained["parameters"]
-    return pd.DataFrame([{"arch": trained["arch"], **counts,
-                          "llm_share": round(counts["llm"] / counts["total"], 3),
-                          **{f"vision probe {k}": round(v, 3)
-                             for k, v in trained["vision_pretraining"]["cell_accuracy"].items()},
-                          "training_s": trained["wall_time_s"], "threads": trained["threads"]}])
+    probe = ", ".join(f"{k} {100 * v:.1f}%" for k, v in
+                      trained["vision_pretraining"]["cell_accuracy"].items())
+    return (f"Its vision tower, pretrained and then frozen, reads each grid cell's attributes "
+            f"with probe accuracy {probe}; the whole teacher trained in "
+            f"{trained['wall_time_s'] / 60:.0f} minutes on {trained['threads']} CPU "
+            f"thread{'s' if trained['threads'] != 1 else ''}.")

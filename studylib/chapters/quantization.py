@@ -6,14 +6,13 @@ and reports weight memory, latency and the six benchmarks for each. `quant_table
 the same six models from a toy teacher (`prune.prune`, then `recover.recover` with the
 `sft+l2` recipe, then `quantize.quantize_int8`) and returns tidy rows for the results table:
 
-- **memory**: the weights' bytes, measured from the tensors (`quantize.weight_bytes`). Both
-  rows also carry `weights_fp16_mib`, the size with every float tensor counted at 2 bytes:
-  the paper's baseline is fp16 (and its int8 model keeps the unquantized parts in fp16),
-  while the CPU testbed computes in fp32;
+- **memory**: the weights' bytes, measured from the tensors (`quantize.weight_bytes`), and
+  `weights_fp16_mib` with every float tensor counted at 2 bytes: the paper's baseline is
+  fp16 (its int8 model keeps the rest in fp16), while the CPU testbed computes in fp32;
 - **latency**: batch 1, one image + `text_tokens` prompt tokens: prefill and per-token
-  decode (`latency.latency`). All six models are timed round-robin, float and int8 of one
-  model back to back in alternating order, so the int8/float ratio of each round is taken
-  under the same machine load; medians and interquartile ranges over the rounds;
+  decode, all six models timed round-robin, float and int8 of one model back to back in
+  alternating order, so each round's int8/float ratio sees one machine load; medians and
+  interquartile ranges over the rounds;
 - **scores**: `evaluate.evaluate` on the same seeded items for all six.
 
 int8 rows are recorded under their own method name (`none-int8`, `layer-int8`,
@@ -34,6 +33,7 @@ import pandas as pd
 from studylib.analysis import evidence
 from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE9_MODEL
 from studylib.chapters import plotting
+from studylib.chapters.generalization import pruning_label
 from studylib.compress import prune, quantize
 from studylib.errors import StudyError
 from studylib.evaluation import evaluate, latency, metrics
@@ -92,17 +92,21 @@ def compute(P, teacher, processor) -> list[dict[str, Any]]:
 def memory_demo(teacher, lm_head: bool = False) -> pd.DataFrame:
     """The teacher's weight memory by part, fp32 and with its LLM in int8."""
     _, demo = quantize.quantize_int8(copy.deepcopy(teacher).cpu(), "torch", lm_head=lm_head)
-    parts = ["vision", "projector", "llm", "total"]
-    return pd.DataFrame({"fp32 (MiB)": [demo.bytes_before[k] / quantize.MIB for k in parts],
-                         "int8 LLM (MiB)": [demo.bytes_after[k] / quantize.MIB for k in parts]},
-                        index=parts).assign(ratio=lambda d: d.iloc[:, 1] / d.iloc[:, 0]).round(3)
+    parts = {"vision": "vision tower", "projector": "projector", "llm": "LLM", "total": "total"}
+    fp32, int8 = (np.array([b[k] for k in parts]) / quantize.MIB
+                  for b in (demo.bytes_before, demo.bytes_after))
+    return pd.DataFrame({"part": list(parts.values()), "fp32 (MiB)": fp32,
+                         "LLM in int8 (MiB)": int8, "int8 / fp32": int8 / fp32})
 
 
 def same_answers(run: pd.DataFrame) -> pd.DataFrame:
-    """Share of items (%) whose int8 answer is the fp32 answer, per variant and benchmark."""
-    same = run[run.metric == "same_answer_pct"]
-    return same.pivot_table(index="variant", columns="benchmark", values="value",
-                            sort=False).round(1)
+    """Share of items (%) whose int8 answer is the fp32 answer: one row per benchmark, one
+    column per model."""
+    same = run[(run.metric == "same_answer_pct") & (run.benchmark != "all")]
+    models = {v: model_label(v, g.ratio.iloc[0]) for v, g in same.groupby("variant")}
+    table = same.pivot_table(index="benchmark", columns="variant", values="value", sort=False)
+    table = table[[v for v in VARIANT_ORDER if v in table.columns]].rename(columns=models)
+    return table.rename_axis(columns=None).reset_index()
 
 
 def quant_table(teacher, processor, *, model_name: str, students=DEFAULT_STUDENTS,
@@ -205,8 +209,8 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def table9(run: pd.DataFrame) -> pd.DataFrame:
-    """Our Table 9: one row per (variant, precision) with memory, latency, scores, AVG and
-    AVG-% (of the fp32 teacher, same items)."""
+    """Our Table 9: one row per (variant, precision) with the requested and achieved ratio,
+    memory, latency, scores, AVG and AVG-% (of the fp32 teacher, same items)."""
     res = run[run.benchmark == "resources"]
     scores = run[(run.metric == "score") & run.benchmark.isin(metrics.PAPER_KEYS)]
     out = []
@@ -214,14 +218,12 @@ def table9(run: pd.DataFrame) -> pd.DataFrame:
         r = res[(res.variant == variant) & (res.precision == precision)].set_index("metric")
         vals = dict(zip(g.benchmark, g.value.astype(float), strict=True))
         row = {"variant": variant, "precision": precision,
-               "ratio": float(g.ratio_achieved.iloc[0]),
-               "memory_mib": r.value.get("weights_mib", np.nan),
-               "prefill_ms": r.value.get("prefill_ms", np.nan),
-               "prefill_iqr": r["iqr"].get("prefill_ms", np.nan),
-               "decode_ms": r.value.get("decode_ms", np.nan),
-               "decode_iqr": r["iqr"].get("decode_ms", np.nan),
-               "prefill_x": r.value.get("prefill_ratio", np.nan),
-               "decode_x": r.value.get("decode_ratio", np.nan),
+               "requested": float(g.ratio.iloc[0]), "ratio": float(g.ratio_achieved.iloc[0]),
+               **{k: r.value.get(m, np.nan) for k, m in (
+                   ("memory_mib", "weights_mib"), ("prefill_ms", "prefill_ms"),
+                   ("decode_ms", "decode_ms"), ("prefill_x", "prefill_ratio"),
+                   ("decode_x", "decode_ratio"))},
+               **{f"{k}_iqr": r["iqr"].get(f"{k}_ms", np.nan) for k in ("prefill", "decode")},
                **{b: vals.get(b, np.nan) for b in metrics.PAPER_KEYS},
                "AVG": metrics.average(vals)}
         out.append(row)
@@ -236,39 +238,55 @@ def paper_table9(paper: pd.DataFrame) -> pd.DataFrame:
     t = paper.copy()
     t["precision"] = np.where(t.model.str.endswith(".int8"), "int8", "fp16")
     t["variant"] = t.ratio.map({0.0: "teacher", 0.15: "layer", 0.30: "width"})
-    t = t.rename(columns={"memory_mib": "memory_mib", "latency_ms": "latency_ms"})
-    return _order(t[["variant", "precision", "ratio", "memory_mib", "latency_ms",
+    t["requested"] = t.ratio
+    return _order(t[["variant", "precision", "requested", "ratio", "memory_mib", "latency_ms",
                      "latency_sd_ms", *metrics.PAPER_KEYS, "AVG"]])
 
 
-def beside(ours: pd.DataFrame, paper: pd.DataFrame, run: pd.DataFrame | None = None,
-           paper_name: str = SHORT_PAPER_NAME[TABLE9_MODEL]) -> pd.DataFrame:
-    """What int8 does to each model, ours vs the paper's: memory and latency as int8/float
-    ratios, and the change of AVG (with its 95% CI when `run` is given)."""
+def model_label(variant: str, requested: float, achieved: float = np.nan) -> str:
+    """A model in reader words: "teacher", "widthwise 30%" (with the share removed)."""
+    return "teacher" if variant == "teacher" else pruning_label(variant, requested, achieved)
+
+
+PAPER = "(paper, Table 9)"
+RATIO_COLUMNS = ["model", "memory int8/fp32 (ours)", "memory int8/fp16 (ours)",
+                 f"memory int8/fp16 {PAPER}", "prefill int8/fp32 (ours)",
+                 "decode int8/fp32 (ours)", f"latency int8/fp16 {PAPER}"]
+CHANGE_COLUMNS = ["model", "ΔAVG (ours)", "95% CI (ours)", f"ΔAVG {PAPER}", "same answers %"]
+
+
+def beside(ours: pd.DataFrame, paper: pd.DataFrame, run: pd.DataFrame | None = None):
+    """What int8 does to each model, ours beside the paper's same model, shown as two tables
+    (`RATIO_COLUMNS`, `CHANGE_COLUMNS`): memory and latency as int8/float, the change of AVG
+    (its 95% CI when `run` is given) and the share of unchanged answers."""
     ev = evidence.evaluations(run) if run is not None else pd.DataFrame()
     rows = []
     for variant in VARIANT_ORDER:
         o = ours[ours.variant == variant].set_index("precision")
-        p = paper[paper.variant == variant].set_index("precision")
         if o.empty:
             continue
+        p = paper[(paper.variant == variant)  # the paper's same method and requested ratio
+                  & np.isclose(paper.ratio, o.requested.iloc[0])].set_index("precision")
         half = _metric(run, variant, "weights_fp16_mib")
-        row = {"model": variant, "ratio": o.ratio.iloc[0],
-               "memory int8/fp32": o.memory_mib["int8"] / o.memory_mib["fp32"],
-               "memory int8/fp16": half.get("int8", np.nan) / half.get("fp32", np.nan),
-               f"paper memory int8/fp16 ({paper_name})": _ratio(p, "memory_mib"),
-               "prefill int8/fp32": o.prefill_x["int8"], "decode int8/fp32": o.decode_x["int8"],
-               f"paper latency int8/fp16 ({paper_name})": _ratio(p, "latency_ms"),
-               "ΔAVG": o.AVG["int8"] - o.AVG["fp32"]}
+        row = {"model": model_label(variant, o.requested.iloc[0], o.ratio.iloc[0]),
+               "variant": variant, "requested": o.requested.iloc[0], "ratio": o.ratio.iloc[0],
+               "memory int8/fp32 (ours)": o.memory_mib["int8"] / o.memory_mib["fp32"],
+               "memory int8/fp16 (ours)": half.get("int8", np.nan) / half.get("fp32", np.nan),
+               f"memory int8/fp16 {PAPER}": _ratio(p, "memory_mib"),
+               "prefill int8/fp32 (ours)": o.prefill_x["int8"],
+               "decode int8/fp32 (ours)": o.decode_x["int8"],
+               f"latency int8/fp16 {PAPER}": _ratio(p, "latency_ms"),
+               "ΔAVG (ours)": o.AVG["int8"] - o.AVG["fp32"], "ΔAVG lo": np.nan,
+               "ΔAVG hi": np.nan, "95% CI (ours)": None,
+               f"ΔAVG {PAPER}": (p.AVG["int8"] - p.AVG["fp16"]) if len(p) else np.nan,
+               "same answers %": _metric(run, variant, "same_answer_pct",
+                                                     "all").get("int8", np.nan)}
         if not ev.empty:
             method = {"teacher": "none"}.get(variant, variant)
             c = evidence.compare(ev[ev.method == f"{method}-int8"], ev[ev.method == method])
             if c is not None:  # in AVG-% points -> AVG points
-                scale = o.AVG["fp32"] / o["AVG-%"]["fp32"]
-                row["ΔAVG 95% CI"] = f"[{c['lo'] * scale:+.2f}, {c['hi'] * scale:+.2f}]"
-        row[f"paper ΔAVG ({paper_name})"] = (p.AVG["int8"] - p.AVG["fp16"]) if len(p) else np.nan
-        row["same answers %"] = _metric(run, variant, "same_answer_pct", "all").get(
-            "int8", np.nan)
+                lo, hi = (c[k] * o.AVG["fp32"] / o["AVG-%"]["fp32"] for k in ("lo", "hi"))
+                row |= {"ΔAVG lo": lo, "ΔAVG hi": hi, "95% CI (ours)": f"[{lo:+.2f}, {hi:+.2f}]"}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -286,36 +304,57 @@ def _ratio(p: pd.DataFrame, col: str) -> float:
     return float(p[col]["int8"] / p[col]["fp16"]) if {"int8", "fp16"} <= set(p.index) else np.nan
 
 
+def wide(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Table 9 turned for reading: one column per model, float and int8 of a model side by
+    side; rows weight memory, latency (ours: prefill and decode medians with their IQR; the
+    paper's: its latency with its sd), the six benchmarks and AVG. For ours (`table9`) and
+    the paper's (`paper_table9`) alike; every cell is text, – where missing."""
+    def num(v: float, d: int = digits, spread: float = np.nan, word: str = "") -> str | None:
+        text = f"{v:.{d}f}" + (f" ({word} {spread:.1f})" if np.isfinite(spread) else "")
+        return text if np.isfinite(v) else None
+
+    paper = "latency_ms" in table
+    rows = {"weights (MiB)": lambda r: num(r.memory_mib, 0 if paper else 2)} | ({
+        "latency, ms (sd)": lambda r: num(r.latency_ms, 1, r.latency_sd_ms, "sd")} if paper else {
+        "prefill, ms (IQR)": lambda r: num(r.prefill_ms, 1, r.prefill_iqr, "IQR"),
+        "decode, ms/token (IQR)": lambda r: num(r.decode_ms, 1, r.decode_iqr, "IQR")})
+    rows |= {b: (lambda r, b=b: num(r[b])) for b in (*metrics.PAPER_KEYS, "AVG")}
+    cols = {}
+    for variant in VARIANT_ORDER:
+        t = table[table.variant == variant]
+        for precision in sorted(t.precision, key=lambda x: x == "int8"):
+            r = t[t.precision == precision].iloc[0]
+            name = variant if variant == "teacher" else f"{variant} {100 * r.requested:g}%"
+            cols[f"{name} {precision}"] = [f(r) for f in rows.values()]
+    return pd.DataFrame({"measure": list(rows), **cols})
+
+
 def fig_table9(side: pd.DataFrame, arch: str, paper_name: str = SHORT_PAPER_NAME[TABLE9_MODEL]):
     """Three panels: weight memory, latency (int8 / float) and ΔAVG, ours beside the paper's."""
     import matplotlib.pyplot as plt
 
-
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     x = np.arange(len(side))
+    theirs = f"paper ({paper_name})"
     panels = [
-        ("weight memory, int8 / float", [("memory int8/fp32", "this study, int8/fp32"),
-                                         ("memory int8/fp16", "this study, int8/fp16"),
-                                         (f"paper memory int8/fp16 ({paper_name})",
-                                          f"paper ({paper_name}), int8/fp16")]),
-        ("latency, int8 / float", [("prefill int8/fp32", "this study, prefill"),
-                                   ("decode int8/fp32", "this study, decode/token"),
-                                   (f"paper latency int8/fp16 ({paper_name})",
-                                    f"paper ({paper_name})")]),
-        ("ΔAVG (int8 - float), points", [("ΔAVG", f"this study ({arch})"),
-                                          (f"paper ΔAVG ({paper_name})",
-                                           f"paper ({paper_name})")]),
+        ("weight memory, int8 / float", [("memory int8/fp32 (ours)", "this study, int8/fp32"),
+                                         ("memory int8/fp16 (ours)", "this study, int8/fp16"),
+                                         (f"memory int8/fp16 {PAPER}", f"{theirs}, int8/fp16")]),
+        ("latency, int8 / float", [("prefill int8/fp32 (ours)", "this study, prefill"),
+                                   ("decode int8/fp32 (ours)", "this study, decode/token"),
+                                   (f"latency int8/fp16 {PAPER}", theirs)]),
+        ("ΔAVG (int8 - float), points", [("ΔAVG (ours)", f"this study ({arch})"),
+                                          (f"ΔAVG {PAPER}", theirs)]),
     ]
     shades = {0: plotting.color("this study"), 1: "#aec7e8", 2: plotting.color("paper")}
     for ax, (title, series) in zip(axes, panels, strict=True):
         width = 0.8 / len(series)
-        for i, (col, label) in enumerate(series):
-            colour = shades[2] if label.startswith("paper") else shades[i]
-            ax.bar(x + (i - (len(series) - 1) / 2) * width, side[col], width, label=label,
+        for i, (col, name) in enumerate(series):
+            colour = shades[2] if name.startswith("paper") else shades[i]
+            ax.bar(x + (i - (len(series) - 1) / 2) * width, side[col], width, label=name,
                    color=colour)
         ax.axhline(1.0 if "/" in title else 0.0, color="black", lw=0.8)
-        ax.set_xticks(x, [f"{m}\n{r:.0%} pruned" if r else m
-                          for m, r in zip(side.model, side.ratio, strict=True)])
+        ax.set_xticks(x, [m.replace(" (", "\n(") for m in side.model])
         ax.set(title=title)
         if "/" in title:
             ax.set_ylim(0, max(1.25, 1.15 * float(np.nanmax(side[[c for c, _ in series]]))))
@@ -324,26 +363,38 @@ def fig_table9(side: pd.DataFrame, arch: str, paper_name: str = SHORT_PAPER_NAME
     return fig
 
 
-def takeaways(ours: pd.DataFrame, side: pd.DataFrame,
-              paper_name: str = SHORT_PAPER_NAME[TABLE9_MODEL]) -> list[str]:
-    """The chapter's conclusions, computed from the two tables."""
-    lines = []
-    for r in side.itertuples(index=False):
-        d = dict(zip(side.columns, r, strict=True))
-        lat = (f"prefill {d['prefill int8/fp32']:.2f}x and decode {d['decode int8/fp32']:.2f}x "
-               f"the fp32 time (paper: {d[f'paper latency int8/fp16 ({paper_name})']:.2f}x)")
-        ci = f" {d['ΔAVG 95% CI']}" if isinstance(d.get("ΔAVG 95% CI"), str) else ""
-        lines.append(f"{d['model']} (ratio {d['ratio']:.2f}): int8 weights take "
-                     f"{d['memory int8/fp32']:.2f}x the fp32 and {d['memory int8/fp16']:.2f}x "
-                     f"the fp16 memory (paper: "
-                     f"{d[f'paper memory int8/fp16 ({paper_name})']:.2f}x of fp16); {lat}; "
-                     f"AVG changes by {d['ΔAVG']:+.2f} points{ci} (paper: "
-                     f"{d[f'paper ΔAVG ({paper_name})']:+.2f}).")
-    teacher = ours[(ours.variant == "teacher") & (ours.precision == "fp32")]
-    smallest = ours[ours.precision == "int8"].sort_values("memory_mib").head(1)
-    if len(teacher) and len(smallest):
-        s = smallest.iloc[0]
-        lines.append(f"Pruning and int8 together: the {s.variant} int8 model holds "
-                     f"{s.memory_mib:.2f} MiB of weights, {s.memory_mib / teacher.memory_mib.iloc[0]:.2f}x "
-                     f"the fp32 teacher's, at AVG-% {s['AVG-%']:.1f}.")
+def _span(values: pd.Series, fmt: str, unit: str = "") -> str:
+    """"0.34 to 0.37x" over the models: one value when all agree, – when none is known."""
+    lo, hi = format(values.min(), fmt), format(values.max(), fmt)  # NaN skipped
+    return "–" if values.isna().all() else (lo if lo == hi else f"{lo} to {hi}") + unit
+
+
+def takeaways(ours: pd.DataFrame, side: pd.DataFrame) -> list[str]:
+    """The chapter's conclusions across the models, computed from `table9` and `beside`,
+    each beside the paper's: memory, speed, scores, and pruning and int8 together."""
+    n, d = len(side), side
+    x = dict(zip(("m32", "m16", "pm16", "pre", "dec", "plat"),  # RATIO_COLUMNS' spans
+                 (_span(d[c], ".2f", "x") for c in RATIO_COLUMNS[1:]), strict=True))
+    slower = {k: int((d[f"{k} int8/fp32 (ours)"] > 1).sum()) for k in ("prefill", "decode")}
+    lines = [
+        f"Memory: int8 weights take {x['m16']} the fp16 size of our models ({x['m32']} the "
+        f"fp32), the paper's {x['pm16']} of fp16.",
+        f"Speed: int8 is slower than fp32 in decode for {slower['decode']} of {n} models "
+        f"({x['dec']}, median per-round ratio) and in prefill for {slower['prefill']} of {n} "
+        f"({x['pre']}); the paper's int8 takes {x['plat']} the fp16 time.",
+        f"Scores: int8 changes AVG by {_span(d['ΔAVG (ours)'], '+.2f')} points (paper: "
+        f"{_span(d[f'ΔAVG {PAPER}'], '+.2f')}) and leaves "
+        f"{_span(d['same answers %'], '.1f', '%')} of the answers unchanged."]
+    if (known := d.dropna(subset=["ΔAVG lo"])).size:
+        zero = int(((known["ΔAVG lo"] <= 0) & (known["ΔAVG hi"] >= 0)).sum())
+        lines[-1] += f" Its 95% CI includes 0 for {zero} of {len(known)} models."
+    t, small = ours.set_index(["variant", "precision"]), ours[ours.precision == "int8"]
+    if ("teacher", "fp32") in t.index and len(small):
+        s = small.sort_values("memory_mib").iloc[0]
+        lines.append(f"Pruning and int8 together: the "
+                     f"{model_label(s.variant, s.requested, s.ratio)} int8 model holds "
+                     f"{s.memory_mib:.2f} MiB of weights, "
+                     f"{s.memory_mib / t.memory_mib['teacher', 'fp32']:.2f}x the fp32 teacher's, "
+                     f"at AVG-% {s['AVG-%']:.1f} (its fp32 version: "
+                     f"{t['AVG-%'][s.variant, 'fp32']:.1f}).")
     return lines

@@ -34,15 +34,48 @@ def _run() -> pd.DataFrame:
 def test_side_by_side_puts_the_paper_cell_and_gqa_retention_beside_ours():
     run = _run()
     summary = tables.summarize(tables.avg_pct(run), ["method", "ratio", "recipe"])
-    table = gen.side_by_side(summary, gen.paper_tables_10_11(), run).set_index("recipe")
-    assert table.loc["sft", "AVG-% ours"] == 97.0 and table.loc["sft", "AVG-% paper"] == 86.6
-    assert table.loc["sft", "ours - paper"] == pytest.approx(10.4)
-    assert table.loc["sft-mm", "GQA-% ours"] == 50.0  # 25 of the teacher's 50
-    assert table.loc["sft-mm", "GQA-% paper"] == pytest.approx(43.8)  # 27.39 / 62.57
-    assert math.isnan(table.loc["none", "AVG-% paper"])  # Tables 10-11 print no prune-only
-    assert table.loc["none", "removed"] == 0.25 and table.loc["none", "ratio"] == 0.3
+    table = gen.side_by_side(summary, gen.paper_tables_10_11(), run)
+    assert list(table.columns) == ["pruning", "recovery", "AVG-% (ours)",
+                                   "AVG-% (paper, Tables 10–11)", "GQA-% (ours)",
+                                   "GQA-% (paper, Tables 10–11)"]  # one seed: no CI column
+    assert table.pruning.eq("layerwise 30% (25.0% removed)").all()  # achieved, not requested
+    t = table.set_index("recovery")
+    assert t.loc["projector + LoRA (sft)", "AVG-% (ours)"] == 97.0
+    assert t.loc["projector + LoRA (sft)", "AVG-% (paper, Tables 10–11)"] == 86.6
+    assert t.loc["projector (sft-mm)", "GQA-% (ours)"] == 50.0  # 25 of the teacher's 50
+    assert t.loc["projector (sft-mm)", "GQA-% (paper, Tables 10–11)"] == 43.8  # 27.39 / 62.57
+    assert math.isnan(t.loc["prune only", "AVG-% (paper, Tables 10–11)"])  # not printed
+    assert list(t.index) == ["prune only", "projector (sft-mm)", "projector + LoRA (sft)"]
+
+
+def test_takeaways_check_the_paper_s_claims_with_its_own_numbers():
+    run = _run()
+    summary = tables.summarize(tables.avg_pct(run), ["method", "ratio", "recipe"])
     lines = gen.takeaways(summary, items=300, gqa=gen.retention(run))
-    assert any("projector only 90.0%, projector + LoRA 97.0% (+7.0 points" in ln and
-               ln.endswith("agrees)") for ln in lines)
+    assert any("projector only 90.0%, projector + LoRA 97.0% (+7.0 points; paper 60.6% -> "
+               "86.6%, +26.1" in ln and ln.endswith("agrees)") for ln in lines)
     assert any("GQA retained: projector only 50.0%, projector + LoRA 90.0%" in ln
-               for ln in lines)
+               and "paper 43.8% -> 85.4%" in ln for ln in lines)
+    assert any("30% requested removed 25.0%" in ln for ln in lines)
+
+
+def test_per_benchmark_tables_share_one_layout_teacher_first():
+    ours = gen.benchmark_table(_full_run())
+    paper = gen.paper_benchmark_table(gen.paper_tables_10_11())
+    assert list(ours.columns) == list(paper.columns) == ["model", "MMMU", "GQA", "SQA",
+                                                         "MME-C", "MME-P", "POPE", "AVG"]
+    assert ours.model.tolist() == ["unpruned", "layerwise 30% (25.0% removed), prune only",
+                                   "layerwise 30% (25.0% removed), sft"]
+    assert paper.model.iloc[0] == "unpruned" and paper.AVG.iloc[0] == 72.56
+    assert "layerwise 30%, sft+l2" in paper.model.tolist()
+
+
+def _full_run() -> pd.DataFrame:
+    """All six benchmarks for a teacher and two layer-pruned 30% students."""
+    rows = []
+    for method, recipe, achieved in (("none", "none", 0.0), ("layer", "sft", 0.25),
+                                     ("layer", "none", 0.25)):
+        rows += [{"model": "t", "method": method, "ratio": 0.3 * (method != "none"),
+                  "ratio_achieved": achieved, "recipe": recipe, "seed": 0, "benchmark": b,
+                  "metric": "score", "value": 50.0} for b in gen.metrics.PAPER_KEYS]
+    return pd.DataFrame(rows)

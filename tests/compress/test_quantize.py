@@ -10,6 +10,7 @@ The tolerances below leave about 2x headroom on those.
 import copy
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,39 @@ def test_paper_table9_is_read_in_the_chapter_layout():
     t = table.set_index(["variant", "precision"])
     assert t.memory_mib["teacher", "int8"] / t.memory_mib["teacher", "fp16"] == pytest.approx(
         0.555, abs=1e-3)
+
+
+def test_chapter_tables_put_the_paper_s_same_model_beside_ours():
+    """The chapter's reader tables: Table 9 turned (float and int8 of a model side by side),
+    and our int8/float ratios beside the paper's same model (method and requested ratio)."""
+    import pandas as pd
+
+    theirs = quantization.paper_table9(paper.paper_table("table9_pruning_vs_int8"))
+    wide = quantization.wide(theirs, digits=2).set_index("measure")
+    assert list(wide.columns) == ["teacher fp16", "teacher int8", "layer 15% fp16",
+                                  "layer 15% int8", "width 30% fp16", "width 30% int8"]
+    assert wide.loc["latency, ms (sd)", "teacher int8"] == "398.0 (sd 1.3)"
+    assert wide.loc["AVG", "width 30% int8"] == "57.10"
+    ours = pd.DataFrame([
+        {"variant": v, "precision": p, "requested": q, "ratio": a, "memory_mib": m,
+         "prefill_x": px, "decode_x": dx, "AVG": avg, "AVG-%": 100 * avg / 40}
+        for v, q, a, p, m, px, dx, avg in (
+            ("teacher", 0.0, 0.0, "fp32", 10.0, None, None, 40.0),
+            ("teacher", 0.0, 0.0, "int8", 4.0, 1.2, 1.5, 39.0),
+            ("layer", 0.3, 1 / 3, "fp32", 7.0, None, None, 30.0),  # not a Table 9 model
+            ("layer", 0.3, 1 / 3, "int8", 3.0, 0.9, 1.1, 31.0))])
+    side = quantization.beside(ours, theirs).set_index("model")
+    assert list(side.index) == ["teacher", "layerwise 30% (33.3% removed)"]
+    assert side.loc["teacher", "memory int8/fp32 (ours)"] == pytest.approx(0.4)
+    assert side.loc["teacher", "memory int8/fp16 (paper, Table 9)"] == pytest.approx(0.555,
+                                                                                    abs=1e-3)
+    assert side.loc["teacher", "ΔAVG (paper, Table 9)"] == pytest.approx(-0.43)
+    assert math.isnan(side.loc["layerwise 30% (33.3% removed)", "ΔAVG (paper, Table 9)"])
+    lines = quantization.takeaways(ours, side.reset_index())
+    assert lines[1].startswith("Speed: int8 is slower than fp32 in decode for 2 of 2 models "
+                               "(1.10 to 1.50x") and "prefill for 1 of 2" in lines[1]
+    assert "paper: -0.43)" in lines[2]  # the one model Table 9 has
+    assert "the layerwise 30% (33.3% removed) int8 model holds 3.00 MiB" in lines[3]
 
 
 def test_cli_writes_a_report(micro_checkpoint, tmp_path, capsys):

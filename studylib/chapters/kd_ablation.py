@@ -8,6 +8,8 @@
 - `compute()`: the chapter's grid (`studylib.study.grid`): one pruned student per (method,
   ratio, seed), recovered with every recipe, each evaluated, as tidy rows for
   the results table. The teacher is evaluated in the same run, so AVG-% needs nothing else.
+- `recipe_table()` / `timing_table()` / `cache_speedup()` / `takeaways()`: read back from the
+  run's rows, the paper's Table 2 (Bunny, layerwise) beside ours.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 import torch
 
 from studylib.analysis import evidence
-from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE2_MODEL, TABLE2_RECIPES
+from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE2_MODEL, TABLE2_RECIPES, paper_table
 from studylib.compress import losses, recipes, recover
 from studylib.models.surgery import LayerTap
 from studylib.results import eval_rows
@@ -80,6 +82,14 @@ def kl_directions_toy(modes: Sequence[float] = (-2.5, 2.5), width: float = 0.6,
     frame = pd.concat(curves, ignore_index=True)
     frame.attrs["fits"] = fits
     return frame
+
+
+def kl_fits_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """`kl_directions_toy`'s two fits: the student's mean and sd, and both divergences at
+    the fit (nats)."""
+    fits = pd.DataFrame(frame.attrs["fits"]).T
+    return fits.rename_axis("student fitted by").rename(
+        columns={"forward KL": "forward KL (nats)", "reverse KL": "reverse KL (nats)"}).reset_index()
 
 
 def _pick_record(seed: int = 0) -> dict[str, Any]:
@@ -258,49 +268,46 @@ def nearest_paper_row(table: pd.DataFrame, ratio: float) -> pd.Series | None:
     return table.loc[i] if abs(table.ratio[i] - ratio) <= 0.1 else None
 
 
-def recipe_table(ev: pd.DataFrame, order: Sequence[str] = ()) -> pd.DataFrame:
-    """AVG-% per recipe (rows) and pruned setting (columns), "mean [95% CI]", with the
-    teacher and pruned-only rows on top; the gain over SFT in its own columns."""
+def _paper_layer_row(table2: pd.DataFrame | None, ratio: float) -> dict[str, float]:
+    """The paper's Bunny layerwise AVG-% at its ratio nearest ours, by our recipe name:
+    Table 2's recipes and Table 6's pruned-only model ("none"); {} when none is near."""
+    paper = nearest_paper_row(table2, ratio) if table2 is not None else None
+    if paper is None:
+        return {}
+    t6 = paper_table("table6_pruning_only")
+    only = t6[(t6.model == TABLE2_MODEL) & (t6.method == "layer")
+              & np.isclose(t6.ratio, paper.ratio)].AVG_pct
+    return {**{name: float(paper[col]) for col, name in TABLE2_RECIPES.items()},
+            **({"none": float(only.iloc[0])} if len(only) else {})}
+
+
+def recipe_table(ev: pd.DataFrame, order: Sequence[str] = (),
+                 table2: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per pruned setting and recipe: AVG-% "mean [95% CI]" (seeds pooled), the
+    gain over SFT (FT) in points with its CI (paired by seed), and, for layerwise settings,
+    the paper's Bunny-3B AVG-% and gain over FT at its nearest ratio (`table2`: Table 2;
+    pruned only: Table 6)."""
     e = ev[ev.method != "none"]
-    if e.empty:
-        return pd.DataFrame()
-    known = list(dict.fromkeys(["none", *order, *sorted(set(e.recipe))]))
-    out = {}
-    for (method, ratio), g in e.groupby(["method", "ratio"]):
-        s = evidence.summary(g, by=["recipe"]).set_index("recipe")
-        col = f"{method} {ratio:g}"
-        out[col] = {r: f"{s.AVG_pct[r]:.1f} [{s.ci_low[r]:.1f}, {s.ci_high[r]:.1f}]"
-                    for r in s.index}
-        base = g[g.recipe == "sft"]
-        if not base.empty:
-            gains = {}
-            for r in s.index:
-                if r in ("sft", "none"):
-                    continue
-                c = evidence.compare(g[g.recipe == r], base)
-                gains[r] = f"{c['d']:+.1f} [{c['lo']:+.1f}, {c['hi']:+.1f}]"
-            out[f"{col}: vs sft"] = gains
-    table = pd.DataFrame(out)
-    table = table.loc[[r for r in known if r in table.index]]
-    table.index = ["pruned only" if r == "none" else r for r in table.index]
-    table.index.name = "recipe  (AVG-% [95% CI], seeds pooled)"
-    return table.fillna("")
-
-
-def table2_analogue(ev: pd.DataFrame, table2: pd.DataFrame, arch: str) -> pd.DataFrame:
-    """Paper Table 2 (Bunny, layerwise: FT, L2, L2+FT, RKL, RKL+FT AVG-%) beside ours for
-    each of our pruned settings, at the paper's nearest ratio."""
+    short = SHORT_PAPER_NAME[TABLE2_MODEL]
+    paper_col, paper_gain = f"AVG-% (paper {short}, layer)", f"vs FT (paper {short}, layer)"
     rows = []
-    e = ev[ev.method != "none"]
     for (method, ratio), g in e.groupby(["method", "ratio"]):
         s = evidence.summary(g, by=["recipe"]).set_index("recipe")
-        rows.append({"source": f"this study ({arch}, {method})", "ratio": ratio,
-                     **{col: s.AVG_pct.get(name, np.nan) for col, name in TABLE2_RECIPES.items()}})
-        paper = nearest_paper_row(table2, ratio)
-        if paper is not None and not any(r["source"].startswith("paper") and
-                                          r["ratio"] == paper.ratio for r in rows):
-            rows.append({"source": f"paper ({SHORT_PAPER_NAME[TABLE2_MODEL]}, layer)", "ratio": paper.ratio,
-                         **{col: paper[col] for col in TABLE2_RECIPES}})
+        base = g[g.recipe == "sft"]
+        paper = _paper_layer_row(table2, ratio) if method == "layer" else {}
+        for r in dict.fromkeys(["none", *order, *sorted(s.index)]):
+            if r not in s.index:
+                continue
+            c = evidence.compare(g[g.recipe == r], base) if r not in ("none", "sft") else None
+            rows.append({
+                "pruning": f"{method} {100 * ratio:g}%",
+                "recipe": "pruned only" if r == "none" else r,
+                "AVG-% [95% CI] (ours)": f"{s.AVG_pct[r]:.1f} [{s.ci_low[r]:.1f}, {s.ci_high[r]:.1f}]",
+                "vs FT, points [95% CI] (ours)": None if c is None else
+                f"{c['d']:+.1f} [{c['lo']:+.1f}, {c['hi']:+.1f}]",
+                paper_col: paper.get(r, np.nan),
+                paper_gain: paper[r] - paper["sft"] if r in paper and r not in ("none", "sft")
+                else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -343,7 +350,13 @@ def takeaways(ev: pd.DataFrame, rec: pd.DataFrame) -> list[str]:
 
 
 def timing_table(rec: pd.DataFrame) -> pd.DataFrame:
-    """Median steps, step time, wall time and final loss per recipe and teacher mode."""
-    return rec.groupby(["method", "ratio", "recipe", "teacher"]).agg(
+    """Median steps, seconds per step, wall time and final loss per pruned setting, recipe
+    and teacher mode."""
+    t = rec.groupby(["method", "ratio", "recipe", "teacher"]).agg(
         steps=("steps", "median"), step_s=("step_time_s", "median"),
-        wall_s=("wall_time_s", "median"), final_loss=("final_loss", "median")).round(3)
+        wall_s=("wall_time_s", "median"), final_loss=("final_loss", "median")).reset_index()
+    return pd.DataFrame({"pruning": [f"{m} {100 * r:g}%" for m, r in zip(t.method, t.ratio,
+                                                                       strict=True)],
+                         "recipe": t.recipe, "teacher": t.teacher,
+                         "steps": t.steps.astype(int), "s / step": t.step_s,
+                         "wall time (s)": t.wall_s, "final loss": t.final_loss})

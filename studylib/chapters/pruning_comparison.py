@@ -101,15 +101,12 @@ def taylor_form_rows(teacher, processor, P: PruningParams) -> list[dict[str, Any
 def taylor_forms_table(run: pd.DataFrame) -> pd.DataFrame | None:
     """Per ratio and layer: MLP channels and kv groups removed by `taylor` (the authors'
     form), how many of them `taylor-mean` removes too, and the Spearman correlation of the
-    two channel scores; the caption line gives each scoring's wall time. None (and a line
-    saying why) for runs without widthwise pruning or recorded before these rows existed."""
+    two channel scores; each scoring's wall time (s) is in `attrs["seconds"]`. None for runs
+    without widthwise pruning or recorded before these rows existed."""
     rows = run[run.benchmark == "taylor_forms"]
     if rows.empty:
-        print("no comparison of the Taylor forms in this run (no widthwise pruning, or an "
-              "older run)")
         return None
     secs = rows[rows.metric == "seconds"].set_index("importance").value
-    print("scoring wall time: " + ", ".join(f"{f} {secs[f]:.2f} s" for f in TAYLOR_FORMS))
     per_layer = rows[rows.metric != "seconds"].astype({"layer": int})
     table = per_layer.pivot_table(index=["ratio", "layer"], columns="metric", values="value")
     out = pd.DataFrame({
@@ -118,6 +115,7 @@ def taylor_forms_table(run: pd.DataFrame) -> pd.DataFrame | None:
         "kv groups removed": table.kv_groups_removed.astype(int),
         "kv shared": table.kv_groups_shared.astype(int),
         "Spearman (channel scores)": table.spearman_channels.round(3)})
+    out.attrs["seconds"] = {f: float(secs[f]) for f in TAYLOR_FORMS if f in secs}
     return out
 
 
@@ -161,19 +159,22 @@ def paper_models(paper_model: str | None) -> list[str]:
 
 
 def results_table(summ: pd.DataFrame, paper_model: str | None) -> pd.DataFrame:
-    """Each method with its own importance score, its random (and magnitude) baselines as
-    columns, and the paper's AVG-% (Table 6, pruning only) at the requested ratio."""
+    """The chapter's table, for reading: per method and requested ratio, the share of the
+    LLM removed, AVG-% with the method's own importance score and with each baseline score
+    (random, ...), and the paper's AVG-% (Table 6, pruning only) at the requested ratio."""
     paper = paper_table("table6_pruning_only")
-    chosen = paper_models(paper_model)
-    paper_pct = (paper[paper.model.isin(chosen)]
+    paper_pct = (paper[paper.model.isin(paper_models(paper_model))]
                  .pivot_table(index=["method", "ratio"], columns="model", values="AVG_pct")
-                 .rename(columns=lambda m: f"paper AVG-% ({SHORT_PAPER_NAME.get(m, m)})"))
+                 .rename(columns=lambda m: f"AVG-% (paper {SHORT_PAPER_NAME.get(m, m)}, Table 6)"))
     main = summ[summ.importance.isin(OWN_SCORES)].set_index(["method", "ratio"])
+    out = pd.DataFrame({"removed (%)": 100 * main.achieved, "AVG-% (ours)": main["AVG-%"]})
     for imp in sorted(set(summ.importance) - set(OWN_SCORES)):
-        main[f"AVG-% {imp}"] = summ[summ.importance == imp].set_index(["family", "ratio"])["AVG-%"]
-    main = main.join(paper_pct, how="left")
-    return main.drop(columns=["family", "importance"]).round(
-        {"achieved": 3, "AVG": 2, **{c: 1 for c in main if c.startswith(("AVG-%", "paper"))}})
+        out[f"AVG-% {imp} scores (ours)"] = \
+            summ[summ.importance == imp].set_index(["family", "ratio"])["AVG-%"]
+    out = out.join(paper_pct, how="left").reset_index()
+    out.insert(1, "ratio (%)", 100 * out.pop("ratio"))
+    out["method"] = out.method.replace({"none": "unpruned teacher"})
+    return out.rename(columns={"method": "pruning"})
 
 
 def takeaways(run: pd.DataFrame, P: PruningParams) -> list[str]:
@@ -184,7 +185,7 @@ def takeaways(run: pd.DataFrame, P: PruningParams) -> list[str]:
     own = summ[summ.importance.isin(["bi", "taylor"])].set_index(["method", "ratio"])["AVG-%"]
     lines = []
     if chance > 80:  # AVG-% divides by the teacher's AVG: meaningless if that is chance
-        lines.append(f"WARNING: the teacher's AVG is not clearly above chance (chance = "
+        lines.append(f"**Warning:** the teacher's AVG is not clearly above chance (chance = "
                      f"{chance:.0f}% of it); the comparisons below say little about pruning")
     for r in P.ratios:
         have = {m: own.loc[(m, r)] for m in P.methods if (m, r) in own.index}
@@ -212,6 +213,12 @@ def takeaways(run: pd.DataFrame, P: PruningParams) -> list[str]:
             name = {"layer": "Block Influence", "width": "Taylor importance"}[m]
             lines.append(f"{m}: {name} beats random scores at {int((gain > 0).sum())} of "
                          f"{len(gain)} ratios (mean {gain.mean():+.1f} AVG-% points)")
+    layer = summ[summ.method == "layer"].sort_values("ratio")
+    if len(layer):  # whole layers: the achieved ratio moves in steps of 1/L
+        lines.append("layerwise pruning removes whole layers: requested " + ", ".join(
+            f"{100 * r:g}% -> {100 * a:.1f}%" for r, a in zip(layer.ratio, layer.achieved,
+                                                             strict=True))
+            + " of the LLM's decoder; the figures place it at the achieved ratio")
     near = summ[(summ.method != "none") & (summ["AVG-%"] <= chance + 5)]
     lines.append(f"at most 5 points above chance ({chance:.0f}%): " + (", ".join(
         f"{f} ({i}) r={r:g}" for f, i, r in zip(near.family, near.importance, near.ratio,

@@ -48,7 +48,6 @@ def fig_block_influence(run: pd.DataFrame, arch: str):
     (None when the run has no layerwise pruning with Block Influence)."""
     bi = run[run.benchmark == "block_influence"]
     if bi.empty:
-        print("no layerwise run with Block Influence in this run")
         return None
     per_layer = bi.groupby("layer").value.mean()
     first = bi[bi.removed.astype(bool)].groupby("layer").ratio.min()  # first ratio removing it

@@ -104,10 +104,11 @@ def fig_testbed_scores(df: pd.DataFrame, model: str, arch: str | None = None,
 
 
 def parameter_table(model) -> pd.DataFrame:
-    """The model's parameters by part, and each part's share of the total."""
+    """The model's parameters by part (vision encoder, projector, LLM), and each part's
+    share of the total, in percent."""
     counts = models.parameter_counts(model)
-    return pd.DataFrame({"parameters": counts,
-                         "share of total": {k: v / counts["total"] for k, v in counts.items()}})
+    return pd.DataFrame({"part": list(counts), "parameters": [f"{v:,}" for v in counts.values()],
+                         "of total (%)": [100 * v / counts["total"] for v in counts.values()]})
 
 
 def compute(P, model, processor) -> list[dict]:
@@ -124,15 +125,37 @@ def compute(P, model, processor) -> list[dict]:
     return rows
 
 
-def scores_table(run: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Teacher, chance and paper scores per benchmark, with the teacher's 95% CI."""
+# What each benchmark's headline score is, and on which scale (the table's "metric" column).
+METRIC_NAMES = {"GQA": "accuracy (%)", "SQA": "accuracy (%)", "MMMU": "accuracy (%)",
+                "POPE": "F1 (%)", "MME-P": "acc + acc+ (0-2000)", "MME-C": "acc + acc+ (0-800)",
+                "AVG": "paper's AVG (0-100)"}
+
+
+def scores_table(run: pd.DataFrame, model: str, arch: str | None = None,
+                 paper_model: str | None = None) -> pd.DataFrame:
+    """Per benchmark, on its own metric's scale: the teacher's score with its 95% CI, a
+    random guesser's on the same items, and the paper's unpruned model (Table 6) where
+    `paper_model` is one of its models."""
     scores = unpruned(run)
     scores = scores[scores.metric.isin(["score", "paper"])]
-    wide = scores.pivot_table(index="benchmark", columns="model", values="value", sort=False)
-    wide.insert(1, "95% CI", [f"[{lo:.1f}, {hi:.1f}]" if pd.notna(lo) else "" for lo, hi in
-                              scores[scores.model == model].set_index("benchmark")
-                              .loc[wide.index, ["ci_low", "ci_high"]].itertuples(index=False)])
-    return wide.round(2)
+    ours = scores[scores.model == model].groupby("benchmark", sort=False)[
+        ["value", "ci_low", "ci_high"]].mean()
+    chance = scores[scores.model == "chance"].groupby("benchmark", sort=False).value.mean()
+    if "AVG" not in chance and all(k in chance for k in metrics.PAPER_KEYS):
+        chance["AVG"] = metrics.average(chance.to_dict())
+    table = pd.DataFrame({
+        "benchmark": ours.index, "metric": ours.index.map(METRIC_NAMES),
+        f"ours ({arch or model})": ours.value.to_numpy(float),
+        "95% CI": [f"[{lo:.1f}, {hi:.1f}]" if pd.notna(lo) else None
+                   for lo, hi in zip(ours.ci_low, ours.ci_high, strict=True)],
+        "chance (random guess)": ours.index.map(chance).to_numpy(float)})
+    paper = paper_unpruned(paper_model) if paper_model else {}
+    if paper:
+        paper["AVG"] = metrics.average(paper)
+        short = SHORT_PAPER_NAME.get(paper_model, paper_model)
+        table[f"paper ({short}, Table 6)"] = table.benchmark.map(paper).astype(float)
+    table.attrs["items"] = int(scores[scores.benchmark != "AVG"].n.max())
+    return table
 
 
 def takeaway(run: pd.DataFrame, model: str) -> str:
@@ -238,6 +261,17 @@ def validity_table(run: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     rows = [r for m in names
             for r in (*chance_check(run, m), *layer_check(run, m), *guesser_check(run, m))]
     return pd.DataFrame(rows, columns=VALIDITY_COLUMNS)
+
+
+def validity_display(table: pd.DataFrame) -> pd.DataFrame:
+    """`validity_table` for reading: one teacher's checks, the CI as one column, the rule
+    left to the prose that explains each check."""
+    ci = [f"[{lo:.1f}, {hi:.1f}]" if pd.notna(lo) else None
+          for lo, hi in zip(table.ci_low, table.ci_high, strict=True)]
+    return pd.DataFrame({"check": table.check, "benchmark": table.benchmark,
+                         "checked value": table.value, "95% CI": ci,
+                         "held to": table.reference,
+                         "passed": table.passed.map({True: "yes", False: "NO"})})
 
 
 def validity_summary(table: pd.DataFrame) -> str:

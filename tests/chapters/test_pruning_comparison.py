@@ -26,3 +26,24 @@ def test_taylor_forms_rows_and_table():
     assert (table.loc[0.45, "MLP channels removed"] >= table.loc[0.3, "MLP channels removed"]).all()
     assert pruning_comparison.taylor_forms_table(run.iloc[:0]) is None
 
+
+
+def _summary():
+    rows = [("none", "none", "none", 0.0, 0.0, 100.0), ("layer", "layer", "bi", 0.3, 0.333, 80.0),
+            ("layer-random", "layer", "random", 0.3, 0.333, 70.0),
+            ("width", "width", "taylor", 0.3, 0.2996, 90.0),
+            ("width-random", "width", "random", 0.3, 0.2996, 60.0)]
+    return pd.DataFrame([{"method": m, "family": f, "importance": i, "ratio": r, "achieved": a,
+                          "LLM params": 1, "AVG": v / 2, "AVG-%": v, "seeds": 1}
+                         for m, f, i, r, a, v in rows])
+
+
+def test_the_results_table_is_narrow_with_the_papers_table6_beside_ours():
+    table = pruning_comparison.results_table(_summary(), "LLaVA-v1.5-7B").set_index("pruning")
+    assert list(table.columns) == ["ratio (%)", "removed (%)", "AVG-% (ours)",
+                                   "AVG-% random scores (ours)", "AVG-% (paper LLaVA-7B, Table 6)"]
+    assert table.loc["layer", "AVG-% random scores (ours)"] == 70.0
+    assert table.loc["width", "AVG-% (paper LLaVA-7B, Table 6)"] == 84.17  # Table 6, width 30%
+    assert table.loc["unpruned teacher", "AVG-% (paper LLaVA-7B, Table 6)"] == 100.0
+    both = pruning_comparison.results_table(_summary(), None)
+    assert len(both.columns) == 7  # a model without a paper family: both of Table 6's models

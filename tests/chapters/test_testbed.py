@@ -96,9 +96,29 @@ def test_a_run_without_the_pruned_model_fails_rather_than_passes():
 def test_tables_ignore_the_pruned_model():
     run = make_run()
     run["n"] = 100
-    wide = testbed.scores_table(run, "toy-x")
-    assert wide.loc["GQA", "toy-x"] == TEACHER["GQA"]  # not the mean with the pruned 30
+    wide = testbed.scores_table(run, "toy-x").set_index("benchmark")
+    assert wide.loc["GQA", "ours (toy-x)"] == TEACHER["GQA"]  # not the mean with the pruned 30
+    assert wide.loc["AVG", "chance (random guess)"] == pytest.approx(metrics.average(CHANCE))
     assert f"AVG {metrics.average(TEACHER):.1f}" in testbed.takeaway(run, "toy-x")
+
+
+def test_the_scores_table_puts_the_papers_unpruned_model_beside_ours():
+    from studylib.analysis.paper import paper_unpruned
+
+    wide = testbed.scores_table(make_run(), "toy-x", "toy-llava", "LLaVA-v1.5-7B")
+    assert len(wide.columns) <= 7
+    paper = wide.set_index("benchmark")["paper (LLaVA-7B, Table 6)"]
+    assert paper["MME-P"] == paper_unpruned("LLaVA-v1.5-7B")["MME-P"]
+    assert paper["AVG"] == pytest.approx(62.28, abs=0.01)  # Table 6's printed AVG
+    assert "paper" not in " ".join(testbed.scores_table(make_run(), "toy-x").columns)
+
+
+def test_the_shown_validity_table_is_narrow_and_keeps_every_check():
+    table = testbed.validity_table(make_run(half={**HALF, "GQA": 36.0}))
+    shown = testbed.validity_display(table)
+    assert len(shown) == len(table) and len(shown.columns) <= 7
+    assert shown.passed.tolist().count("NO") == 1
+    assert shown["95% CI"].iloc[0] == "[24.0, 96.0]"
 
 
 def test_the_run_evaluates_the_teacher_its_layer_pruned_copy_and_the_guesser():

@@ -8,14 +8,20 @@ Each function displays one output bundle with two renderings of the same thing:
   cite it with ``{numref}`label` ``.
 - `text/html`, the same table or image with its caption: what JupyterLab shows.
 
-Labels must be unique in the book: build them from the run (`label(P, "fig2")`).
-Missing values print as an en dash, never as `nan` or `None`.
+Labels must be unique in the book: build them from the run (`label(P, "fig2")`, or the
+figure's file name, both starting with the study's number). That number also numbers the
+chapter's tables and figures, "Table 2.1", "Figure 2.3", in the order a notebook shows them:
+every architecture's run of a chapter shows the same sequence, so its tabs share the numbers,
+and ours never read like the paper's "Table 2". Missing values print as an en dash, never as
+`nan` or `None`.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,17 @@ import pandas as pd
 from studylib.chapters import plotting
 
 MISSING = "–"
+_shown: collections.Counter = collections.Counter()  # (chapter, kind) -> shown so far
+
+
+def number(kind: str, name: str) -> str:
+    """The next "Table 2.3" of the chapter whose number `name` starts with ("Table 3" when
+    it starts with none)."""
+    m = re.match(r"\d+", name)
+    chapter = int(m.group()) if m else None
+    _shown[(chapter, kind)] += 1
+    n = _shown[(chapter, kind)]
+    return f"{kind} {n}" if chapter is None else f"{kind} {chapter}.{n}"
 
 
 def label(P: Any, name: str) -> str:
@@ -69,6 +86,7 @@ def table(df: pd.DataFrame, caption: str, name: str, *, decimals: int | dict[str
     that title. Returns nothing, so that a notebook cell ending with it shows the table once."""
     shown = _formatted(df.reset_index() if index else df, decimals)
     md = _escaped(shown).to_markdown(index=False, disable_numparse=True)
+    caption = f"{number('Table', name)}. {caption}"
     block = f"```{{table}} {caption}\n:name: {name}\n:align: left\n\n{md}\n```\n"
     if folded:
         block = f"::::{{dropdown}} {folded}\n{block}::::\n"
@@ -84,6 +102,7 @@ def figure(fig: Any, name: str, caption: str, figures: str | Path) -> Path:
     path = plotting.save(fig, name, figures)
     plt.close(fig)  # shown once, by the bundle below, not again by the inline backend
     png = base64.b64encode(path.read_bytes()).decode()
+    caption = f"{number('Figure', name)}. {caption}"
     _display({"text/markdown": f"```{{figure}} /figures/{path.name}\n:name: {name}\n\n"
                                f"{caption}\n```\n",
               "text/html": f'<img src="data:image/png;base64,{png}"/><p>{html.escape(caption)}</p>',

@@ -17,15 +17,16 @@ from studylib.chapters import show  # noqa: E402
 def shown(monkeypatch):
     bundles = []
     monkeypatch.setattr(show, "_display", bundles.append)
+    monkeypatch.setattr(show, "_shown", type(show._shown)())
     return bundles
 
 
 def test_table_is_a_numbered_myst_table_with_missing_values_as_a_dash(shown):
     df = pd.DataFrame({"method": ["layer", None], "ratio": [0.15, 0.3], "AVG-%": [91.234, math.nan],
                        "median |d|": [1.0, 2.0]})
-    show.table(df, "AVG-% per method.", "tab-x")
+    show.table(df, "AVG-% per method.", "02-study-toy-x")
     md = shown[0]["text/markdown"]
-    assert md.startswith("```{table} AVG-% per method.\n:name: tab-x\n")
+    assert md.startswith("```{table} Table 2.1. AVG-% per method.\n:name: 02-study-toy-x\n")
     assert "| 0.15 " in md and "| 91.2 " in md  # ratios as they are, the rest to 1 decimal
     assert "median \\|d\\|" in md  # a pipe would split the Markdown table
     body = md.split("\n\n", 1)[1]
@@ -38,7 +39,7 @@ def test_table_is_a_numbered_myst_table_with_missing_values_as_a_dash(shown):
 def test_a_long_table_can_be_folded(shown):
     show.table(pd.DataFrame({"a": [1]}), "All claims.", "tab-y", folded="All 1 claims")
     md = shown[0]["text/markdown"]
-    assert md.startswith("::::{dropdown} All 1 claims\n```{table} All claims.")
+    assert md.startswith("::::{dropdown} All 1 claims\n```{table} Table 1. All claims.")
     assert md.rstrip().endswith("::::")
 
 
@@ -49,7 +50,7 @@ def test_figure_is_saved_and_shown_once_as_a_numbered_figure(shown, tmp_path):
     assert path == tmp_path / "02_study__toy__fig2.png" and path.stat().st_size > 1000
     md = shown[0]["text/markdown"]
     assert md.startswith("```{figure} /figures/02_study__toy__fig2.png\n:name: 02_study__toy__fig2")
-    assert "AVG-% vs ratio." in md
+    assert "Figure 2.1. AVG-% vs ratio." in md
     assert shown[0]["text/html"].startswith('<img src="data:image/png;base64,')
     assert not plt.fignum_exists(fig.number)  # closed: the inline backend will not show it again
 
@@ -63,3 +64,14 @@ def test_labels_are_unique_per_run():
 
     assert show.label(P, "table8") != show.label(Q, "table8")
     assert show.label(P, "table8") == "02-sft-recovery-toy-llava-fig2-table8"
+
+
+def test_tables_and_figures_are_numbered_per_chapter_in_the_order_shown(shown, tmp_path):
+    for name in ("02-a", "02-b", "05-a"):
+        show.table(pd.DataFrame({"a": [1]}), "t.", name)
+    fig, _ = plt.subplots()
+    show.figure(fig, "02_study__fig", "f.", tmp_path)
+    captions = [b["text/markdown"].split("\n")[0] for b in shown]
+    assert captions == ["```{table} Table 2.1. t.", "```{table} Table 2.2. t.",
+                        "```{table} Table 5.1. t.", "```{figure} /figures/02_study__fig.png"]
+    assert "Figure 2.1. f." in shown[-1]["text/markdown"]  # figures count apart from tables

@@ -21,23 +21,23 @@ from typing import Any
 from studylib.analysis.paper import PAPER_MODEL
 from studylib.compress import prune, recipes
 from studylib.errors import StudyError, check_ratio
+from studylib.evaluation.measure import ARCHS
 from studylib.results import run_id
 from studylib.study.cells import package_version
 from studylib.study.provenance import checkpoint_fingerprint, environment, results_fingerprint
 
-# Knobs that change how or where a run executes but not what it computes: left out of run_id.
-NOT_IN_RUN_ID = ("key", "threads", "results", "figures")
+# Knobs that change how or where a run executes, or its name, not what it computes: not in run_id.
+NOT_IN_RUN_ID = ("key", "title", "threads", "results", "figures")
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyParams:
-    """Knobs every study shares.
-
-    Every default lives in these dataclasses, and it is smoke-sized: a chapter notebook run
-    as it stands (`overrides = {}`) is a quick test. What the book runs is each study file's
-    `default` profile (params/<study>.yaml), which overrides only the knobs that differ.
-    """
+    """Knobs every study shares. Every default lives in these dataclasses, and it is
+    smoke-sized: a chapter notebook run as it stands (`overrides = {}`) is a quick test. What
+    the book runs is each study file's `default` profile (params/<study>.yaml), which
+    overrides only the knobs that differ."""
     key: str = "default"  # run name: executed notebook is <model>__<key>.ipynb
+    title: str = ""  # its tab on the chapter page, in the reader's words ("" = the model)
     model: str = "toy-llava"  # model name used in results and file names
     checkpoint: str = ""  # checkpoint directory; "" means teachers/<model>
     arch: str = ""  # architecture label for results ("" = the model name)
@@ -56,14 +56,10 @@ class StudyParams:
     READS_RESULTS: typing.ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if not self.model or "/" in self.model or "__" in self.model:
-            raise StudyError(f"model must be a short name without '/' or '__', got {self.model!r}")
-        if not self.key or "/" in self.key or "__" in self.key:
-            raise StudyError(f"key must be a short name without '/' or '__', got {self.key!r}")
-        _check(self.limit >= 0, f"limit must be >= 0, got {self.limit}")
-        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        for name, v in (("model", self.model), ("key", self.key)):
+            _check(bool(v) and "/" not in v and "__" not in v,
+                   f"{name} must be a short name without '/' or '__', got {v!r}")
+        _at_least(self, limit=0, seed=0, threads=1, batch_size=1)
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         _check(self.dtype in ("float32", "bfloat16", "float16"),
@@ -152,20 +148,34 @@ class TestbedParams(StudyParams):
         _check(0 < self.layer_check_ratio < 1,
                f"layer_check_ratio must be in (0, 1), got {self.layer_check_ratio}")
         _check(1 <= self.n_scenes <= 24, f"n_scenes must be 1..24, got {self.n_scenes}")
-        _check(self.examples_per_benchmark >= 0,
-               f"examples_per_benchmark must be >= 0, got {self.examples_per_benchmark}")
-        _check(self.chance_draws >= 1, f"chance_draws must be >= 1, got {self.chance_draws}")
+        _at_least(self, examples_per_benchmark=0, chance_draws=1)
 
 
 @dataclasses.dataclass(frozen=True)
-class PruningParams(StudyParams):
+class _Pruned(StudyParams):
+    """What every pruning chapter sets, checked by `prune`'s own rules before any work."""
+    methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
+    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
+    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _known("methods", self.methods, prune.METHODS, "method", empty_ok=False)
+        _check(bool(self.ratios), "ratios must not be empty")
+        try:
+            tuple(map(check_ratio, self.ratios))
+        except StudyError as exc:
+            raise StudyError(f"ratios: {exc}") from None
+        _distinct("ratios", self.ratios)
+        _at_least(self, calib_n=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningParams(_Pruned):
     """01_pruning_comparison: layerwise vs widthwise pruning without recovery (paper Table 6,
     Fig. 2 'prune only'), each method's importance score against random scores."""
     STUDY: typing.ClassVar[str] = "01_pruning_comparison"
-    methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
-    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
     seeds: tuple[int, ...] = (0,)  # replicate seeds: the calibration sample (studylib.study.grid)
-    calib_n: int = 10  # calibration samples (the paper's n = 10)
     # "default" = each method's own score (Block Influence / Taylor, the authors' batch form);
     # "random" = the baseline that shows the score matters; "magnitude" (sum of |w|) and
     # "taylor-mean" (per-sample |g * w| averaged) apply to width only.
@@ -173,69 +183,37 @@ class PruningParams(StudyParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_pruning(self.methods, self.ratios)
-        _check_seeds(self.seeds)
-        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
-        known = ("default", "random", "magnitude", "taylor", "taylor-mean")
-        bad = [i for i in self.importances if i not in known]
-        _check(not bad, f"importances: unknown importance {bad[0]!r}; choose from "
-               f"{', '.join(known)}" if bad else "")
+        _distinct("seeds", self.seeds, at_least=0)
+        _known("importances", self.importances,
+               ("default", "random", "magnitude", "taylor", "taylor-mean"), "importance")
         _check("default" in self.importances,
                f"importances must include 'default', got {list(self.importances)}")
 
 
-def _check_pruning(methods: Sequence[str], ratios: Sequence[float]) -> None:
-    """A grid's methods and ratios, by the rules `prune` itself applies (prune.METHODS,
-    errors.check_ratio), so a bad ratio fails here, before any work, with prune's message."""
-    _check(bool(methods), "methods must not be empty")
-    bad = [m for m in methods if m not in prune.METHODS]
-    _check(not bad, f"methods: unknown method {bad[0]!r}; choose from "
-           f"{', '.join(prune.METHODS)}" if bad else "")
-    _check(bool(ratios), "ratios must not be empty")
-    for r in ratios:
-        try:
-            check_ratio(r)
-        except StudyError as exc:
-            raise StudyError(f"ratios: {exc}") from None
-    _check(len(set(ratios)) == len(ratios), f"ratios must be distinct, got {list(ratios)}")
-
-
-def _check_grid(methods: Sequence[str], ratios: Sequence[float], recipe_names: Sequence[str],
-                seeds: Sequence[int]) -> None:
-    """Shared checks of the recovery chapters' grids (02, 04): one line per problem."""
-    _check_pruning(methods, ratios)
-    _check(bool(recipe_names), "recipes must not be empty")
-    bad = [r for r in recipe_names if r not in recipes.PRESETS]
-    _check(not bad, f"recipes: unknown recipe {bad[0]!r}; choose from "
-           f"{', '.join(recipes.PRESETS)}" if bad else "")
-    _check_seeds(seeds)
-
-
-def _check_seeds(seeds: Sequence[int]) -> None:
-    _check(bool(seeds) and all(s >= 0 for s in seeds), f"seeds must be >= 0, got {list(seeds)}")
-    _check(len(set(seeds)) == len(seeds), f"seeds must be distinct, got {list(seeds)}")
-
-
 @dataclasses.dataclass(frozen=True)
-class SFTRecoveryParams(StudyParams):
-    """02_sft_recovery: pruning only vs finetuning the projector (`sft-mm`) vs the projector
-    plus LoRA on the LLM (`sft`), for layerwise and widthwise pruning (paper Fig. 2)."""
-    STUDY: typing.ClassVar[str] = "02_sft_recovery"
-    methods: tuple[str, ...] = ("layer", "width")  # pruning methods compared
-    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
+class _Recovered(_Pruned):
+    """The grid of the recovery chapters (02-04, 06): each pruned model x each recipe."""
     recipes: tuple[str, ...] = ("sft-mm", "sft")  # recovery presets (studylib.compress.recipes)
-    data_fraction: float = 0.05  # seeded share of the 4,000-image recovery set
     seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
     max_steps: int = 4  # cap on recovery steps per run (0 = one full epoch over the subset)
-    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
-        _check(0.0 < self.data_fraction <= 1.0,
-               f"data_fraction must be in (0, 1], got {self.data_fraction}")
-        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
-        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        _known("recipes", self.recipes, recipes.PRESETS, "recipe", empty_ok=False)
+        _distinct("seeds", self.seeds, at_least=0)
+        _at_least(self, max_steps=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTRecoveryParams(_Recovered):
+    """02_sft_recovery: pruning only vs finetuning the projector (`sft-mm`) vs the projector
+    plus LoRA on the LLM (`sft`), for layerwise and widthwise pruning (paper Fig. 2)."""
+    STUDY: typing.ClassVar[str] = "02_sft_recovery"
+    data_fraction: float = 0.05  # seeded share of the 4,000-image recovery set
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(0 < self.data_fraction <= 1, f"data_fraction must be in (0, 1], got {self.data_fraction}")
 
     @property
     def fractions(self) -> tuple[float, ...]:
@@ -244,54 +222,37 @@ class SFTRecoveryParams(StudyParams):
 
 
 @dataclasses.dataclass(frozen=True)
-class DataEfficiencyParams(StudyParams):
+class DataEfficiencyParams(_Recovered):
     """04_data_efficiency: recovered AVG-% against the share of recovery data used
     (5/10/20/100%, paper Fig. 4), for a few recipes and pruning settings."""
     STUDY: typing.ClassVar[str] = "04_data_efficiency"
     methods: tuple[str, ...] = ("width",)  # pruning methods
-    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
     recipes: tuple[str, ...] = ("sft", "sft+l2")  # recovery presets
     fractions: tuple[float, ...] = (0.025, 0.05)  # data fractions, each a seeded subset
-    seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
-    max_steps: int = 4  # cap on recovery steps per run (0 = one full epoch over the subset)
-    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
         _check(bool(self.fractions) and all(0.0 < f <= 1.0 for f in self.fractions),
                f"fractions must be in (0, 1], got {list(self.fractions)}")
-        _check(len(set(self.fractions)) == len(self.fractions),
-               f"fractions must be distinct, got {list(self.fractions)}")
-        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
-        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        _distinct("fractions", self.fractions)
 
 
 @dataclasses.dataclass(frozen=True)
-class KDAblationParams(StudyParams):
+class KDAblationParams(SFTRecoveryParams):
     """03_kd_ablation: recovery recipes compared on one pruned student per method and seed (paper
     Figs. 3, 5-7, Tables 2 and 5): SFT, logits KD (forward / reverse KL), hidden-state L2,
     their sums, and which hidden layers to match."""
     STUDY: typing.ClassVar[str] = "03_kd_ablation"
     methods: tuple[str, ...] = ("layer",)  # pruning methods (one student each)
-    ratios: tuple[float, ...] = (0.3,)  # fractions of LLM decoder parameters removed
     recipes: tuple[str, ...] = ("sft", "rkl", "sft+l2")  # recovery presets compared
     data_fraction: float = 0.02  # seeded share of the recovery set (the same subset for all)
-    seeds: tuple[int, ...] = (0,)  # replicate seeds: calibration sample, data subset, training
     max_steps: int = 3  # cap on recovery steps per run (0 = one full epoch over the subset)
-    calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
     tau: float = 2.0  # temperature of the logits-KD recipes (the paper's 2.0)
     cache_check: bool = True  # also time sft+l2 with the teacher online (cache speedup)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_grid(self.methods, self.ratios, self.recipes, self.seeds)
-        _check(len(set(self.recipes)) == len(self.recipes),
-               f"recipes must be distinct, got {list(self.recipes)}")
-        _check(0.0 < self.data_fraction <= 1.0,
-               f"data_fraction must be in (0, 1], got {self.data_fraction}")
-        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
-        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
+        _distinct("recipes", self.recipes)
         _check(self.tau > 0, f"tau must be > 0, got {self.tau}")
 
 
@@ -349,19 +310,12 @@ class QuantizationParams(StudyParams):
             except ValueError:
                 value = -1.0
             _check(0.0 < value < 1.0, f"students: ratio of {s!r} must be in (0, 1)")
-        _check(len(set(self.students)) == len(self.students),
-               f"students must be distinct, got {list(self.students)}")
-
+        _distinct("students", self.students)
         _check(self.recipe in recipes.PRESETS or self.recipe.endswith((".yaml", ".yml")),
                f"recipe must be a preset ({', '.join(recipes.PRESETS)}) or a .yaml file, "
                f"got {self.recipe!r}")
-        _check(0.0 < self.data_fraction <= 1.0,
-               f"data_fraction must be in (0, 1], got {self.data_fraction}")
-        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
-        _check(self.calib_n >= 1, f"calib_n must be >= 1, got {self.calib_n}")
-        _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
-        _check(self.text_tokens >= 1, f"text_tokens must be >= 1, got {self.text_tokens}")
-        _check(self.decode_tokens >= 1, f"decode_tokens must be >= 1, got {self.decode_tokens}")
+        _check(0 < self.data_fraction <= 1, f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        _at_least(self, max_steps=0, calib_n=1, repeats=1, text_tokens=1, decode_tokens=1)
 
     @property
     def student_pairs(self) -> list[tuple[str, float]]:
@@ -376,16 +330,43 @@ class GeneralizationParams(SFTRecoveryParams):
     projector only (`sft-mm`), projector + LoRA (`sft`) and SFT + L2 distillation (`sft+l2`)."""
     STUDY: typing.ClassVar[str] = "06_generalization"
     model: str = "toy-internvl"  # model name used in results and file names
-    ratios: tuple[float, ...] = (0.3,)  # fractions of the LLM's decoder parameters removed
     # the paper's "SFT mm only", "SFT mm + LLM", "SFT+KD mm + LLM"
     recipes: tuple[str, ...] = ("sft-mm", "sft", "sft+l2")
     data_fraction: float = 0.05  # seeded share of the recovery set
 
 
+@dataclasses.dataclass(frozen=True)
+class ResourcesParams(_Pruned):
+    """08_resources: params, FLOPs, memory (paper Tables 1, 7) and latency of pruned models."""
+    STUDY: typing.ClassVar[str] = "08_resources"
+    model: str = "all"  # a name for the run in results and file names (it measures several)
+    archs: tuple[str, ...] = ("toy-llava",)  # teachers, pruned for real: <checkpoint_dir>/<arch>
+    real_archs: tuple[str, ...] = ()  # the paper's architectures on the meta device (~30 s a row)
+    batch_sizes: tuple[int, ...] = (1, 8)  # prefill batch sizes timed
+    text_tokens: int = 50  # prompt tokens after the image (FLOPs, memory and latency)
+    repeats: int = 5  # interleaved rounds: each times the teacher and one pruned model once
+    min_run_time: float = 0.05  # seconds one timed run lasts at least (sets its calls)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(bool(self.archs or self.real_archs), "archs and real_archs must not both be empty")
+        _known("real_archs", self.real_archs, ARCHS, "architecture")
+        _distinct("batch_sizes", self.batch_sizes, at_least=1)
+        _at_least(self, text_tokens=1, repeats=1, min_run_time=0.001)
+
+    @property
+    def checkpoint_dir(self) -> Path:  # the teachers' folder: a teacher is <it>/<arch>
+        return Path(self.checkpoint or "teachers")
+
+    def config(self) -> dict[str, Any]:  # a retrained teacher is a new run
+        return {**super().config(), "teachers": {
+            a: checkpoint_fingerprint(self.checkpoint_dir / a) for a in self.archs}}
+
+
 STUDIES: dict[str, type[StudyParams]] = {
     cls.STUDY: cls for cls in (TestbedParams, PruningParams, SFTRecoveryParams,
-                              DataEfficiencyParams, KDAblationParams,
-                              BestPracticesParams, QuantizationParams, GeneralizationParams)
+                              DataEfficiencyParams, KDAblationParams, BestPracticesParams,
+                              QuantizationParams, GeneralizationParams, ResourcesParams)
 }
 
 
@@ -398,3 +379,21 @@ def register(cls: type[StudyParams]) -> type[StudyParams]:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise StudyError(message)
+
+
+def _at_least(p: StudyParams, **minimum: float) -> None:
+    for name, lo in minimum.items():
+        _check(getattr(p, name) >= lo, f"{name} must be >= {lo}, got {getattr(p, name)}")
+
+
+def _distinct(name: str, values: Sequence[Any], at_least: float | None = None) -> None:
+    low_ok = at_least is None or (bool(values) and min(values) >= at_least)  # and not empty
+    _check(low_ok, f"{name} must be >= {at_least}, got {list(values)}")
+    _check(len(set(values)) == len(values), f"{name} must be distinct, got {list(values)}")
+
+
+def _known(name: str, values: Sequence[str], known: Sequence[str], what: str, empty_ok=True) -> None:
+    _check(empty_ok or bool(values), f"{name} must not be empty")
+    bad = [v for v in values if v not in known]
+    _check(not bad, f"{name}: unknown {what} {bad[0]!r}; choose from {', '.join(known)}"
+           if bad else "")

@@ -21,7 +21,7 @@ SCREENSHOTS = REPO / "book" / "_build" / "screenshots"
 pytestmark = pytest.mark.slow
 STUDIES = ("00_testbed", "01_pruning_comparison", "02_sft_recovery", "03_kd_ablation",
            "04_data_efficiency", "05_best_practices", "06_generalization",
-           "07_quantization")
+           "07_quantization", "08_resources")
 
 
 @pytest.fixture(scope="module")

@@ -142,3 +142,13 @@ def test_two_runs_of_one_architecture_get_their_keys_in_the_tab(runs):
     tabs = nbformat.read(out, as_version=4).cells[4].source
     assert "{tab-item} toy-llava · fig2" in tabs and "{tab-item} toy-llava · smoke" in tabs
     assert "{tab-item} toy-bunny\n" in tabs
+
+
+def test_a_run_titled_in_its_params_file_is_its_tab(runs):
+    root, paths = runs
+    nb = nbformat.read(paths[0], as_version=4)
+    nb.metadata["papermill"]["parameters"]["overrides"]["title"] = "toy-llava: every recipe at 30%"
+    nbformat.write(nb, paths[0])
+    out = pages.chapter_page("03_kd_ablation", paths, root / "runs" / "x.ipynb")
+    tabs = nbformat.read(out, as_version=4).cells[4].source
+    assert "{tab-item} toy-llava: every recipe at 30%\n:sync: toy-llava-every-recipe-at-30" in tabs

@@ -108,10 +108,15 @@ def _output_myst(out, assets: Path, name: str) -> str | None:
 
 
 def _tabs(labels: Sequence[str], bodies: Sequence[str]) -> str:
-    """One sphinx-design tab per run, synchronised across the page."""
-    items = "".join(f"::::{{tab-item}} {label}\n:sync: {_slug(label)}\n\n{body}\n::::\n"
+    """One sphinx-design tab per run, synchronised across the page. The tabs' colon fences
+    are longer than any in the bodies (a folded table is a `::::{dropdown}`), so that a
+    body's own directive never closes its tab."""
+    inner = max((len(m) for b in bodies for m in re.findall(r"^:{3,}", b, flags=re.M)),
+                default=2)
+    item, tabset = ":" * (inner + 1), ":" * (inner + 2)
+    items = "".join(f"{item}{{tab-item}} {label}\n:sync: {_slug(label)}\n\n{body}\n{item}\n"
                     for label, body in zip(labels, bodies, strict=True))
-    return f":::::{{tab-set}}\n:sync-group: run\n\n{items}:::::\n"
+    return f"{tabset}{{tab-set}}\n:sync-group: run\n\n{items}{tabset}\n"
 
 
 def _slug(text: str) -> str:

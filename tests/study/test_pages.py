@@ -70,7 +70,7 @@ def test_one_page_per_study_with_a_tab_per_architecture(runs):
     assert code.source == "show.table(...)" and code.outputs == []
     assert "hide-input" in code.metadata["tags"]
     tabs = cells[4].source
-    assert tabs.startswith(":::::{tab-set}") and ":sync-group: run" in tabs
+    assert tabs.startswith("::::{tab-set}") and ":sync-group: run" in tabs
     assert tabs.index("{tab-item} toy-llava") < tabs.index("{tab-item} toy-bunny")
     assert "AVG of toy-llava" in tabs and "AVG of toy-bunny" in tabs
     assert "NearChanceWarning" not in tabs  # stderr is for the terminal
@@ -152,3 +152,10 @@ def test_a_run_titled_in_its_params_file_is_its_tab(runs):
     out = pages.chapter_page("03_kd_ablation", paths, root / "runs" / "x.ipynb")
     tabs = nbformat.read(out, as_version=4).cells[4].source
     assert "{tab-item} toy-llava: every recipe at 30%\n:sync: toy-llava-every-recipe-at-30" in tabs
+
+
+def test_a_folded_table_in_a_tab_does_not_close_it():
+    body = "::::{dropdown} All claims\n```{table} t\n:name: x\n\n| a |\n|---|\n| 1 |\n```\n::::\n"
+    tabs = pages._tabs(["toy-llava", "toy-bunny"], [body, "text"])
+    assert tabs.startswith("::::::{tab-set}") and ":::::{tab-item} toy-llava" in tabs
+    assert tabs.rstrip().endswith("\n::::::")

@@ -244,7 +244,7 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
     if claims.empty:
         return pd.DataFrame(columns=["finding", "arch", "claim", "setting", "d [95% CI]",
                                      "p (Holm)", "outcome"])
-    ci = [f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" if pd.notna(d) else "–"
+    ci = [show.interval(d, lo, hi, signed=True)
           for d, lo, hi in zip(claims.d, claims.ci_low, claims.ci_high, strict=True)]
     return pd.DataFrame({"finding": claims.finding, "arch": claims.arch, "claim": claims.claim,
                          "setting": claims.setting, "d [95% CI]": ci,

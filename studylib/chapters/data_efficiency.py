@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from studylib.analysis import paper
-from studylib.chapters import plotting
+from studylib.chapters import plotting, show
 from studylib.chapters import recovery_figures as rp
 from studylib.compress import subsets
 
@@ -103,8 +103,7 @@ def fraction_table(summary: pd.DataFrame, prune_only: pd.DataFrame,
         row = {"pruning, recipe": f"{method} {100 * ratio:g}%, {recipe}",
                "pruned only": float(only["mean"].iloc[0]) if len(only) else math.nan}
         for r in g.sort_values("data_fraction").itertuples():
-            row[f"{100 * r.data_fraction:g}% data"] = (
-                f"{r.mean:.1f} ± {r.ci95:.1f}" if pd.notna(r.ci95) else f"{r.mean:.1f}")
+            row[f"{100 * r.data_fraction:g}% data"] = show.mean_ci(r.mean, r.ci95)
         p = _paper_point(points, method, ratio, recipe)
         row["paper, 100% data"] = None if p is None else f"{p.avg_pct:.1f} ({p.source})"
         rows.append(row)

@@ -24,6 +24,7 @@ import torch
 
 from studylib.analysis import evidence
 from studylib.analysis.paper import SHORT_PAPER_NAME, TABLE2_MODEL, TABLE2_RECIPES, paper_table
+from studylib.chapters import show
 from studylib.compress import losses, recipes, recover
 from studylib.models.surgery import LayerTap
 from studylib.results import eval_rows
@@ -302,9 +303,9 @@ def recipe_table(ev: pd.DataFrame, order: Sequence[str] = (),
             rows.append({
                 "pruning": f"{method} {100 * ratio:g}%",
                 "recipe": "pruned only" if r == "none" else r,
-                "AVG-% [95% CI] (ours)": f"{s.AVG_pct[r]:.1f} [{s.ci_low[r]:.1f}, {s.ci_high[r]:.1f}]",
+                "AVG-% [95% CI] (ours)": show.interval(s.AVG_pct[r], s.ci_low[r], s.ci_high[r]),
                 "vs FT, points [95% CI] (ours)": None if c is None else
-                f"{c['d']:+.1f} [{c['lo']:+.1f}, {c['hi']:+.1f}]",
+                show.interval(c["d"], c["lo"], c["hi"], signed=True),
                 paper_col: paper.get(r, np.nan),
                 paper_gain: paper[r] - paper["sft"] if r in paper and r not in ("none", "sft")
                 else np.nan})

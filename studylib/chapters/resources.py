@@ -101,12 +101,12 @@ def _resource_rows(r: dict[str, Any], **extra) -> list[dict[str, Any]]:
 
 def measured(model, arch: str, method: str, ratio: float, achieved: float,
              text_tokens: int) -> dict[str, Any]:
-    """`measure.arch_row`'s numbers for a model in memory (a teacher or a pruned copy)."""
-    counts, memory = models.parameter_counts(model), measure.peak_memory(model, text_tokens)
+    """`measure.arch_row`'s numbers for a model in memory, by `measure.measure` (untimed)."""
+    m = measure.measure(model, text_tokens=text_tokens, timing=False)
     return {"arch": arch, "method": method, "ratio": ratio, "decoder_ratio": achieved,
-            "params": counts["total"], "llm_params_b": counts["llm"] / 1e9,
-            "tflops": measure.count_flops(model, text_tokens)["total"] / 1e12,
-            "memory_mib": memory["peak_mib"], "weights_mib": memory["parameters_mib"]}
+            "params": m["parameters"]["total"], "llm_params_b": m["parameters"]["llm"] / 1e9,
+            "tflops": m["tflops"], "memory_mib": m["memory"]["peak_mib"],
+            "weights_mib": m["memory"]["parameters_mib"]}
 
 
 def latency_rows(teacher, pruned, tags: tuple, P) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.analysis import tables
+from studylib.chapters import show
 
 
 def trainable_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -85,12 +86,6 @@ def sft_takeaways(summary: pd.DataFrame, items: int, chance: float = math.nan) -
 RECIPE_WORDS = {"none": "prune only", "sft-mm": "+ projector", "sft": "+ projector + LLM"}
 
 
-def _mean_ci(mean: float, half: float | None) -> str:
-    if pd.isna(mean):
-        return "–"
-    return f"{mean:.1f}" if half is None or pd.isna(half) else f"{mean:.1f} ± {half:.1f}"
-
-
 def fig2_table(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Fig. 2 as a table for reading: per method and requested ratio, the share removed,
     each recovery's AVG-% (mean ± 95% CI half-width over seeds) and the paper's AVG-% where
@@ -101,7 +96,7 @@ def fig2_table(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     for recipe, words in RECIPE_WORDS.items():
         if recipe in w:
             half = w.get(f"± {recipe}", pd.Series(index=w.index, dtype=float))
-            out[f"{words}, ours"] = [_mean_ci(m, h) for m, h in zip(w[recipe], half, strict=True)]
+            out[f"{words}, ours"] = [show.mean_ci(m, h) for m, h in zip(w[recipe], half, strict=True)]
     for col in [c for c in w.columns if c.startswith("paper ")]:
         out[f"{RECIPE_WORDS.get(col[6:], col[6:])}, paper"] = w[col]
     return out.reset_index().rename(columns={"ratio": "ratio requested"})

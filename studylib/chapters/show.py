@@ -73,6 +73,21 @@ def _formatted(df: pd.DataFrame, decimals: int | dict[str, int]) -> pd.DataFrame
     return out
 
 
+def mean_ci(mean: float, half: float | None = None) -> str:
+    """"91.2 ± 3.4" (mean and 95% CI half-width), "91.2" without one, "–" without a mean."""
+    if mean is None or pd.isna(mean):
+        return MISSING
+    return f"{mean:.1f}" if half is None or pd.isna(half) else f"{mean:.1f} ± {half:.1f}"
+
+
+def interval(value: float, low: float, high: float, signed: bool = False) -> str:
+    """"91.2 [88.0, 94.4]", or "+1.2 [-0.3, +2.7]" for a difference (`signed`)."""
+    if value is None or pd.isna(value):
+        return MISSING
+    f = "+.1f" if signed else ".1f"
+    return f"{value:{f}} [{low:{f}}, {high:{f}}]"
+
+
 def _escaped(df: pd.DataFrame) -> pd.DataFrame:
     """`|` escaped, for a Markdown table."""
     out = df.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)

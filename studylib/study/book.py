@@ -103,16 +103,20 @@ def chapter_title(study: str) -> str:
     return number + STUDY_TITLES.get(study, study)
 
 
-def write_verdicts(book: Path, tables: Sequence[str]) -> Path:
-    """book/runs/_verdicts.md, the landing page's table: per finding of the paper, the newest
-    chapter-05 verdict, what it is on each architecture, and a link to the chapter."""
+def results_frame(tables: Sequence[str]):
+    """Every row of the results table(s), read once for the pages the build writes."""
     import pandas as pd
 
+    frames = [f for f in (ResultsTable(t).frame() for t in dict.fromkeys(tables)) if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_verdicts(book: Path, df) -> Path:
+    """book/runs/_verdicts.md, the landing page's table: per finding of the paper, the newest
+    chapter-05 verdict in the results `df`, what it is on each architecture, and a link to
+    the chapter."""
     from studylib.analysis import findings
 
-    frames = [ResultsTable(t).frame() for t in dict.fromkeys(tables)]
-    df = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(
-        not f.empty for f in frames) else pd.DataFrame()
     rows = df[(df.study == "05_best_practices") & (df.metric == "verdict")] if len(df) else df
     path = book / "runs" / "_verdicts.md"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,15 +157,9 @@ def _md_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
                           for r in rows)
 
 
-def write_provenance(book: Path, tables: Sequence[str]) -> Path:
+def write_provenance(book: Path, tables: Sequence[str], df) -> Path:
     """book/runs/_provenance.md: the build's versions and machine, and per run its git sha,
-    versions, threads and wall time, all read from the results table(s)."""
-    import pandas as pd
-
-
-    frames = [ResultsTable(t).frame() for t in dict.fromkeys(tables)]
-    df = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(
-        not f.empty for f in frames) else pd.DataFrame()
+    versions, threads and wall time, all read from the results `df` of `tables`."""
     executed = {(study, nb.stem) for study, nbs in executed_notebooks(book).items() for nb in nbs}
     lines = ["## This build\n",
              _md_table([{"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -223,8 +221,9 @@ def build_book(book: Path, tables: Sequence[str]) -> int:
     if not executed_notebooks(book):
         raise StudyError(f"no executed notebooks under {book / 'runs'}: nothing to build")
     toc = write_toc(book)
-    write_provenance(book, tables)
-    write_verdicts(book, tables)
+    df = results_frame(tables)
+    write_provenance(book, tables, df)
+    write_verdicts(book, df)
     jb = Path(sys.executable).with_name("jupyter-book")
     # absolute paths: jupyter-book resolves a relative --toc against the book directory
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(book.resolve()),

@@ -75,3 +75,11 @@ def test_tables_and_figures_are_numbered_per_chapter_in_the_order_shown(shown, t
     assert captions == ["```{table} Table 2.1. t.", "```{table} Table 2.2. t.",
                         "```{table} Table 5.1. t.", "```{figure} /figures/02_study__fig.png"]
     assert "Figure 2.1. f." in shown[-1]["text/markdown"]  # figures count apart from tables
+
+
+def test_a_mean_or_a_difference_with_its_interval_reads_the_same_everywhere():
+    assert show.mean_ci(91.23, 3.45) == "91.2 ± 3.5" and show.mean_ci(91.23, math.nan) == "91.2"
+    assert show.mean_ci(math.nan, 1.0) == show.MISSING
+    assert show.interval(91.23, 88.0, 94.44) == "91.2 [88.0, 94.4]"
+    assert show.interval(1.2, -0.3, 2.7, signed=True) == "+1.2 [-0.3, +2.7]"
+    assert show.interval(math.nan, 0, 1) == show.MISSING

@@ -124,7 +124,7 @@ def test_landing_page_verdicts_come_from_the_newest_chapter_05_run(tmp_path):
                           "on_arch": "opposite"}], {})
     table.record("new", [{**base, "arch": a, "verdict": "replicated", "on_arch": "holds"}
                          for a in ("toy-bunny", "toy-llava")], {})
-    text = book.write_verdicts(tmp_path, [str(tmp_path / "results.jsonl")]).read_text()
+    text = book.write_verdicts(tmp_path, book.results_frame([str(tmp_path / "results.jsonl")])).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| 1."))
     assert "**replicated**" in row and "not replicated" not in row
     assert row.index("holds (2+ 0− 0=; d +8.2)") > 0

@@ -5,7 +5,8 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup lock test test-fast reproduce-teachers book lab teachers lint clean lmms-env lmms-check chain-check
+.PHONY: setup browser lock test test-fast reproduce-teachers book lab teachers lint clean lmms-env \
+        lmms-check chain-check
 
 setup: $(STAMP)
 
@@ -18,6 +19,18 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PIP) check || { echo "make: requirements.lock is stale: run make lock" >&2; exit 1; }
 	touch $(STAMP)
+
+# `make test` opens the smoke book's pages in headless Chromium (Debian's package `chromium`):
+# installed here when apt-get can (as root, as CI runs); otherwise `make test` stops with the
+# one command to run. No test skips for want of it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    echo "make: installing Debian's chromium for the book's page checks" && \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "make: the book's pages are checked in headless Chromium, which is missing: run" \
+	         "'sudo apt-get install -y chromium' (Debian/Ubuntu), then make test again" >&2; \
+	    exit 1; }
 
 # Regenerates both lock files from their inputs (pyproject.toml with all its extras;
 # requirements-lmms.in) with pip-tools, keeping every pin that still fits. Run it after
@@ -42,16 +55,20 @@ lock:
 # Three tiers. `make test-fast` before a commit; `make test` (CI) is everything but the full
 # teacher retrains, on both cores (pytest-xdist, one torch thread per worker; `loadscope`
 # keeps a module's or a class's tests on one worker, as they share fixtures);
-# `make reproduce-teachers` retrains the committed teachers in full and compares every tensor.
+# `make reproduce-teachers` retrains the committed teachers in full and compares every tensor
+# (bit for bit only on the machine kind that recorded them: it first prints this machine's
+# kind and the expected time here).
 XDIST := -n $(or $(WORKERS),2) --dist loadscope
 
-test: setup
+test: setup browser
 	STUDYLIB_THREADS=1 $(PY) -m pytest -q $(XDIST) -m "not reproduce" --durations=15
 
 test-fast: setup
 	STUDYLIB_THREADS=1 $(PY) -m pytest -q $(XDIST) -m "not slow and not reproduce"
 
 reproduce-teachers: setup
+	$(PY) -m studylib.cli machine --teachers teachers/toy-llava teachers/toy-bunny \
+	  teachers/toy-internvl
 	$(PY) -m pytest -q $(XDIST) -m reproduce tests/testbed/test_teachers.py
 
 lint: setup

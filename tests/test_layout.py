@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "studylib"
 
 # Bottom to top. A module may import its own floor and the floors below it, never above.
-# Floor 0 is the package's top-level modules (errors, outputs, results, training).
+# Floor 0 is the package's top-level modules (errors, outputs, results, training, machine).
 FLOORS = ("", "models", "testbed", "compress", "evaluation", "analysis", "harness", "study",
           "chapters", "cli")
 MAX_LINES = 400

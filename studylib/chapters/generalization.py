@@ -287,7 +287,9 @@ def teacher_note(checkpoint) -> str:
     trained = teachers.read_summary(checkpoint)
     probe = ", ".join(f"{k} {100 * v:.1f}%" for k, v in
                       trained["vision_pretraining"]["cell_accuracy"].items())
+    threads = trained["machine"]["threads"]
     return (f"Its vision tower, pretrained and then frozen, reads each grid cell's attributes "
             f"with probe accuracy {probe}; the whole teacher trained in "
-            f"{trained['wall_time_s'] / 60:.0f} minutes on {trained['threads']} CPU "
-            f"thread{'s' if trained['threads'] != 1 else ''}.")
+            f"{trained['wall_time_s'] / 60:.0f} minutes on {threads} CPU "
+            f"thread{'s' if threads != 1 else ''} of an {trained['machine']['kind']} CPU, "
+            f"in {trained['recipe']['dtype']}.")

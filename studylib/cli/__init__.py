@@ -19,7 +19,8 @@ from studylib.cli import argtypes
 from studylib.errors import StudyError
 
 COMMAND_MODULES = tuple(f"studylib.cli.{name}" for name in (
-    "testbed", "prune", "recover", "study", "measure", "lmms", "advise", "quantize"))
+    "testbed", "prune", "recover", "study", "measure", "lmms", "advise", "quantize",
+    "machine"))
 
 
 def set_threads(threads: int | None) -> None:

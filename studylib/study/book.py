@@ -7,7 +7,6 @@ build -W` (`execute_notebooks: off`: papermill already ran every chapter).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import platform
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from studylib import machine
 from studylib.errors import StudyError
 from studylib.results import ResultsTable, git_sha
 from studylib.study import pages
@@ -165,8 +165,7 @@ def write_provenance(book: Path, tables: Sequence[str], df) -> Path:
              _md_table([{"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          "git sha": git_sha() + ("+dirty" if git_dirty() else ""),
                          "python": platform.python_version(),
-                         "machine": f"{platform.system()} {platform.machine()}, "
-                                    f"{os.cpu_count()} cpus",
+                         "machine": machine.line(),
                          **_versions()}],
                        ["built", "git sha", "python", "machine", *_versions()]),
              "\n## Runs in this book\n"]

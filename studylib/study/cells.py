@@ -12,7 +12,9 @@ decides its numbers:
 - **the code that produces a cell** (`code_version()`): every `.py` file under
   `studylib/compress`, `studylib/models`, `studylib/evaluation` and `studylib/testbed`,
   plus `studylib/study/grid.py`, this file and `studylib/training.py`, and the versions
-  of torch, transformers, peft and torch-pruning. An edit to any of them gives every
+  of torch, transformers, peft and torch-pruning; but not how teachers are trained and
+  timed (`NOT_CELL_CODE`): a cell starts from the teacher's weights, which its key hashes,
+  and no cell code imports those modules (a test checks). An edit to any of them gives every
   cell a new key, so nothing computed by older code is reused. The chapters, the
   analysis and the book are not in it: changing how a result is judged or drawn does
   not recompute it.
@@ -42,6 +44,8 @@ from typing import Any
 
 CELL_CODE = ("compress", "models", "evaluation", "testbed", "study/grid.py", "study/cells.py",
              "training.py")
+NOT_CELL_CODE = ("testbed/teachers.py", "testbed/vision_pretrain.py",
+                 "testbed/fingerprint.py", "testbed/speed.py")
 LIBRARIES = ("torch", "transformers", "peft", "torch_pruning")
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -59,7 +63,8 @@ def _py_files(parts: tuple[str, ...]) -> list[Path]:
     for part in parts:
         p = PACKAGE / part
         files += [p] if p.is_file() else sorted(p.rglob("*.py"))
-    return files
+    skip = {PACKAGE / f for f in NOT_CELL_CODE}
+    return [f for f in files if f not in skip]
 
 
 @functools.cache

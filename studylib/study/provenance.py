@@ -9,12 +9,12 @@ page.
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from studylib import machine
 from studylib.results import ResultsTable
 
 
@@ -48,7 +48,7 @@ def environment(threads: int | None = None) -> dict[str, Any]:
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "host": platform.node(),
-            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpus",
+            "machine": machine.line(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "threads": threads, "git_dirty": git_dirty()}
 

@@ -16,9 +16,9 @@ A teacher is made in stages, as LLaVA is, each with its own data:
 4. `instruct`: conversations with questions of all six benchmark families, the binding and
    lookup questions replayed among them so that they are not forgotten.
 
-The loss is cross-entropy on answer tokens only. On the CPU the LLM stages run under bf16
-autocast: this CPU has avx512_bf16, and bf16 measured 1.7-1.9x faster than fp32 for these
-models with the same losses (pitfalls.md). Training goes through `transformers.Trainer`, so
+The loss is cross-entropy on answer tokens only. The LLM stages train in the recipe's
+`dtype`, the same on every machine, so that a teacher is one recipe everywhere
+(TRAINING_DTYPE says which and why). Training goes through `transformers.Trainer`, so
 `accelerate launch` / `torchrun` runs the same code on several GPUs.
 
 Every `curve_every` optimizer steps of the LLM stages the teacher is scored on a fixed
@@ -37,11 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from studylib import models
+from studylib import machine, models
 from studylib.errors import StudyError
-from studylib.testbed import instructions, toy
+from studylib.testbed import fingerprint, instructions, toy
 from studylib.testbed.data import ConversationCollator
 from studylib.testbed.vision_pretrain import pretrain_vision
 from studylib.training import LossLog, training_arguments
@@ -53,9 +51,19 @@ from studylib.training import LossLog, training_arguments
 # the yes/no lookup from being learned; without them (0.0) 300-500 steps taught it. The next
 # recipe to try is lookup caption_rate 0.0, which means retraining the teachers.
 ZERO_MIX = dict.fromkeys(instructions.MIX, 0)
+
+# The dtype teachers train in on every machine: float32. Measured on one toy-llava training
+# step (`studylib.testbed.speed.DTYPE_COST`, README "CPU kinds"): bf16 autocast costs 7.5x
+# float32 on an AVX2 CPU, and 1.2-1.3x on the AVX-512-bf16 CPU the teachers were trained on
+# (where earlier notes had it 1.7-1.9x faster), so float32 is the faster dtype on both kinds.
+# The committed teachers (recipe `default`) were trained in bfloat16 before this was
+# measured; their recipe keeps the dtype they were trained in, and the next retrain
+# (testbed v3) uses TRAINING_DTYPE.
+TRAINING_DTYPE = "float32"
+DTYPES = ("float32", "bfloat16")
 TEACHER_RECIPES: dict[str, dict[str, Any]] = {
     "default": dict(
-        bf16=True, logging_steps=10, curve_every=200, curve_limit=40,
+        dtype="bfloat16", logging_steps=10, curve_every=200, curve_limit=40,
         vision=dict(n_images=4000, epochs=2, batch_size=64, lr=2e-3),
         align=dict(n_images=8000, epochs=1, batch_size=16, lr=5e-4),
         binding=dict(n=9600, epochs=1, batch_size=16, lr=3e-4),
@@ -64,7 +72,7 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
         instruct=dict(n_images=12000, turns=4, epochs=2, batch_size=8, lr=5e-4,
                       caption_rate=0.5, mix={"binding": 1, "lookup": 1})),
     "micro": dict(
-        bf16=False, logging_steps=2, curve_every=0, curve_limit=8,
+        dtype=TRAINING_DTYPE, logging_steps=2, curve_every=0, curve_limit=8,
         vision=dict(n_images=256, epochs=1, batch_size=64, lr=2e-3),
         align=dict(n_images=256, epochs=1, batch_size=16, lr=3e-3),
         binding=dict(n=128, epochs=1, batch_size=16, lr=3e-3),
@@ -75,38 +83,7 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-# Optimizer steps into each stage at which training records a checksum of the weights
-# (`training_summary.json` "prefix_checksums"). `tests/test_teachers.py` retrains up to these
-# points only (`train_teacher(stop_after=stage)`), a cheap check that the code still trains
-# the committed teachers; `make reproduce-teachers` retrains them in full, bit for bit.
-CHECKSUM_STEP = 10
 STAGES = ("vision", "align", "binding", "lookup", "instruct")
-
-
-def weights_sha256(model) -> str:
-    """sha256 of every parameter and buffer, by name (bit-exact: any change shows)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _checksum_callback(stage: str, checksums: dict[str, Any], stop: bool):
-    """Record the weights' sha256 after CHECKSUM_STEP optimizer steps of `stage`; with
-    `stop`, end the stage there (the LR schedule is the full run's, so the weights match)."""
-    from transformers import TrainerCallback
-
-    class _Checksum(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if state.global_step == CHECKSUM_STEP:
-                checksums[stage] = {"step": CHECKSUM_STEP, "sha256": weights_sha256(model)}
-                if stop:
-                    control.should_training_stop = True
-
-    return _Checksum()
 
 
 class Curves:
@@ -166,6 +143,8 @@ def _recipe(size: str, overrides: dict[str, Any]) -> dict[str, Any]:
             recipe[key] = {**recipe[key], **value}
         else:
             recipe[key] = value
+    if recipe["dtype"] not in DTYPES:
+        raise StudyError(f"unknown dtype {recipe['dtype']!r}; choose from {', '.join(DTYPES)}")
     return recipe
 
 
@@ -200,10 +179,13 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     """Train a toy MLLM from scratch (vision, align, binding, instruct) and save it to `out`
     (None: save nothing, return the summary).
 
-    Deterministic for a given seed and thread count (`torch.get_num_threads()` is recorded in
-    the summary). With `stop_after` (one of STAGES), training ends CHECKSUM_STEP steps into
-    that stage, saves nothing, and returns only `{"prefix_checksums": ...}`, to compare with
-    the full run's. `recipe_overrides` change the size's recipe (`instruct=dict(lr=1e-3)`).
+    Deterministic for a given seed on one machine (`studylib.machine.signature`: the CPU, its
+    kernels, torch and the thread count, recorded in the summary as "machine"). Each stage's
+    prefix (sha256 and fingerprint, `studylib.testbed.fingerprint`) is recorded in
+    "prefix_checksums". With `stop_after` (one of STAGES), training ends
+    `fingerprint.CHECKSUM_STEP` steps into that stage, saves nothing, and returns only
+    `{"prefix_checksums": ...}`, to compare with the full run's. `recipe_overrides` change
+    the size's recipe (`instruct=dict(lr=1e-3)`).
 
     `evaluate(model, processor, ...)` (the CLI passes `studylib.evaluation.evaluate.evaluate`;
     the testbed sits below evaluation) scores the learning curves and the trained teacher.
@@ -216,7 +198,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     checksums: dict[str, Any] = {}
 
     def checksum(stage: str):
-        return _checksum_callback(stage, checksums, stop=stage == stop_after)
+        return fingerprint.prefix_callback(stage, checksums, stop=stage == stop_after)
 
     set_seed(seed)
     model, processor = toy.build(arch, size, seed=seed)
@@ -242,7 +224,8 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         t0, offset = time.perf_counter(), sum(steps.values())
         hp = recipe[stage]
         steps[stage] = _fit(model, records, collator, losses, seed=seed, epochs=hp["epochs"],
-                            batch_size=hp["batch_size"], lr=hp["lr"], bf16=recipe["bf16"],
+                            batch_size=hp["batch_size"], lr=hp["lr"],
+                            bf16=recipe["dtype"] == "bfloat16",
                             logging_steps=recipe["logging_steps"], step_offset=offset,
                             callbacks=[checksum(stage), curves.callback(stage, offset)]
                             ).global_step
@@ -267,7 +250,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         "wall_time_s": round(wall, 1),
         "llm_stage_wall_time_s": round(llm_wall, 1),
         "tokens_per_s": round(tokens / llm_wall),
-        "threads": torch.get_num_threads(),
+        "machine": machine.signature(),
         "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
         "prefix_checksums": checksums,
         "data_sha256": data_sha256(data),

@@ -60,7 +60,8 @@ PROBE = r"""
 def _chromium(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     """One Chromium run with a throwaway profile, so parallel runs never share a lock."""
     if CHROMIUM is None:
-        raise RuntimeError("headless checks need the Debian package `chromium`")
+        raise RuntimeError("headless checks need Debian's chromium: run "
+                           "`sudo apt-get install -y chromium` (or `make test` as root)")
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
                               capture_output=True, text=True, timeout=timeout)

@@ -89,7 +89,6 @@ def chapters(book: Path) -> list[Path]:
         book / "_build" / "html" / "intro.html"]
 
 
-@pytest.mark.skipif(browser.CHROMIUM is None, reason="needs the Debian package `chromium`")
 def test_every_chapter_reads_well_in_headless_chromium(smoke_book):
     """Per chapter: every image loaded, no traceback or error text, no nan/None in a table,
     no code beyond the folded cells; one screenshot each."""

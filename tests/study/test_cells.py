@@ -1,5 +1,7 @@
 """Grid cells: computed once by content, shared across grids, invalidated by code changes."""
 
+import ast
+
 import pandas as pd
 import pytest
 
@@ -57,4 +59,21 @@ def test_the_code_version_covers_the_cell_code_only():
     assert {"compress/prune.py", "compress/recover.py", "evaluation/evaluate.py",
             "testbed/questions.py", "study/grid.py", "study/cells.py", "training.py"} <= files
     assert not any(f.startswith(("analysis/", "chapters/")) for f in files)
+    assert not files & set(cells.NOT_CELL_CODE)
     assert len(cells.code_version()) == 16 and cells.code_version() != cells.package_version()
+
+
+def test_the_cell_code_never_imports_what_the_code_version_leaves_out():
+    """Teacher training and timing are outside the cell key: sound only while no cell code
+    imports them (every import, those inside functions too)."""
+    left_out = {"studylib." + f.removesuffix(".py").replace("/", ".")
+                for f in cells.NOT_CELL_CODE}
+    for path in cells._py_files(cells.CELL_CODE):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            assert not names & left_out, f"{path.name} imports {names & left_out}"

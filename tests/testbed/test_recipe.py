@@ -20,7 +20,14 @@ def test_recipe_overrides_merge_into_a_stage_and_unknown_keys_are_refused():
 def test_the_default_recipe_has_every_llm_stage():
     recipe = teachers.TEACHER_RECIPES["default"]
     assert set(teachers.STAGES) <= set(recipe)
-    assert recipe["bf16"] and recipe["curve_every"] > 0
+    assert recipe["dtype"] in teachers.DTYPES and recipe["curve_every"] > 0
+
+
+def test_a_recipe_names_its_dtype_and_new_recipes_train_in_the_chosen_one():
+    assert teachers.TEACHER_RECIPES["micro"]["dtype"] == teachers.TRAINING_DTYPE == "float32"
+    assert teachers._recipe("micro", {"dtype": "bfloat16"})["dtype"] == "bfloat16"
+    with pytest.raises(StudyError, match="unknown dtype 'float16'"):
+        teachers._recipe("micro", {"dtype": "float16"})
 
 
 @pytest.mark.parametrize("name", ["POPE", "GQA"])

@@ -1,16 +1,22 @@
-"""The committed default teachers are what `studylib teacher` produces.
+"""The committed default teachers are what `studylib teacher` produces, on any CPU.
 
 `make book` starts from the safetensors under teachers/ instead of retraining them. Two
 tiers keep the committed files tied to the code:
 
 - `make test`: retrain each teacher up to CHECKSUM_STEP optimizer steps into its vision
-  and align stages (the stages before in full) and compare the weights' sha256 with the one
-  the full training recorded at that step in `training_summary.json`; and compare the sha256
-  of every LLM stage's training data with the recorded one. Any change to the data, the
-  model, the initialisation, the optimizer or the schedule shows.
+  and align stages (the stages before in full) and compare the prefix with the one the full
+  training recorded in `training_summary.json`; and compare the sha256 of every LLM stage's
+  training data with the recorded one.
 - `make reproduce-teachers` (`-m reproduce`): the prefixes of the later stages (binding,
-  lookup, instruct), then each teacher retrained in full with the recorded seed and thread
-  count, every tensor compared bit for bit.
+  lookup, instruct), then each teacher retrained in full and every tensor compared bit for
+  bit.
+
+A prefix is compared in two strengths (`studylib.testbed.fingerprint`): its sha256 where
+this machine's signature (CPU, kernels, torch, threads: `studylib.machine`) is the recorded
+one, since floats round differently on other CPU kinds; its fingerprint (per-tensor norms of
+the weights and of their update) within a measured tolerance everywhere. The mutation tests
+show the tolerant comparison still fails when the align learning rate or the LLM's
+initialisation changes by 10%.
 
 One test class per teacher: pytest-xdist's `--dist loadscope` (`make test`) runs a class on
 one worker, so the three teachers spread over the workers.
@@ -23,7 +29,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from studylib.testbed import teachers
+from studylib import machine
+from studylib.testbed import fingerprint, teachers, toy
 from studylib.testbed.teachers import STAGES, train_teacher
 
 TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
@@ -34,6 +41,11 @@ TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
 # sha256 (`test_training_data_is_what_the_committed_teacher_saw`).
 STAGE_PARAMS = [pytest.param(s, marks=[] if s in ("vision", "align") else
                              [pytest.mark.reproduce]) for s in STAGES]
+# The prefixes whose fingerprints are comparable across CPU kinds. A later prefix follows a
+# full 500-step align stage, over which another kind's rounding grows: toy-llava's binding
+# prefix with AVX2 kernels differed by up to 6.4% (83 of 304 entries beyond the tolerance;
+# docs/cpu-kinds.md). The later prefixes are compared on the recording machine only.
+CROSS_KIND_STAGES = ("vision", "align")
 
 
 @pytest.fixture
@@ -44,19 +56,35 @@ def threads():
     torch.set_num_threads(before)
 
 
+def summary_of(arch: str) -> dict:
+    return json.loads((TEACHERS / arch / "training_summary.json").read_text())
+
+
+def same_machine(recorded: dict) -> bool:
+    """Whether this machine rounds as the recording one did (at its thread count)."""
+    return machine.signature(recorded["threads"]) == recorded
+
+
 class _Teacher:
     arch: str
 
     def summary(self) -> dict:
-        return json.loads((TEACHERS / self.arch / "training_summary.json").read_text())
+        return summary_of(self.arch)
 
     @pytest.mark.parametrize("stage", STAGE_PARAMS)
     def test_training_prefix_matches_the_committed_run(self, stage, threads):
         summary = self.summary()
-        threads(summary["threads"])
+        if stage not in CROSS_KIND_STAGES and not same_machine(summary["machine"]):
+            pytest.skip(f"the {stage} prefix is compared on the recording machine only "
+                        f"({summary['machine']}; this is {machine.signature()})")
+        threads(summary["machine"]["threads"])
         got = train_teacher(self.arch, None, size=summary["size"], seed=summary["seed"],
-                            stop_after=stage)["prefix_checksums"]
-        assert got[stage] == summary["prefix_checksums"][stage]
+                            stop_after=stage)["prefix_checksums"][stage]
+        want = summary["prefix_checksums"][stage]
+        assert got["step"] == want["step"]
+        assert not fingerprint.mismatches(got["fingerprint"], want["fingerprint"])
+        if same_machine(summary["machine"]):
+            assert got["sha256"] == want["sha256"]
 
     def test_training_data_is_what_the_committed_teacher_saw(self):
         summary = self.summary()
@@ -69,7 +97,10 @@ class _Teacher:
     def test_committed_teacher_is_reproduced_by_studylib_teacher(self, tmp_path, threads):
         committed = TEACHERS / self.arch
         summary = self.summary()
-        threads(summary["threads"])
+        if not same_machine(summary["machine"]):
+            pytest.skip(f"bit-for-bit retraining needs the recording machine "
+                        f"{summary['machine']}; this is {machine.signature()}")
+        threads(summary["machine"]["threads"])
         got_summary = train_teacher(self.arch, tmp_path / self.arch, size=summary["size"],
                                     seed=summary["seed"])
         want = load_file(committed / "model.safetensors")
@@ -92,3 +123,26 @@ class TestToyBunny(_Teacher):
 
 class TestToyInternvl(_Teacher):
     arch = "toy-internvl"
+
+
+class TestTheToleranceStillBites:
+    """The cross-CPU comparison must fail on a real change, not only on a broken file:
+    toy-llava's align prefix, retrained with one thing changed by 10%, against the record."""
+
+    ARCH = "toy-llava"
+
+    def align_prefix(self, threads, **overrides) -> dict:
+        summary = summary_of(self.ARCH)
+        threads(summary["machine"]["threads"])
+        got = train_teacher(self.ARCH, None, seed=summary["seed"], stop_after="align",
+                            **overrides)["prefix_checksums"]["align"]
+        return fingerprint.mismatches(got["fingerprint"],
+                                      summary["prefix_checksums"]["align"]["fingerprint"])
+
+    def test_a_learning_rate_10_percent_higher_is_caught(self, threads):
+        lr = teachers.TEACHER_RECIPES["default"]["align"]["lr"]
+        assert self.align_prefix(threads, align={"lr": 1.1 * lr})
+
+    def test_an_initialisation_10_percent_wider_is_caught(self, threads, monkeypatch):
+        monkeypatch.setattr(toy, "TEXT_INIT_STD", 1.1 * toy.TEXT_INIT_STD)
+        assert self.align_prefix(threads)

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from studylib import cli, machine
 from tests.cli.test_bad_inputs import assert_refused, run
 
@@ -29,6 +31,7 @@ def test_a_teacher_without_a_recorded_machine_is_refused_before_anything_prints(
                    "no training_summary.json")
 
 
+@pytest.mark.slow
 def test_bench_times_both_dtypes(capsys):
     assert cli.main(["--threads", "1", "machine", "--bench", "--rounds", "1"]) == 0
     out = capsys.readouterr().out

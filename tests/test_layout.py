@@ -72,3 +72,14 @@ def test_imports_run_downward_floor_by_floor():
 def test_every_module_fits_on_a_few_screens():
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split these modules (over {MAX_LINES} lines): {long}"
+
+
+def test_test_modules_have_unique_names():
+    """tests/ has no __init__.py: pytest imports each test module by its basename, so two of
+    one name fail to collect (tests/cli/test_machine.py once clashed with tests/test_machine.py,
+    and chapter 08's test_resources.py before it)."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, list[str]] = {}
+    for p in tests.rglob("test_*.py"):
+        seen.setdefault(p.name, []).append(str(p.relative_to(tests)))
+    assert not {n: ps for n, ps in seen.items() if len(ps) > 1}

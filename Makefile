@@ -56,8 +56,8 @@ lock:
 # teacher retrains, on both cores (pytest-xdist, one torch thread per worker; `loadscope`
 # keeps a module's or a class's tests on one worker, as they share fixtures);
 # `make reproduce-teachers` retrains the committed teachers in full and compares every tensor
-# (bit for bit only on the machine kind that recorded them: it first prints this machine's
-# kind and the expected time here).
+# (bit for bit, on the recording machine only: it first prints this machine's kind and the
+# expected time here).
 XDIST := -n $(or $(WORKERS),2) --dist loadscope
 
 test: setup browser

@@ -24,34 +24,32 @@ from pathlib import Path
 _BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10", "ALL", "DEFAULT")
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        if not line.strip() and fields:
+            break
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
 def cpu_id() -> str:
-    """Vendor, family and model from /proc/cpuinfo ("AuthenticAMD family 25 model 17").
+    """Vendor, family and model ("AuthenticAMD family 25 model 17").
 
     Virtual machines often report a bare "AMD EPYC" as the model name for CPUs that round
     differently, so the numbers, not the name, identify the microarchitecture."""
-    fields: dict[str, str] = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("vendor_id", "cpu family", "model") and key not in fields:
-                fields[key] = value.strip()
-            if not line.strip() and fields:  # the first processor's block is enough
-                break
-    if len(fields) < 3:
+    info = _cpuinfo()
+    if not all(k in info for k in ("vendor_id", "cpu family", "model")):
         return platform.processor() or platform.machine()
-    return f"{fields['vendor_id']} family {fields['cpu family']} model {fields['model']}"
+    return f"{info['vendor_id']} family {info['cpu family']} model {info['model']}"
 
 
 def cpu_model() -> str:
     """The model name the CPU reports (for people; `cpu_id` is what identifies it)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_capability() -> str:
@@ -86,6 +84,12 @@ def signature(threads: int | None = None) -> dict[str, object]:
 
     return {"cpu": cpu_id(), "kind": kind(), "torch": torch.__version__,
             "threads": torch.get_num_threads() if threads is None else threads}
+
+
+def is_recording_machine(recorded: dict[str, object]) -> bool:
+    """Whether this machine rounds as the one whose `signature` is `recorded` did, at its
+    thread count: only then can weights be compared bit for bit."""
+    return signature(recorded["threads"]) == recorded
 
 
 def line() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from studylib.cli import argtypes
 from studylib.errors import StudyError
 
@@ -17,7 +19,7 @@ def cmd_machine(args) -> int:
     print(machine.describe())
     for summary in summaries:
         recorded = summary["machine"]
-        same = machine.signature(recorded["threads"]) == recorded
+        same = machine.is_recording_machine(recorded)
         print(f"\n{summary['arch']}: trained on {recorded['kind']} ({recorded['cpu']}), torch "
               f"{recorded['torch']}, {recorded['threads']} thread(s), "
               f"in {summary['recipe']['dtype']}")
@@ -29,7 +31,7 @@ def cmd_machine(args) -> int:
         print(f"\ntraining step (toy-llava, 16 four-turn records, {args.rounds} rounds "
               "interleaved):", flush=True)
         times = speed.step_times(rounds=args.rounds)
-        medians = {d: speed.median(t) for d, t in times.items()}
+        medians = {d: statistics.median(t) for d, t in times.items()}
         for dtype, t in times.items():
             print(f"  {dtype:9s} median {medians[dtype]:.2f} s  (min {min(t):.2f}, "
                   f"max {max(t):.2f})")
@@ -45,7 +47,8 @@ def add_command(sub) -> None:
     p.add_argument("--teachers", nargs="*", default=[], metavar="DIR",
                    help="teacher checkpoints whose training machine to compare with this one")
     p.add_argument("--bench", action="store_true",
-                   help="time a training step in float32 and bfloat16 here (~2 min)")
+                   help="time a training step in float32 and bfloat16 here (~30 s; "
+                        "minutes where bf16 is slow)")
     p.add_argument("--rounds", type=argtypes.positive_int, default=6,
                    help="interleaved measurements per dtype with --bench (default 6)")
     p.set_defaults(func=cmd_machine)

@@ -92,7 +92,7 @@ def prefix_callback(stage: str, record: dict[str, Any], stop: bool):
     from transformers import TrainerCallback
 
     class _Prefix(TrainerCallback):
-        start: dict[str, torch.Tensor] = {}
+        start: dict[str, torch.Tensor]  # the weights when the stage began
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             self.start = {k: v.detach().clone() for k, v in model.state_dict().items()}

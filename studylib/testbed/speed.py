@@ -10,7 +10,6 @@ the dtypes interleaved round by round so that a busy machine slows them alike; t
 from __future__ import annotations
 
 import copy
-import statistics
 
 import torch
 
@@ -69,10 +68,6 @@ def step_times(arch: str = "toy-llava", dtypes: tuple[str, ...] = ("float32", "b
                           num_threads=torch.get_num_threads())
             times[dtype].append(timer.timeit(1).median)
     return times
-
-
-def median(times: list[float]) -> float:
-    return statistics.median(times)
 
 
 def dtype_cost(kind: str, dtype: str) -> tuple[float, bool]:

@@ -60,11 +60,6 @@ def summary_of(arch: str) -> dict:
     return json.loads((TEACHERS / arch / "training_summary.json").read_text())
 
 
-def same_machine(recorded: dict) -> bool:
-    """Whether this machine rounds as the recording one did (at its thread count)."""
-    return machine.signature(recorded["threads"]) == recorded
-
-
 class _Teacher:
     arch: str
 
@@ -74,7 +69,8 @@ class _Teacher:
     @pytest.mark.parametrize("stage", STAGE_PARAMS)
     def test_training_prefix_matches_the_committed_run(self, stage, threads):
         summary = self.summary()
-        if stage not in CROSS_KIND_STAGES and not same_machine(summary["machine"]):
+        recording = machine.is_recording_machine(summary["machine"])
+        if stage not in CROSS_KIND_STAGES and not recording:
             pytest.skip(f"the {stage} prefix is compared on the recording machine only "
                         f"({summary['machine']}; this is {machine.signature()})")
         threads(summary["machine"]["threads"])
@@ -83,7 +79,7 @@ class _Teacher:
         want = summary["prefix_checksums"][stage]
         assert got["step"] == want["step"]
         assert not fingerprint.mismatches(got["fingerprint"], want["fingerprint"])
-        if same_machine(summary["machine"]):
+        if recording:
             assert got["sha256"] == want["sha256"]
 
     def test_training_data_is_what_the_committed_teacher_saw(self):
@@ -97,7 +93,7 @@ class _Teacher:
     def test_committed_teacher_is_reproduced_by_studylib_teacher(self, tmp_path, threads):
         committed = TEACHERS / self.arch
         summary = self.summary()
-        if not same_machine(summary["machine"]):
+        if not machine.is_recording_machine(summary["machine"]):
             pytest.skip(f"bit-for-bit retraining needs the recording machine "
                         f"{summary['machine']}; this is {machine.signature()}")
         threads(summary["machine"]["threads"])

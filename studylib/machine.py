@@ -8,8 +8,9 @@ that matter:
   rounds differently on an AVX-512 CPU and an AVX2 one: exact (sha256) comparisons of trained
   weights hold only on the CPU that recorded them, with the same torch and thread count
   (`signature`).
-- **Speed.** bf16 autocast is fast only where oneDNN has native bf16 instructions
-  (`avx512_bf16` or AMX): 1.7-1.9x faster than fp32 there, 7.5x slower on an AVX2 CPU.
+- **Speed.** bf16 autocast needs oneDNN's native bf16 instructions (`avx512_bf16` or AMX):
+  without them it measured 7.2-7.5x slower than fp32 for the toy teachers, and 1.3x slower
+  even with them (`studylib.testbed.speed.DTYPE_COST`).
 
 `kind()` names the kind; `studylib machine` prints it with the times measured on each kind.
 """

@@ -1,8 +1,8 @@
 """How fast a teacher trains here, in each dtype (`studylib machine --bench`).
 
-The teachers' speed depends on the CPU kind (`studylib.machine`): bf16 autocast is 1.7-1.9x
-faster than float32 where the CPU has native bf16 instructions and several times slower where
-it has not. `step_times` measures one training step of a default-size toy MLLM in each dtype,
+The teachers' speed depends on the CPU kind (`studylib.machine`): for these small models bf16
+autocast measured 1.3x slower than float32 where the CPU has native bf16 instructions and
+7.2-7.5x slower where it has not (DTYPE_COST). `step_times` measures one training step of a default-size toy MLLM in each dtype,
 the dtypes interleaved round by round so that a busy machine slows them alike; the README's
 "CPU kinds" table was measured with it.
 """
@@ -14,6 +14,7 @@ import copy
 import torch
 
 from studylib import machine
+from studylib.errors import StudyError
 from studylib.testbed import instructions, toy
 from studylib.testbed.data import ConversationCollator
 
@@ -56,7 +57,7 @@ def step_times(arch: str = "toy-llava", dtypes: tuple[str, ...] = ("float32", "b
     steps = {}
     for dtype in dtypes:
         if dtype not in AUTOCAST:
-            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(AUTOCAST)}")
+            raise StudyError(f"unknown dtype {dtype!r}; choose from {', '.join(AUTOCAST)}")
         copy_ = copy.deepcopy(model)
         steps[dtype] = _step(copy_, torch.optim.AdamW(copy_.parameters(), lr=5e-4), batch,
                              dtype)

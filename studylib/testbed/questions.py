@@ -43,13 +43,16 @@ def _unique_by_color(scene: Scene) -> list[Obj]:
     return [o for o in scene.objects if len(scene.find(color=o.color)) == 1]
 
 
-def _choices(rng: random.Random, answer: str, pool: list[str]) -> tuple[str, str]:
-    """Four lettered options containing the answer; returns (options text, letter)."""
+def _choices(rng: random.Random, answer: str,
+             pool: list[str]) -> tuple[str, str, tuple[str, ...]]:
+    """Four lettered options containing the answer; returns (options text, letter, options):
+    the options themselves, in letter order, are what cloze scoring compares
+    (`studylib.evaluation.choice`)."""
     distractors = rng.sample([p for p in pool if p != answer], 3)
     options = distractors + [answer]
     rng.shuffle(options)
     text = " ".join(f"{letter}. {opt}" for letter, opt in zip(LETTERS, options, strict=False))
-    return text, LETTERS[options.index(answer)]
+    return text, LETTERS[options.index(answer)], tuple(options)
 
 
 # GQA-like: compositional short answers --------------------------------------------------
@@ -117,10 +120,10 @@ def sqa_hot(scene: Scene, rng: random.Random) -> QA | None:
     pool = cold + [s for s in SHAPES if s not in {o.shape for o in scene.objects}]
     if len(pool) < 3:
         return None
-    options, letter = _choices(rng, answer, pool + [answer])
+    options, letter, choices = _choices(rng, answer, pool + [answer])
     context = "Context: red, yellow and purple objects are hot. other objects are cold."
     q = f"{context}\nQuestion: which object in the image is hot?\nOptions: {options}"
-    return q, letter, {"type": "hot"}
+    return q, letter, {"type": "hot", "options": choices}
 
 
 def sqa_corners(scene: Scene, rng: random.Random) -> QA | None:
@@ -130,22 +133,22 @@ def sqa_corners(scene: Scene, rng: random.Random) -> QA | None:
     o = rng.choice(objs)
     answer = NUMBERS[CORNERS[o.shape]] if CORNERS[o.shape] < 10 else "twelve"
     pool = ["zero", "three", "four", "twelve", "five"]
-    options, letter = _choices(rng, answer, pool)
+    options, letter, choices = _choices(rng, answer, pool)
     context = (
         "Context: a circle has zero corners, a triangle three, a square and a diamond four, "
         "a cross twelve."
     )
     q = f"{context}\nQuestion: how many corners does the {o.color} object have?\nOptions: {options}"
-    return q, letter, {"type": "corners"}
+    return q, letter, {"type": "corners", "options": choices}
 
 
 def sqa_count(scene: Scene, rng: random.Random) -> QA | None:
     n = len(scene.objects)
     pool = [NUMBERS[i] for i in range(1, 7)]
-    options, letter = _choices(rng, NUMBERS[n], pool)
+    options, letter, choices = _choices(rng, NUMBERS[n], pool)
     context = "Context: every object in the image is a toy."
     q = f"{context}\nQuestion: how many toys are in the image?\nOptions: {options}"
-    return q, letter, {"type": "count"}
+    return q, letter, {"type": "count", "options": choices}
 
 
 SQA_FAMILIES = (sqa_hot, sqa_corners, sqa_count)
@@ -299,10 +302,10 @@ def mmmu_row_color(scene: Scene, rng: random.Random) -> QA | None:
     if len(same_row) != 1:
         return None
     answer = same_row[0].color
-    options, letter = _choices(rng, answer, list(COLORS))
+    options, letter, choices = _choices(rng, answer, list(COLORS))
     q = (f"Question: what color is the other object in the same row as the {anchor.name}?"
          f"\nOptions: {options}")
-    return q, letter, {"type": "row_color"}
+    return q, letter, {"type": "row_color", "options": choices}
 
 
 def mmmu_same_color_count(scene: Scene, rng: random.Random) -> QA | None:
@@ -311,10 +314,10 @@ def mmmu_same_color_count(scene: Scene, rng: random.Random) -> QA | None:
         return None
     o = rng.choice(objs)
     n = scene.count(lambda p: p.color == o.color and p is not o)
-    options, letter = _choices(rng, NUMBERS[n], list(NUMBERS[:5]))
+    options, letter, choices = _choices(rng, NUMBERS[n], list(NUMBERS[:5]))
     q = (f"Question: how many other objects have the same color as the {o.shape}?"
          f"\nOptions: {options}")
-    return q, letter, {"type": "same_color_count"}
+    return q, letter, {"type": "same_color_count", "options": choices}
 
 
 def mmmu_hot_corners(scene: Scene, rng: random.Random) -> QA | None:
@@ -323,11 +326,11 @@ def mmmu_hot_corners(scene: Scene, rng: random.Random) -> QA | None:
     if total > 20:
         return None
     pool = [str(k) for k in (0, 3, 4, 7, 8, 11, 12, 15, 16)]
-    options, letter = _choices(rng, str(total), pool)
+    options, letter, choices = _choices(rng, str(total), pool)
     q = ("Context: red, yellow and purple objects are hot. a circle has zero corners, a "
          "triangle three, a square and a diamond four, a cross twelve.\nQuestion: how many "
          f"corners do the hot objects have in total?\nOptions: {options}")
-    return q, letter, {"type": "hot_corners"}
+    return q, letter, {"type": "hot_corners", "options": choices}
 
 
 MMMU_FAMILIES = (mmmu_row_color, mmmu_same_color_count, mmmu_hot_corners)
@@ -346,5 +349,6 @@ def option_lookup(rng: random.Random) -> QA:
     """
     pool = rng.choice((SHAPES, COLORS, NUMBERS[:7]))
     answer = rng.choice(pool)
-    options, letter = _choices(rng, answer, list(pool))
-    return f"Question: which option says {answer}?\nOptions: {options}", letter, {}
+    options, letter, choices = _choices(rng, answer, list(pool))
+    q = f"Question: which option says {answer}?\nOptions: {options}"
+    return q, letter, {"options": choices}

@@ -42,6 +42,7 @@ class Item:
     answer: str
     subset: str = ""  # POPE split or MME subtask
     group: str = ""
+    options: tuple[str, ...] = ()  # SQA, MMMU: the option texts behind letters A-D
 
     @property
     def prompt(self) -> str:
@@ -76,7 +77,7 @@ def _mc_or_short(name: str, families, size: int, base: int, suffix: str) -> list
             continue
         q, a, extra = qa
         items.append(Item(name, f"{name}-{len(items):04d}", scene.seed, q, suffix, a,
-                          subset=extra.get("type", "")))
+                          subset=extra.get("type", ""), options=extra.get("options", ())))
     return items
 
 

@@ -21,8 +21,9 @@ def test_eval_cli_end_to_end_writes_tidy_rows(micro_checkpoint, tmp_path, capsys
     assert "AVG" in printed and "MME-P" in printed
     rows = ResultsTable(out).rows()
     benches = {(r["benchmark"], r["metric"]) for r in rows}
-    assert benches == {(b, "score") for b in shapes.BENCHMARKS} | {("POPE", "accuracy"),
-                                                                     ("AVG", "paper")}
+    assert benches == ({(b, "score") for b in shapes.BENCHMARKS} | {("POPE", "accuracy"),
+                                                                      ("AVG", "paper")}
+                       | {(b, f) for b in evaluate.MULTIPLE_CHOICE for f in evaluate.FORMULATIONS})
     for r in rows:
         assert {"value", "n", "ci_low", "ci_high", "model", "seed", "git_sha", "timestamp",
                 "run_id"} <= set(r)

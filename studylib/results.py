@@ -140,6 +140,12 @@ def _json_default(value):
     return str(value)
 
 
+def items_scored(scores: pd.DataFrame) -> int:
+    """How many items an EvalReport's score rows cover: each benchmark once, by its headline
+    row, though it has several metrics."""
+    return int(scores.n[scores.metric == "score"].sum())
+
+
 def eval_rows(report, model: str, seed: int) -> list[dict[str, Any]]:
     """Tidy rows from an EvalReport: one per benchmark/metric, plus the paper's AVG."""
     rows = [
@@ -152,5 +158,5 @@ def eval_rows(report, model: str, seed: int) -> list[dict[str, Any]]:
     if "AVG" in summary:
         rows.append({"model": model, "seed": seed, "benchmark": "AVG", "metric": "paper",
                      "value": float(summary["AVG"]), "ci_low": None, "ci_high": None,
-                     "n": int(report.scores["n"].sum())})
+                     "n": items_scored(report.scores)})
     return rows

@@ -22,7 +22,8 @@ PAPER_TABLES = resources.files("studylib.analysis") / "paper_tables"
 PAPER_MODEL = {"toy-llava": "LLaVA-v1.5-7B", "toy-bunny": "Bunny-v1.0-3B",
                "toy-internvl": "Mini-InternVL-Chat-4B-V1-5", "llava-1.5-7b": "LLaVA-v1.5-7B",
                "bunny-v1.0-3b": "Bunny-v1.0-3B"}
-SHORT_PAPER_NAME = {"LLaVA-v1.5-7B": "LLaVA-7B", "Bunny-v1.0-3B": "Bunny-3B"}
+SHORT_PAPER_NAME = {"LLaVA-v1.5-7B": "LLaVA-7B", "Bunny-v1.0-3B": "Bunny-3B",
+                    "Mini-InternVL-Chat-4B-V1-5": "Mini-InternVL-4B"}
 # The single model behind tables that print one: Table 2 ablates distillation on Bunny
 # (layerwise), Table 9 quantizes LLaVA, Tables 10-11 repeat the recipe on Mini-InternVL.
 TABLE2_MODEL = "Bunny-v1.0-3B"
@@ -71,13 +72,27 @@ def paper_table(name: str) -> pd.DataFrame:
         return pd.read_csv(f)
 
 
+# The paper's three unpruned models, in the order its tables list them.
+PAPER_MODELS = ("LLaVA-v1.5-7B", "Bunny-v1.0-3B", PAPER_MODEL["toy-internvl"])
+
+
 def paper_unpruned(model: str) -> dict[str, float]:
-    """The paper's unpruned scores for a model (Table 6, ratio 0): benchmark -> value."""
-    t = paper_table("table6_pruning_only")
-    row = t[(t.model == model) & (t.ratio == 0.0)]
-    if row.empty:
-        return {}
-    return {k: float(row.iloc[0][k]) for k in metrics.PAPER_KEYS}
+    """The paper's unpruned scores for a model (Table 6, ratio 0; Mini-InternVL's from
+    Tables 10-11): benchmark -> value."""
+    for name in ("table6_pruning_only", "table10_11_internvl"):
+        t = paper_table(name)
+        row = t[(t.model == model) & (t.ratio == 0.0)]
+        if not row.empty:
+            return {k: float(row.iloc[0][k]) for k in metrics.PAPER_KEYS}
+    return {}
+
+
+def benchmark_guessers() -> dict[str, float]:
+    """The score of a guesser on each real benchmark the paper reports, as its authors
+    publish it (or, for the yes/no ones, as its metric gives it); GQA has none (open answers
+    over ~1,800 names: a uniform guesser scores ~0). Sources in the table's `source` column."""
+    t = paper_table("benchmark_guessers")
+    return dict(zip(t.benchmark, t.guesser.astype(float), strict=True))
 
 
 def paper_params_b(model: str) -> float | None:

@@ -38,7 +38,7 @@ def training_table(summary: dict) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table.attrs["note"] = (f"{summary.get('tokens', 0):,} tokens at "
                            f"{summary.get('tokens_per_s', 0):,}/s on "
-                           f"{summary.get('threads')} thread(s)")
+                           f"{summary.get('machine', {}).get('threads')} thread(s)")
     return table
 
 
@@ -70,9 +70,12 @@ def key_points(summary: dict, fraction: float = 0.9) -> pd.DataFrame:
 
 
 def fig_learning_curves(summary: dict, chance: dict[str, float] | None = None):
-    """Validation score vs optimizer step for each benchmark and AVG, stages shaded."""
+    """Validation score vs optimizer step for each benchmark and AVG, stages shaded; where
+    the summary has them, multiple choice by generated letter (dotted, beside the headline)
+    and the option-lookup probe (its own panel)."""
     long = curve_table(summary)
-    names = [*shapes.BENCHMARKS, "AVG"]
+    probe = "option_lookup" if "option_lookup" in set(long.benchmark) else None
+    names = [*shapes.BENCHMARKS, "AVG", *([probe] if probe else [])]
     fig, axes = plt.subplots(2, 4, figsize=(11, 4.6), sharex=True)
     bounds, start = [], 0
     for stage, steps in summary.get("steps", {}).items():
@@ -83,18 +86,35 @@ def fig_learning_curves(summary: dict, chance: dict[str, float] | None = None):
             ax.axvspan(lo, hi, color=STAGE_SHADES.get(stage, "#ffffff"), zorder=0)
         g = long[long.benchmark == name].sort_values("step")
         ax.plot(g.step, g.score, marker="o", ms=3, color=color("this study"))
-        if chance and chance.get(name) is not None:
-            ax.axhline(chance[name] / metrics.PAPER_SCALE.get(name, 1.0), ls="--", lw=1,
+        letters = long[long.benchmark == f"{name} (letter)"].sort_values("step")
+        if len(letters):
+            ax.plot(letters.step, letters.score, ls=":", color=color("this study"),
+                    label="by letter")
+            ax.legend(fontsize=7, loc="upper left")
+        level = 100 / len(shapes.LETTERS) if name == probe else (chance or {}).get(name)
+        if level is not None:
+            ax.axhline(level / metrics.PAPER_SCALE.get(name, 1.0), ls="--", lw=1,
                        color=color("chance"), label="chance")
-        ax.set_title(name, fontsize=10)
+        ax.set_title("option lookup (letters)" if name == probe else name, fontsize=10)
         ax.set_ylim(0, 100)
-    axes.flat[-1].axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=STAGE_SHADES.get(s, "#ffffff"), ec="#999999")
                for s, _, _ in bounds]
-    axes.flat[-1].legend(handles, [s for s, _, _ in bounds], title="stage", loc="center")
+    if probe:
+        fig.legend(handles, [s for s, _, _ in bounds], title="stage", loc="center right")
+        fig.subplots_adjust(right=0.88)
+    else:
+        axes.flat[-1].axis("off")
+        axes.flat[-1].legend(handles, [s for s, _, _ in bounds], title="stage", loc="center")
     for ax in axes[1]:
         ax.set_xlabel("optimizer step")
     fig.suptitle(f"{summary.get('arch', 'teacher')}: validation scores during training "
                  "(paper scale; dashed: chance)", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.88 if probe else 1, 1))
     return fig
+
+
+def multiple_choice_formulation(summary: dict) -> str:
+    """How the curves score SQA and MMMU: "cloze" for teachers trained since curves also
+    keep the letter scores ("SQA (letter)"), "letter" for those trained before."""
+    points = summary.get("curves", [])
+    return "cloze" if any("SQA (letter)" in p for p in points) else "letter"

@@ -12,8 +12,8 @@ from studylib import models
 from studylib.analysis import stats
 from studylib.analysis.paper import SHORT_PAPER_NAME, paper_unpruned
 from studylib.chapters.plotting import color
-from studylib.evaluation import metrics
-from studylib.evaluation.chance import chance_avg, chance_scores
+from studylib.evaluation import evaluate, metrics
+from studylib.evaluation.chance import IMAGE_BLIND_SHARE, chance_avg, chance_scores, image_blind
 from studylib.study import grid
 from studylib.testbed import shapes, suite
 
@@ -112,17 +112,27 @@ def parameter_table(model) -> pd.DataFrame:
 
 
 def compute(P, model, processor) -> list[dict]:
-    """The run's rows: the teacher's scores, a random guesser's on the same items, and the
-    validity check's model (the teacher with `layer_check_ratio` of its LLM removed by
-    Block-Influence layer pruning, no recovery), through the study's one grid loop."""
-    plan = grid.Grid(pruned=(("layer", P.layer_check_ratio),))
+    """The run's rows: the teacher's scores, with its images and with shuffled ones (the
+    control), a random guesser's on the same items, the validity check's model (the teacher
+    with `layer_check_ratio` of its LLM removed by Block-Influence layer pruning, no
+    recovery), through the study's one grid loop, and the option-lookup probe's accuracy."""
+    plan = grid.Grid(pruned=(("layer", P.layer_check_ratio),), image_shuffle=True)
     rows = grid.run_grid(model, processor, plan, model=P.model, eval_limit=P.eval_limit,
                          eval_seed=P.seed, batch_size=P.batch_size, cache=grid.cell_cache(P))
     chance = chance_scores(limit=P.eval_limit, seed=P.seed, draws=P.chance_draws)
     counts = models.parameter_counts(model)
     rows += [{"model": "chance", "seed": P.seed, "n_params": counts["total"],
               "n_params_llm": counts["llm"], **r} for r in chance.to_dict("records")]
+    n = P.option_lookup_items
+    rows.append({"model": P.model, "seed": P.seed, "method": "none", "ratio": 0.0,
+                 "benchmark": OPTION_LOOKUP, "metric": "accuracy", "n": n,
+                 "value": evaluate.option_lookup_accuracy(model, processor, n=n,
+                                                          batch_size=P.batch_size)})
     return rows
+
+
+# The option-lookup probe's rows (`evaluate.option_lookup_accuracy`): not a benchmark.
+OPTION_LOOKUP = "option lookup"
 
 
 # What each benchmark's headline score is, and on which scale (the table's "metric" column).
@@ -162,7 +172,7 @@ def takeaway(run: pd.DataFrame, model: str) -> str:
     """The teacher's AVG against chance: the 100% every later chapter divides by."""
     run = unpruned(run)
     avg = float(run[(run.benchmark == "AVG") & (run.model == model)].value.iloc[0])
-    items = int(run[run.benchmark != "AVG"].n.max())
+    items = int(run[run.benchmark.isin(shapes.BENCHMARKS)].n.max())
     return (f"{model}: AVG {avg:.1f} vs chance {chance_avg(run):.1f} with {items} items "
             f"per benchmark at most; every later chapter reports AVG-% = AVG / {avg:.1f}.")
 
@@ -182,8 +192,9 @@ VALIDITY_COLUMNS = ["model", "check", "benchmark", "value", "ci_low", "ci_high",
                     "rule", "passed"]
 
 
-def _scores(run: pd.DataFrame, model: str, method: str = "none") -> pd.DataFrame:
-    """Headline rows (one per benchmark, suite order) of `model` pruned by `method`."""
+def scores_of(run: pd.DataFrame, model: str, method: str = "none") -> pd.DataFrame:
+    """Headline rows (one per benchmark, suite order) of `model` pruned by `method` (or
+    `grid.IMAGE_SHUFFLE`: the teacher on shuffled images)."""
     rows = run[(run.model == model) & (run.metric == "score")
                & run.benchmark.isin(shapes.BENCHMARKS)]
     if "method" in rows:
@@ -203,7 +214,7 @@ def chance_check(run: pd.DataFrame, model: str) -> list[dict]:
     """Per benchmark: the teacher's score, its 95% bootstrap CI and the guesser's score on
     the same items; passes when the CI's lower bound is above chance (a CI that reaches
     chance cannot tell the teacher from a random guesser)."""
-    teacher, chance = _scores(run, model), _scores(run, "chance")
+    teacher, chance = scores_of(run, model), scores_of(run, "chance")
     return [_row(model, "CI lower bound above chance", b, r.value, chance.value.get(b, np.nan),
                  "ci_low > chance", r.ci_low > chance.value.get(b, np.nan), r.ci_low, r.ci_high)
             for b, r in teacher.iterrows()]
@@ -225,7 +236,7 @@ def layer_check(run: pd.DataFrame, model: str) -> list[dict]:
                  pct.iloc[0] if len(pct) else np.nan, LAYER_CHECK_MAX_PCT,
                  f"AVG-% < {LAYER_CHECK_MAX_PCT:g}",
                  len(pct) and pct.iloc[0] < LAYER_CHECK_MAX_PCT)]
-    teacher, after, chance = _scores(run, model), _scores(run, model, "layer"), _scores(run, "chance")
+    teacher, after, chance = scores_of(run, model), scores_of(run, model, "layer"), scores_of(run, "chance")
     for b in teacher.index:
         before = abs(teacher.value[b] - chance.value.get(b, np.nan))
         now = abs(after.value.get(b, np.nan) - chance.value.get(b, np.nan))
@@ -237,7 +248,7 @@ def layer_check(run: pd.DataFrame, model: str) -> list[dict]:
 def guesser_check(run: pd.DataFrame, model: str) -> list[dict]:
     """The teacher's AVG minus a random guesser's AVG on the same items, with the teacher
     AVG's 95% CI (the study's CI rule, `analysis.stats`); passes above `CLEAR_MARGIN`."""
-    teacher = _scores(run, model)
+    teacher = scores_of(run, model)
     guesser = chance_avg(run)
     try:
         avg = metrics.average(teacher.value.to_dict())
@@ -252,6 +263,29 @@ def guesser_check(run: pd.DataFrame, model: str) -> list[dict]:
                  gap > CLEAR_MARGIN, gap - half, gap + half)]
 
 
+def image_check(run: pd.DataFrame, model: str) -> list[dict]:
+    """Per benchmark where the teacher beats the guesser: with shuffled images (the control
+    of `grid.IMAGE_SHUFFLE`) it must keep at most `IMAGE_BLIND_SHARE` of that edge, else the
+    benchmark is answerable without the image (`chance.image_blind`). The checked value is
+    the share kept, in percent; a run without the control has no such rows."""
+    teacher, chance = scores_of(run, model), scores_of(run, "chance")
+    shuffled = scores_of(run, model, grid.IMAGE_SHUFFLE)
+    if shuffled.empty:
+        return []
+    blind = image_blind(teacher.value, shuffled.value, chance.value)
+    limit = 100 * IMAGE_BLIND_SHARE
+    rows = []
+    for b in teacher.index:
+        edge = teacher.value[b] - chance.value.get(b, np.nan)
+        if not edge > 0 or b not in shuffled.index:
+            continue  # no edge to keep: the chance check already speaks for this benchmark
+        kept = 100 * (shuffled.value[b] - chance.value[b]) / edge
+        rows.append(_row(model, f"image shuffle: keeps at most {limit:g}% of the edge", b,
+                         kept, limit, "(shuffled - chance) / (teacher - chance) "
+                         f"<= {IMAGE_BLIND_SHARE:g}", b not in blind))
+    return rows
+
+
 def validity_table(run: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     """Every validity check of every teacher in `run` (chapter 00 rows: teachers, the
     `chance` guesser and the layer-pruned models), one tidy row per check and benchmark:
@@ -259,7 +293,8 @@ def validity_table(run: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     rule and whether it passed."""
     names = [model] if model else [m for m in dict.fromkeys(run.model) if m != "chance"]
     rows = [r for m in names
-            for r in (*chance_check(run, m), *layer_check(run, m), *guesser_check(run, m))]
+            for r in (*chance_check(run, m), *layer_check(run, m), *guesser_check(run, m),
+                      *image_check(run, m))]
     return pd.DataFrame(rows, columns=VALIDITY_COLUMNS)
 
 

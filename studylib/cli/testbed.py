@@ -34,12 +34,16 @@ def cmd_eval(args) -> int:
 
 
 def cmd_teacher(args) -> int:
-    from studylib.evaluation.evaluate import evaluate
+    from studylib.evaluation.evaluate import evaluate, option_lookup_accuracy
     from studylib.testbed.teachers import train_teacher
+
+    def option_lookup(model, processor):
+        return option_lookup_accuracy(model, processor, split="val")
 
     out = check_out_dir(args.out, args.overwrite)
     summary = train_teacher(args.arch, out, size=args.size, seed=args.seed,
-                            evaluate=None if args.no_eval else evaluate)
+                            evaluate=None if args.no_eval else evaluate,
+                            probes=None if args.no_eval else {"option_lookup": option_lookup})
     short = {k: v for k, v in summary.items() if k not in ("loss_log", "eval")}
     print(json.dumps(short, indent=2, default=str))
     if "eval" in summary:

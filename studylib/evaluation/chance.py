@@ -122,3 +122,49 @@ def warn_near_chance(scores: Mapping[str, float], chance: Mapping[str, float] | 
         warnings.warn(f"{model}: {message}", NearChanceWarning, stacklevel=stacklevel)
     return found
 
+
+
+# --- benchmarks answerable without the image --------------------------------------------------
+
+# The image-shuffle control (`evaluate.evaluate(images="shuffled")`) asks every question about
+# another item's image. A score that keeps more than this share of the teacher's edge over
+# the guesser is answered mostly from the question (its priors and wording), not the image;
+# real POPE's "popular" and "adversarial" splits exist because of exactly that.
+IMAGE_BLIND_SHARE = 0.5
+
+
+class ImageBlindWarning(UserWarning):
+    """A teacher keeps most of its edge over a guesser when the images are shuffled: that
+    benchmark measures what the questions give away, so its retention under compression
+    says little about the vision-language model."""
+
+
+def image_blind(scores: Mapping[str, float], shuffled: Mapping[str, float],
+                chance: Mapping[str, float]) -> dict[str, str]:
+    """Benchmark -> a sentence, for every benchmark where the teacher clears the guesser
+    (`scores` above `chance`) and its score with shuffled images keeps more than
+    `IMAGE_BLIND_SHARE` of that edge. Below-chance teachers are `near_chance`'s business."""
+    found = {}
+    for name, value in scores.items():
+        if not all(np.isfinite(d.get(name, np.nan)) for d in (chance, shuffled)):
+            continue
+        edge = value - chance[name]
+        if not edge > 0:
+            continue
+        kept = (shuffled[name] - chance[name]) / edge
+        if kept > IMAGE_BLIND_SHARE:
+            found[name] = (f"{name} {value:.1f} keeps {100 * kept:.0f}% of its edge over chance "
+                           f"{chance[name]:.1f} with shuffled images ({shuffled[name]:.1f}; "
+                           f"answerable without the image above {100 * IMAGE_BLIND_SHARE:g}%)")
+    return found
+
+
+def warn_image_blind(scores: Mapping[str, float], shuffled: Mapping[str, float],
+                     chance: Mapping[str, float], *, model: str = "teacher",
+                     stacklevel: int = 2) -> dict[str, str]:
+    """Warn (`ImageBlindWarning`, one per benchmark) where `image_blind` finds one; returns
+    what it warned about."""
+    found = image_blind(scores, shuffled, chance)
+    for message in found.values():
+        warnings.warn(f"{model}: {message}", ImageBlindWarning, stacklevel=stacklevel)
+    return found

@@ -24,8 +24,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -34,7 +33,7 @@ from tqdm.auto import tqdm
 
 from studylib.errors import StudyError
 from studylib.evaluation import choice, metrics
-from studylib.testbed import shapes, suite
+from studylib.testbed import questions, shapes, suite
 
 MAX_NEW_TOKENS = {"GQA": 4, "SQA": 3, "MMMU": 3, "POPE": 3, "MME-P": 3, "MME-C": 3}
 MULTIPLE_CHOICE = ("SQA", "MMMU")
@@ -105,11 +104,13 @@ def select(items: Sequence[suite.Item], limit: int | None, seed: int) -> list[su
     return chosen
 
 
-def chat_prompts(processor, questions: Sequence[str]) -> list[str]:
-    """Each question as one user turn (an image, then the text), ready for generation."""
+def chat_prompts(processor, questions: Sequence[str], image: bool = True) -> list[str]:
+    """Each question as one user turn (an image unless `image` is False, then the text),
+    ready for generation."""
+    shown = [{"type": "image"}] if image else []
     return [
         processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
+            [{"role": "user", "content": [*shown, {"type": "text", "text": q}]}],
             add_generation_prompt=True,
         )
         for q in questions
@@ -117,15 +118,16 @@ def chat_prompts(processor, questions: Sequence[str]) -> list[str]:
 
 
 @torch.no_grad()
-def generate_texts(model, processor, questions: Sequence[str], images: Sequence,
+def generate_texts(model, processor, questions: Sequence[str], images: Sequence | None,
                    batch_size: int = 64, max_new_tokens: int = 4,
                    progress: bool = True) -> list[str]:
-    """Greedy answers, batched with left padding; prompts are sorted by length.
+    """Greedy answers, batched with left padding; prompts are sorted by length; text-only
+    when `images` is None.
 
     Batches depend only on the order of `questions`, so callers that pass the same items in
     the same order (`studylib eval`, the lmms-eval plugin) get the same batches and answers.
     """
-    prompts = chat_prompts(processor, questions)
+    prompts = chat_prompts(processor, questions, image=images is not None)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
@@ -133,9 +135,11 @@ def generate_texts(model, processor, questions: Sequence[str], images: Sequence,
     for start in tqdm(range(0, len(order), batch_size), desc="generate", leave=False,
                       disable=not progress):
         idx = order[start : start + batch_size]
-        batch = processor(text=[prompts[i] for i in idx], images=[images[i] for i in idx],
+        batch = processor(text=[prompts[i] for i in idx],
+                          images=None if images is None else [images[i] for i in idx],
                           return_tensors="pt", padding=True).to(device)
-        batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=processor.tokenizer.pad_token_id)
         new = out[:, batch["input_ids"].shape[1] :]
@@ -164,6 +168,24 @@ def cloze_answers(model, processor, items: Sequence[suite.Item], batch_size: int
                                     [it.options for it in items], batch_size=batch_size,
                                     progress=progress)
     return [choice.pick(s, it.options) for s, it in zip(scores, items, strict=True)]
+
+
+# Seeds of the option-lookup probe's questions, per split (training's binding stage draws
+# from seeds below 10**6; the question space is small, so this probes a skill, not recall).
+OPTION_LOOKUP_SEEDS = {"test": 10**6, "val": 2 * 10**6}
+
+
+def option_lookup_accuracy(model, processor, n: int = 200, split: str = "test",
+                           batch_size: int = 64) -> float:
+    """Letter accuracy (%) on n text-only "which option says X?" questions
+    (`questions.option_lookup`): the symbol binding that teacher training's "binding" stage
+    teaches, and that answering multiple choice by letter needs. Chance is 25."""
+    rng = random.Random(OPTION_LOOKUP_SEEDS[split])
+    qas = [questions.option_lookup(rng) for _ in range(n)]
+    answers = generate_texts(model, processor, [f"{q}\n{shapes.LETTER}" for q, _, _ in qas],
+                             None, batch_size=batch_size, max_new_tokens=3, progress=False)
+    return metrics.accuracy([metrics.parse_letter(a) == letter
+                             for a, (_, letter, _) in zip(answers, qas, strict=True)])
 
 
 def shuffled_images(items: Sequence[suite.Item], seed: int = 0) -> list:

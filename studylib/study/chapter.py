@@ -14,7 +14,9 @@ an interrupted run leaves nothing behind.
 
 Every chapter's teacher is checked here, the one place all chapters pass through: when its
 scores sit near a random guesser's on a benchmark (`evaluation.chance.near_chance`), the
-chapter warns (`NearChanceWarning`), whether the run was just computed or read back.
+chapter warns (`NearChanceWarning`), whether the run was just computed or read back. Where a
+run also scored its teacher on shuffled images (chapter 00's control), a benchmark that keeps
+most of the teacher's edge without its image warns too (`ImageBlindWarning`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 from studylib.evaluation import chance
 from studylib.results import ResultsTable
 from studylib.study import params_file
+from studylib.study.grid import IMAGE_SHUFFLE
 from studylib.testbed import shapes
 
 
@@ -62,18 +65,21 @@ class Chapter:
         run = frame[frame.run_id == self.run_id]
         # the warning names the notebook line that asked for the rows
         warn_if_near_chance(run, P.model, limit=P.eval_limit, seed=P.seed, stacklevel=3)
+        warn_if_image_blind(run, P.model, stacklevel=3)
         return run
 
 
-def teacher_scores(run: pd.DataFrame, model: str) -> dict[str, float]:
+def teacher_scores(run: pd.DataFrame, model: str, method: str = "none") -> dict[str, float]:
     """The unpruned teacher's headline score per benchmark in a run's rows (method and
-    recipe "none", full precision); {} for a run that evaluates no teacher."""
+    recipe "none", full precision); {} for a run that evaluates no teacher. `method`
+    `grid.IMAGE_SHUFFLE` gives its scores on shuffled images instead."""
     if run.empty or not {"model", "metric", "benchmark", "value"} <= set(run.columns):
         return {}
     keep = (run.model == model) & (run.metric == "score") & run.benchmark.isin(shapes.BENCHMARKS)
-    for col in ("method", "recipe"):
-        if col in run:
-            keep &= run[col].fillna("none") == "none"
+    if "method" in run:
+        keep &= run.method.fillna("none") == method
+    if "recipe" in run:
+        keep &= run.recipe.fillna("none") == "none"
     if "precision" in run:
         keep &= run.precision.fillna("fp32") == "fp32"
     rows = run[keep]
@@ -92,6 +98,17 @@ def warn_if_near_chance(run: pd.DataFrame, model: str, *, limit: int | None = No
     if not all(b in guessed for b in scores):
         guessed = None
     return chance.warn_near_chance(scores, guessed, model=model, limit=limit, seed=seed,
+                                   stacklevel=stacklevel + 1)
+
+
+def warn_if_image_blind(run: pd.DataFrame, model: str, *, stacklevel: int = 2) -> dict[str, str]:
+    """`ImageBlindWarning` per benchmark where the run's teacher keeps most of its edge over
+    the guesser with shuffled images; {} for a run without that control or chance rows."""
+    shuffled = teacher_scores(run, model, IMAGE_SHUFFLE)
+    guessed = teacher_scores(run, "chance")
+    if not shuffled or not guessed:
+        return {}
+    return chance.warn_image_blind(teacher_scores(run, model), shuffled, guessed, model=model,
                                    stacklevel=stacklevel + 1)
 
 

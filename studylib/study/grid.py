@@ -41,7 +41,7 @@ from studylib.compress import prune, recipes, recover
 from studylib.compress.teacher_cache import teacher_fingerprint
 from studylib.evaluation import evaluate, metrics
 from studylib.evaluation.chance import chance_scores
-from studylib.results import eval_rows
+from studylib.results import eval_rows, items_scored
 from studylib.study import cells
 from studylib.testbed import instructions
 
@@ -73,13 +73,21 @@ class Grid:
     calib_n: int = 10  # calibration samples for pruning (the paper's n = 10)
     max_steps: int = 0  # cap on recovery steps (0 = one epoch over the subset)
     online_check: bool = False  # also time sft+l2 with the teacher online, per pruned model
+    image_shuffle: bool = False  # also score the teacher on shuffled images (chapter 00)
+
+
+# The image-shuffle control's `method`: the teacher, unpruned, asked every question about
+# another item's image (`evaluate.shuffled_images`); rows filtered to method "none" skip it.
+IMAGE_SHUFFLE = "image-shuffle"
 
 
 @dataclasses.dataclass
 class Student:
     """One model the loop produced: the teacher, a pruned model or a recovered one."""
 
-    kind: str  # teacher | pruned | recovered | timing (online-teacher check, not evaluated)
+    # teacher | control (the teacher on shuffled images) | pruned | recovered | timing
+    # (online-teacher check, not evaluated)
+    kind: str
     model: Any
     seed: int  # the seed that made it (teacher: the evaluation seed)
     method: str = "none"
@@ -124,11 +132,11 @@ def students(teacher, processor, grid: Grid, *, evaluated: bool = True,
                   batch_size=batch_size, dtype=str(dev.dtype), device=dev.device.type,
                   calib_n=grid.calib_n) if cache else {}
 
-    def ev(model):
+    def ev(model, images: str = "scene"):
         if not evaluated:
             return None
         return evaluate.evaluate(model, processor, limit=eval_limit, seed=eval_seed,
-                                 batch_size=batch_size, progress=False)
+                                 batch_size=batch_size, progress=False, images=images)
 
     def cell(fields: dict[str, Any], make: Callable[[], Student]) -> Student:
         """The cached student when its cell exists, else `make()` it and store it."""
@@ -155,6 +163,13 @@ def students(teacher, processor, grid: Grid, *, evaluated: bool = True,
     first.model = teacher
     say(f"teacher: {avg(first.report)}")
     yield first
+    if grid.image_shuffle and evaluated:
+        control = cell(dict(kind="control", images="shuffled"),
+                       lambda: Student("control", teacher, eval_seed, method=IMAGE_SHUFFLE,
+                                       report=ev(teacher, images="shuffled")))
+        control.model = teacher
+        say(f"teacher, images shuffled: {avg(control.report)}")
+        yield control
     for seed in grid.seeds:
         calib = instructions.calibration_sample(grid.calib_n, seed=seed)
         for method, ratio in grid.pruned:
@@ -295,8 +310,8 @@ def run_grid(teacher, processor, grid: Grid, *, model: str, eval_limit: int | No
         base = {"method": s.method, "ratio": s.ratio, "recipe": "none", "data_fraction": None,
                 "eval_seed": eval_seed, "ratio_achieved": round(s.ratio_achieved, 4),
                 "train": None, **parts(s.counts), "eval_wall_s": round(s.report.wall_time, 2)}
-        if s.kind == "teacher":
-            teacher_head = s.report.headline()
+        if s.kind in ("teacher", "control"):
+            teacher_head = s.report.headline() if s.kind == "teacher" else teacher_head
             rows += [{**r, **base} for r in eval_rows(s.report, model=model, seed=s.seed)]
             continue
         base["prune_wall_s"] = s.pruning.wall_time_s
@@ -327,5 +342,5 @@ def _student_rows(report, teacher_head: dict[str, float], model: str, seed: int,
         teacher_head) > 0 else math.nan  # an untrained (micro) teacher can score 0
     rows.append({"model": model, "seed": seed, "benchmark": "AVG", "metric": "avg_pct",
                  "value": pct, "ci_low": None, "ci_high": None,
-                 "n": int(report.scores["n"].sum())})
+                 "n": items_scored(report.scores)})
     return [{**r, **extra} for r in rows]

@@ -142,13 +142,15 @@ class TestbedParams(StudyParams):
     # validity check "layer-60": the fraction of the LLM's decoder parameters removed by
     # Block-Influence layer pruning (no recovery), which must drop the teacher towards chance
     layer_check_ratio: float = 0.6
+    # text-only "which option says X?" questions of the binding probe (letter accuracy)
+    option_lookup_items: int = 200
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(0 < self.layer_check_ratio < 1,
                f"layer_check_ratio must be in (0, 1), got {self.layer_check_ratio}")
         _check(1 <= self.n_scenes <= 24, f"n_scenes must be 1..24, got {self.n_scenes}")
-        _at_least(self, examples_per_benchmark=0, chance_draws=1)
+        _at_least(self, examples_per_benchmark=0, chance_draws=1, option_lookup_items=1)
 
 
 @dataclasses.dataclass(frozen=True)

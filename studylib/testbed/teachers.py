@@ -33,7 +33,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +90,18 @@ class Curves:
     """Learning curves: validation scores every `every` optimizer steps (0: never).
 
     `evaluate(model, processor, limit=..., split="val", progress=False)` scores the model;
-    each point is {"stage", "step" (counted across the LLM stages), benchmark: score, "AVG"}.
+    each point is {"stage", "step" (counted across the LLM stages), benchmark: headline
+    score, "<benchmark> (letter)": multiple choice scored by generated letter, "AVG", and
+    each of `probes` (name -> `probe(model, processor)`, e.g. option-lookup accuracy)}.
     Scoring does not touch the training RNG (greedy decoding, seeded bootstrap), so a run
     with curves trains the same weights as one without.
     """
 
-    def __init__(self, evaluate: Callable | None, processor, every: int, limit: int):
+    def __init__(self, evaluate: Callable | None, processor, every: int, limit: int,
+                 probes: Mapping[str, Callable] | None = None):
         self.evaluate, self.processor = evaluate, processor
         self.every, self.limit = every, limit
+        self.probes = dict(probes or {})
         self.points: list[dict[str, Any]] = []
 
     def record(self, model, stage: str, step: int) -> None:
@@ -106,10 +110,14 @@ class Curves:
         was_training = model.training
         report = self.evaluate(model, self.processor, limit=self.limit, split="val",
                                progress=False)
+        letters = report.scores[report.scores.metric == "letter"]
+        probed = {name: probe(model, self.processor) for name, probe in self.probes.items()}
         model.train(was_training)
         summary = report.summary()
         self.points.append({"stage": stage, "step": step, **report.headline(),
-                            "AVG": summary.get("AVG", math.nan)})
+                            **{f"{b} (letter)": float(v)
+                               for b, v in zip(letters.benchmark, letters.value, strict=True)},
+                            "AVG": summary.get("AVG", math.nan), **probed})
         scores = "  ".join(f"{k} {v:.1f}" for k, v in self.points[-1].items()
                            if k not in ("stage", "step"))
         print(f"[curve] {stage} step {step}: {scores}", flush=True)
@@ -175,6 +183,7 @@ def data_sha256(data: dict[str, list[dict[str, Any]]]) -> str:
 
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
                   evaluate: Callable | None = None, stop_after: str | None = None,
+                  probes: Mapping[str, Callable] | None = None,
                   **recipe_overrides) -> dict[str, Any]:
     """Train a toy MLLM from scratch (vision, align, binding, instruct) and save it to `out`
     (None: save nothing, return the summary).
@@ -188,7 +197,8 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     the size's recipe (`instruct=dict(lr=1e-3)`).
 
     `evaluate(model, processor, ...)` (the CLI passes `studylib.evaluation.evaluate.evaluate`;
-    the testbed sits below evaluation) scores the learning curves and the trained teacher.
+    the testbed sits below evaluation) scores the learning curves and the trained teacher;
+    `probes` add skills to the curves (`Curves`; the CLI adds option-lookup accuracy).
     """
     from transformers import set_seed
 
@@ -215,7 +225,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     vision_wall = time.perf_counter() - start
     collator = ConversationCollator(processor)
     losses = LossLog()
-    curves = Curves(evaluate, processor, recipe["curve_every"], recipe["curve_limit"])
+    curves = Curves(evaluate, processor, recipe["curve_every"], recipe["curve_limit"], probes)
     data = stage_data(recipe, seed)
     llm_start = time.perf_counter()
     steps: dict[str, int] = {}

@@ -12,7 +12,8 @@ SUMMARY = {
     "arch": "toy-llava",
     "steps": {"align": 10, "binding": 10, "instruct": 30},
     "stage_wall_time_s": {"align": 1.0, "binding": 2.0, "instruct": 3.0},
-    "llm_stage_wall_time_s": 6.0, "tokens": 1000, "tokens_per_s": 166, "threads": 1,
+    "llm_stage_wall_time_s": 6.0, "tokens": 1000, "tokens_per_s": 166,
+    "machine": {"threads": 1},
     "curves": [
         {"stage": "align", "step": 10, "GQA": 0.0, "POPE": 0.0, "MME-P": 0.0, "AVG": 0.0},
         {"stage": "instruct", "step": 30, "GQA": 40.0, "POPE": 70.0, "MME-P": 1000.0,
@@ -40,7 +41,23 @@ def test_the_figure_has_a_panel_per_benchmark_and_the_table_sums_the_stages(tmp_
     assert titles == ["GQA", "SQA", "POPE", "MME-P", "MME-C", "MMMU", "AVG"]
     plt.close(fig)
     table = teacher_curves.training_table(SUMMARY)
-    assert table.steps.iloc[-1] == 50 and "166/s" in table.attrs["note"]
+    assert table.steps.iloc[-1] == 50 and "166/s on 1 thread(s)" in table.attrs["note"]
+    assert teacher_curves.multiple_choice_formulation(SUMMARY) == "letter"
+
+
+def test_curves_with_letters_and_the_option_lookup_probe_get_their_own_lines(tmp_path):
+    """A teacher trained since the cloze headline records SQA/MMMU by letter and the probe:
+    the letters are drawn dotted in their benchmark's panel, the probe in the last one."""
+    points = [{**p, "SQA": 30.0, "SQA (letter)": 24.0, "MMMU (letter)": 25.0,
+               "option_lookup": 20.0 + 30 * k} for k, p in enumerate(SUMMARY["curves"])]
+    summary = {**SUMMARY, "curves": points}
+    assert teacher_curves.multiple_choice_formulation(summary) == "cloze"
+    fig = teacher_curves.fig_learning_curves(summary, chance=metrics.CHANCE)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert list(panels)[-1] == "option lookup (letters)"
+    assert [line.get_linestyle() for line in panels["SQA"].lines[:2]] == ["-", ":"]
+    assert list(panels["option lookup (letters)"].lines[0].get_ydata()) == [20.0, 50.0, 80.0]
+    plt.close(fig)
 
 
 def test_a_checkpoint_without_a_summary_has_no_curves(tmp_path):

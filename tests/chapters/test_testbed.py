@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from studylib.chapters import testbed
-from studylib.evaluation import metrics
+from studylib.evaluation import chance, metrics
+from studylib.study import chapter, grid
+from studylib.testbed import shapes
 
 CHANCE = {"GQA": 25.0, "SQA": 25.0, "POPE": 50.0, "MME-P": 750.0, "MME-C": 300.0, "MMMU": 25.0}
 TEACHER = {"GQA": 60.0, "SQA": 70.0, "POPE": 85.0, "MME-P": 1400.0, "MME-C": 500.0, "MMMU": 45.0}
@@ -21,9 +23,12 @@ def _rows(model, scores, method="none", half=None, **extra):
     return rows
 
 
-def make_run(teacher=TEACHER, pruned=PRUNED, half=HALF, pct=None, model="toy-x"):
-    """Chapter 00 rows: the teacher (with CIs), the guesser and the 60% layer-pruned model."""
+def make_run(teacher=TEACHER, pruned=PRUNED, half=HALF, pct=None, model="toy-x", shuffled=None):
+    """Chapter 00 rows: the teacher (with CIs), the guesser, the 60% layer-pruned model and,
+    when given, the teacher's scores on shuffled images."""
     rows = _rows(model, teacher, half=half, ratio=0.0)
+    if shuffled is not None:
+        rows += _rows(model, shuffled, method=grid.IMAGE_SHUFFLE, ratio=0.0)
     rows.append({"model": model, "benchmark": "AVG", "metric": "paper", "method": "none",
                  "value": metrics.average(teacher), "ratio": 0.0})
     rows += _rows("chance", CHANCE, ratio=0.0)
@@ -121,19 +126,43 @@ def test_the_shown_validity_table_is_narrow_and_keeps_every_check():
     assert shown["95% CI"].iloc[0] == "[24.0, 96.0]"
 
 
+def test_the_image_shuffle_check_flags_a_benchmark_answered_without_its_image():
+    """Shuffled images that bring every score back to chance pass; an MMMU that keeps 15 of
+    its 20 points over chance fails, and the chapter warns about it."""
+    table = testbed.validity_table(make_run(shuffled=CHANCE))
+    shuffle = checks(table, "image shuffle")
+    assert set(shuffle.index) == set(shapes.BENCHMARKS) and shuffle.passed.all()
+    run = make_run(shuffled={**CHANCE, "MMMU": 40.0})
+    shuffle = checks(testbed.validity_table(run), "image shuffle")
+    assert shuffle.value["MMMU"] == pytest.approx(75.0) and not shuffle.passed["MMMU"]
+    assert shuffle.passed.drop("MMMU").all()
+    with pytest.warns(chance.ImageBlindWarning, match="MMMU 45.0 keeps 75%"):
+        found = chapter.warn_if_image_blind(run, "toy-x")
+    assert list(found) == ["MMMU"]
+    assert chapter.warn_if_image_blind(make_run(), "toy-x") == {}  # no control: no rows
+    assert not checks(testbed.validity_table(make_run()), "image shuffle").size
+
+
 def test_the_run_evaluates_the_teacher_its_layer_pruned_copy_and_the_guesser():
     from studylib.study.params import TestbedParams
     from studylib.testbed import toy
 
     model, processor = toy.build("toy-llava", "micro", seed=0)
-    P = TestbedParams(limit=4, chance_draws=2, threads=1)
+    P = TestbedParams(limit=4, chance_draws=2, threads=1, option_lookup_items=8)
     run = pd.DataFrame(testbed.compute(P, model, processor))
     run["method"] = run.method.fillna("none")
     pruned = run[run.method == "layer"]
     assert set(pruned.ratio) == {P.layer_check_ratio} and "avg_pct" in set(pruned.metric)
     assert set(run[run.method == "none"].model) == {P.model, "chance"}
+    shuffled = run[run.method == grid.IMAGE_SHUFFLE]
+    assert set(shuffled.model) == {P.model} and set(shapes.BENCHMARKS) <= set(shuffled.benchmark)
+    lookup = run[run.benchmark == testbed.OPTION_LOOKUP]
+    assert lookup.n.tolist() == [P.option_lookup_items] and 0 <= lookup.value.iloc[0] <= 100
     table = testbed.validity_table(run, P.model)
-    assert len(table) == 14 and not table.passed.any()  # an untrained model fails them all
+    kinds = {c.split(":")[0].split(" (")[0] for c in table.check}
+    assert {"CI lower bound above chance", "layer-60", "AVG clearly above a guesser's"} <= kinds
+    assert len(table) >= 14
+    assert not checks(table, "clearly above").passed.any()  # an untrained model is no teacher
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.2])

@@ -1,6 +1,7 @@
 """Multiple choice scored by option log-likelihood (cloze) beside generated letters."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ def test_every_multiple_choice_item_carries_its_options_in_letter_order():
     for name in evaluate.MULTIPLE_CHOICE:
         for it in suite.benchmark(name)[:60]:
             assert len(it.options) == len(shapes.LETTERS)
-            shown = " ".join(f"{letter}. {opt}" for letter, opt in zip(shapes.LETTERS, it.options))
+            shown = " ".join(f"{letter}. {opt}" for letter, opt in zip(shapes.LETTERS, it.options, strict=False))
             assert f"Options: {shown}" in it.prompt
             assert it.options[shapes.LETTERS.index(it.answer)]  # the answer is one of them
 
@@ -72,7 +73,7 @@ def test_both_formulations_are_scored_and_the_headline_is_one_of_them(micro_chec
     assert rows["SQA", "score"] == rows["SQA", evaluate.HEADLINE_FORMULATION]
     assert ("GQA", "cloze") not in rows
     sqa = report.items[report.items.benchmark == "SQA"]
-    letter = [metrics.is_correct("SQA", g, a) for g, a in zip(sqa.generated, sqa.answer)]
+    letter = [metrics.is_correct("SQA", g, a) for g, a in zip(sqa.generated, sqa.answer, strict=False)]
     assert rows["SQA", "letter"] == pytest.approx(100 * sum(letter) / len(letter))
     assert set(sqa.prediction) <= set(shapes.LETTERS)  # the cloze pick, as a letter
     gqa = report.items[report.items.benchmark == "GQA"]
@@ -83,9 +84,9 @@ def test_shuffled_images_are_a_derangement_that_keeps_mme_pairs_together():
     items = evaluate.select(suite.benchmark("MME-P"), 40, seed=0)
     shown = evaluate.shuffled_images(items, seed=3)
     own = [it.image for it in items]
-    assert all(a.tobytes() != b.tobytes() for a, b in zip(shown, own))
+    assert all(a.tobytes() != b.tobytes() for a, b in zip(shown, own, strict=False))
     by_group = {}
-    for it, img in zip(items, shown):
+    for it, img in zip(items, shown, strict=False):
         by_group.setdefault(it.group, []).append(img.tobytes())
     assert all(len(set(g)) == 1 for g in by_group.values())
     assert [i.tobytes() for i in shown] == [i.tobytes() for i in
@@ -110,4 +111,31 @@ def test_the_shuffle_control_changes_what_a_model_sees(micro_checkpoint):
     other = choice.option_logprobs(model, processor, chats,
                                    evaluate.shuffled_images(items), [["red"]] * len(items),
                                    progress=False)
-    assert not all(math.isclose(a[0][0], b[0][0]) for a, b in zip(own, other))
+    assert not all(math.isclose(a[0][0], b[0][0]) for a, b in zip(own, other, strict=False))
+
+
+def test_option_lookup_probe_scores_letters_text_only(micro_checkpoint, monkeypatch):
+    """The binding probe asks without an image and scores the letter: a model that always
+    answers the right letter gets 100, one that answers "A" about a quarter."""
+    model, processor = models.load(micro_checkpoint)
+    seen = {}
+
+    def answer(model, processor, questions, images, **kwargs):
+        seen["images"] = images
+        return [q.split(" says ")[1].split("?")[0] for q in questions]  # the option's text
+
+    monkeypatch.setattr(evaluate, "generate_texts", answer)
+    assert evaluate.option_lookup_accuracy(model, processor, n=40) == 0.0  # words, not letters
+    assert seen["images"] is None
+
+    def right(model, processor, questions, images, **kwargs):
+        out = []
+        for q in questions:
+            word = q.split(" says ")[1].split("?")[0]
+            options = dict((text, letter) for letter, text in
+                           re.findall(r"([A-D])\. (\w+)", q.split("Options: ")[1]))
+            out.append(f"{options[word]}.")
+        return out
+
+    monkeypatch.setattr(evaluate, "generate_texts", right)
+    assert evaluate.option_lookup_accuracy(model, processor, n=40) == 100.0

@@ -3,7 +3,7 @@
 import pytest
 
 from studylib.errors import StudyError
-from studylib.evaluation.evaluate import evaluate
+from studylib.evaluation.evaluate import evaluate, option_lookup_accuracy
 from studylib.testbed import suite, teachers
 
 
@@ -46,7 +46,11 @@ def test_curves_score_the_validation_split_during_training():
         calls.append(kwargs)
         return evaluate(model, processor, benchmarks=("POPE", "SQA"), **kwargs)
 
+    def lookup(model, processor):
+        return option_lookup_accuracy(model, processor, n=8, split="val")
+
     summary = teachers.train_teacher("toy-llava", None, size="micro", seed=2, evaluate=spy,
+                                     probes={"option_lookup": lookup},
                                      curve_every=4, instruct={"n_images": 64})
     curve_calls = [c for c in calls if c.get("split") == "val"]
     assert curve_calls and all(c["limit"] == teachers.TEACHER_RECIPES["micro"]["curve_limit"]
@@ -56,7 +60,8 @@ def test_curves_score_the_validation_split_during_training():
     steps = [p["step"] for p in points]
     assert steps == sorted(steps) and steps[-1] == sum(summary["steps"].values())
     assert {p["stage"] for p in points} == {"align", "binding", "lookup", "instruct"}
-    assert {"POPE", "SQA"} <= set(points[0])
+    assert {"POPE", "SQA", "SQA (letter)", "option_lookup"} <= set(points[0])
+    assert all(0 <= p["option_lookup"] <= 100 for p in points)
     # the final evaluation scores the test split, once
     assert [c for c in calls if "split" not in c] == [{}]
 
@@ -66,7 +71,9 @@ def test_scoring_curves_does_not_change_the_weights():
     def run(every):
         return teachers.train_teacher("toy-llava", None, size="micro", seed=3,
                                       evaluate=lambda m, p, **kw: evaluate(
-                                          m, p, benchmarks=("POPE",), **kw),
+                                          m, p, benchmarks=("POPE", "MMMU"), **kw),
+                                      probes={"option_lookup": lambda m, p: (
+                                          option_lookup_accuracy(m, p, n=4, split="val"))},
                                       curve_every=every, curve_limit=4,
                                       instruct={"n_images": 48})
     with_curves, without = run(3), run(0)

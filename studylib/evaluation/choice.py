@@ -25,6 +25,7 @@ lm-evaluation-harness's `acc_norm`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -65,11 +66,19 @@ def _logits(model, enc, rows: Sequence[int], seqs: Sequence[Sequence[int]],
                  **{k: v.to(device) for k, v in images.items()}).logits.float()
 
 
+class OptionScore(NamedTuple):
+    """One option after one prompt."""
+
+    logprob: float  # the sum of the option tokens' log-probabilities
+    tokens: int  # how many tokens the option has
+    greedy: bool  # whether greedy decoding from the prompt produces exactly these tokens
+
+
 @torch.no_grad()
 def option_logprobs(model, processor, chats: Sequence[str], images: Sequence,
                     options: Sequence[Sequence[str]], batch_size: int = 16,
-                    progress: bool = True) -> list[list[tuple[float, int]]]:
-    """Per chat prompt, per option: (sum of the option tokens' log-probabilities, count).
+                    progress: bool = True) -> list[list[OptionScore]]:
+    """Per chat prompt, per option: its `OptionScore`.
 
     `chats` are prompts already in the model's chat format (`evaluate.chat_prompts`). One
     forward pass over a batch of prompts (with their images) gives every one-token option
@@ -78,7 +87,7 @@ def option_logprobs(model, processor, chats: Sequence[str], images: Sequence,
     """
     tokenizer = processor.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out: list[list[tuple[float, int]]] = [[] for _ in chats]
+    out: list[list[OptionScore]] = [[] for _ in chats]
     order = sorted(range(len(chats)), key=lambda i: len(chats[i]))
     for start in tqdm(range(0, len(order), batch_size), desc="cloze", leave=False,
                       disable=not progress):
@@ -94,25 +103,27 @@ def option_logprobs(model, processor, chats: Sequence[str], images: Sequence,
             logits[torch.arange(len(idx)), [len(c) - 1 for c in contexts]], dim=-1)
         long = [(row, k) for row, ans in enumerate(answers)
                 for k, a in enumerate(ans) if len(a) != 1]
-        scored: dict[tuple[int, int], float] = {}
+        scored: dict[tuple[int, int], OptionScore] = {}
         if long:
             seqs = [contexts[row] + answers[row][k] for row, k in long]
             logits = _logits(model, enc, [row for row, _ in long], seqs, pad)
             for n, (row, k) in enumerate(long):
                 begin, target = len(contexts[row]), answers[row][k]
                 logp = torch.log_softmax(logits[n, begin - 1 : begin - 1 + len(target)], -1)
-                scored[row, k] = float(logp.gather(1, torch.tensor(target)[:, None]
-                                                   .to(logp.device)).sum())
+                ids = torch.tensor(target, dtype=torch.long, device=logp.device)
+                scored[row, k] = OptionScore(float(logp.gather(1, ids[:, None]).sum()),
+                                             len(target), bool((logp.argmax(-1) == ids).all()))
         for row, i in enumerate(idx):
-            out[i] = [(scored[row, k] if (row, k) in scored else float(last[row, a[0]]),
-                       len(a)) for k, a in enumerate(answers[row])]
+            out[i] = [scored.get((row, k)) or OptionScore(
+                float(last[row, a[0]]), 1, int(last[row].argmax()) == a[0])
+                for k, a in enumerate(answers[row])]
     return out
 
 
-def pick(scores: Sequence[tuple[float, int]], options: Sequence[str],
-         normalised: bool = False) -> str:
+def pick(scores: Sequence[Sequence], options: Sequence[str], normalised: bool = False) -> str:
     """The letter of the most likely option (raw sum, or per character when `normalised`);
-    ties go to the first."""
-    values = [lp / max(1, len(opt)) if normalised else lp
-              for (lp, _), opt in zip(scores, options, strict=True)]
+    ties go to the first. Each score's first field is the log-likelihood: an `OptionScore`,
+    or the (log-likelihood, is-greedy) pair lmms-eval hands a task."""
+    values = [s[0] / max(1, len(opt)) if normalised else s[0]
+              for s, opt in zip(scores, options, strict=True)]
     return shapes.LETTERS[max(range(len(values)), key=values.__getitem__)]

@@ -20,6 +20,7 @@ from lmms_eval.models.registry_v2 import ModelManifest
 from tqdm.auto import tqdm
 
 from studylib import models
+from studylib.evaluation import choice
 from studylib.evaluation.evaluate import chat_prompts, generate_texts
 
 
@@ -33,7 +34,7 @@ def _as_bool(value) -> bool:
 
 
 class Studylib(lmms):
-    """Greedy generation and log-likelihoods with batched, left-padded inputs."""
+    """Greedy generation and log-likelihoods, batched, with `studylib eval`'s own functions."""
 
     is_simple = True
 
@@ -99,33 +100,34 @@ class Studylib(lmms):
                                             text)
         return answers
 
-    @torch.no_grad()
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        """log p(continuation | image, question) and whether greedy decoding would give it.
+        """log p(continuation | image, context), summed over the continuation's tokens (higher
+        is likelier, as lmms-eval's API says), and whether greedy decoding gives it.
 
-        The continuation follows the chat template's assistant prefix, as an answer would.
+        Scored by `choice.option_logprobs`, the code `studylib eval` scores cloze multiple
+        choice with: the context is one user turn, the continuation's tokens follow the
+        assistant prefix with no delimiter, as the training collator encodes an answer. The
+        requests of one doc and context (a multiple-choice item's options) share one encoded
+        prompt and image, and a task's docs go in doc order, so the batches are the ones
+        `studylib eval` forms for the same items.
         """
-        out = []
-        tok = self.processor.tokenizer
-        for req in tqdm(requests, desc="studylib loglikelihood", disable=self.rank != 0):
-            context, continuation = req.args[0], req.args[1]
-            prompt = chat_prompts(self.processor, [context])[0]
-            image = self._visual(req.args)
-            ctx = self.processor(text=[prompt], images=[image], return_tensors="pt")
-            cont_ids = tok(continuation, add_special_tokens=False,
-                           return_tensors="pt")["input_ids"]
-            input_ids = torch.cat([ctx["input_ids"], cont_ids], dim=1).to(self.device)
-            logits = self.model(input_ids=input_ids,
-                                attention_mask=torch.ones_like(input_ids),
-                                pixel_values=ctx["pixel_values"].to(self.device,
-                                                                    self.model.dtype)).logits
-            n = cont_ids.shape[1]
-            logprobs = torch.log_softmax(logits[0, -n - 1 : -1].float(), dim=-1)
-            target = cont_ids[0].to(self.device)
-            total = logprobs.gather(-1, target[:, None]).sum().item()
-            greedy = bool((logprobs.argmax(-1) == target).all())
-            out.append((total, greedy))
-            self.cache_hook.add_partial("loglikelihood", (context, continuation), (total, greedy))
+        groups: dict[str, dict[tuple, list[int]]] = {}
+        for i, req in enumerate(requests):
+            context, _, _, doc_id, task, split = req.args
+            groups.setdefault(task, {}).setdefault((split, doc_id, context), []).append(i)
+        out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+        for docs in tqdm(groups.values(), desc="studylib loglikelihood",
+                         disable=self.rank != 0):
+            contexts = [context for _, _, context in docs]
+            images = [self._visual(requests[idx[0]].args) for idx in docs.values()]
+            conts = [[requests[i].args[1] for i in idx] for idx in docs.values()]
+            scores = choice.option_logprobs(
+                self.model, self.processor, chat_prompts(self.processor, contexts), images,
+                conts, batch_size=self.batch_size, progress=False)
+            for idx, doc_scores in zip(docs.values(), scores, strict=True):
+                for i, score in zip(idx, doc_scores, strict=True):
+                    out[i] = (score.logprob, score.greedy)
+                    self.cache_hook.add_partial("loglikelihood", requests[i].args[:2], out[i])
         return out
 
     def generate_until_multi_round(self, requests) -> list[str]:

@@ -30,7 +30,8 @@ def test_the_cloze_question_hides_the_letters_and_asks_for_a_short_answer():
 
 
 def _reference_logprob(model, processor, chat, image, option):
-    """log p(option | prompt, image) from one unbatched forward pass over the full sequence."""
+    """log p(option | prompt, image) from one unbatched forward pass over the full sequence,
+    and whether greedy decoding gives the option."""
     enc = processor(text=[chat], images=[image], return_tensors="pt")
     answer = processor.tokenizer(option, add_special_tokens=False)["input_ids"]
     ids = torch.cat([enc["input_ids"], torch.tensor([answer])], dim=1)
@@ -38,7 +39,8 @@ def _reference_logprob(model, processor, chat, image, option):
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids),
                        pixel_values=enc["pixel_values"]).logits[0].float()
     logp = torch.log_softmax(logits[-len(answer) - 1 : -1], -1)
-    return float(logp.gather(1, torch.tensor(answer)[:, None]).sum())
+    target = torch.tensor(answer)
+    return float(logp.gather(1, target[:, None]).sum()), bool((logp.argmax(-1) == target).all())
 
 
 def test_batched_option_scores_equal_one_sequence_at_a_time(micro_checkpoint):
@@ -48,15 +50,21 @@ def test_batched_option_scores_equal_one_sequence_at_a_time(micro_checkpoint):
     model.eval()
     items = suite.benchmark("SQA")[:5]
     chats = evaluate.chat_prompts(processor, [choice.cloze_question(it) for it in items])
-    options = [list(it.options[:3]) + [f"{it.options[3]} ."] for it in items]  # one 2-token
     images = [it.image for it in items]
+    words = evaluate.generate_texts(model, processor, [choice.cloze_question(it) for it in items],
+                                    images, max_new_tokens=1, progress=False)
+    # the first option is the model's own greedy word, the last has two tokens
+    options = [[w] + list(it.options[1:3]) + [f"{it.options[3]} ."]
+               for w, it in zip(words, items, strict=True)]
     batched = choice.option_logprobs(model, processor, chats, images, options, batch_size=4,
                                      progress=False)
     for i in range(len(items)):
-        assert [n for _, n in batched[i]] == [1, 1, 1, 2]
+        assert [s.tokens for s in batched[i]] == [1, 1, 1, 2]
         for k, option in enumerate(options[i]):
-            ref = _reference_logprob(model, processor, chats[i], images[i], option)
-            assert batched[i][k][0] == pytest.approx(ref, abs=1e-4)
+            ref, greedy = _reference_logprob(model, processor, chats[i], images[i], option)
+            assert batched[i][k].logprob == pytest.approx(ref, abs=1e-4)
+            assert batched[i][k].greedy == greedy
+        assert batched[i][0].greedy
 
 
 def test_pick_takes_the_most_likely_option_raw_or_per_character():
@@ -111,7 +119,7 @@ def test_the_shuffle_control_changes_what_a_model_sees(micro_checkpoint):
     other = choice.option_logprobs(model, processor, chats,
                                    evaluate.shuffled_images(items), [["red"]] * len(items),
                                    progress=False)
-    assert not all(math.isclose(a[0][0], b[0][0]) for a, b in zip(own, other, strict=False))
+    assert not all(math.isclose(a[0].logprob, b[0].logprob) for a, b in zip(own, other, strict=False))
 
 
 def test_option_lookup_probe_scores_letters_text_only(micro_checkpoint, monkeypatch):

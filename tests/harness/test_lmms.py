@@ -17,7 +17,7 @@ import yaml
 from studylib import cli
 from studylib.analysis.paper import paper_table
 from studylib.errors import StudyError
-from studylib.evaluation import evaluate, metrics
+from studylib.evaluation import choice, evaluate, metrics
 from studylib.harness import lmms, tasks
 from studylib.results import ResultsTable
 from studylib.testbed import shapes, suite
@@ -44,40 +44,112 @@ def test_export_holds_the_items_studylib_eval_scores(exported):
                 (exported / f"{tasks.TASKS[bench]}.jsonl").read_text().splitlines()]
         assert [d["id"] for d in docs] == [it.id for it in items]
         assert manifest["items"][bench] == len(items)
+        cloze = bench in evaluate.MULTIPLE_CHOICE
         for doc, it in list(zip(docs, items, strict=True))[:5]:
-            assert tasks.doc_to_text(doc, {}) == it.prompt
+            if cloze:  # the question without its lettered options; the options as choices
+                assert tasks.doc_to_text(doc, {}) == choice.cloze_question(it)
+                assert "Options:" not in doc["prompt"]
+                assert doc["options"] == list(it.options) and len(doc["options"]) == 4
+            else:
+                assert tasks.doc_to_text(doc, {}) == it.prompt
             (image,) = tasks.doc_to_visual(doc, exported)
             assert np.array_equal(np.asarray(image), np.asarray(it.image))  # PNG is lossless
         config = yaml.load((exported / f"{tasks.TASKS[bench]}.yaml").read_text(),
                            Loader=_TaskLoader)
         assert config["dataset_kwargs"]["data_files"]["test"] == str(
             exported / f"{tasks.TASKS[bench]}.jsonl")
-        assert config["generation_kwargs"]["max_new_tokens"] == evaluate.MAX_NEW_TOKENS[bench]
+        if cloze:  # each continuation is exactly the option text: no delimiter
+            assert config["output_type"] == "multiple_choice"
+            assert config["doc_to_choice"] == "options" and config["target_delimiter"] == ""
+            assert config["process_results"] == "utils.process_choice_results"
+            assert "generation_kwargs" not in config
+        else:
+            assert config["output_type"] == "generate_until"
+            assert config["generation_kwargs"]["max_new_tokens"] == evaluate.MAX_NEW_TOKENS[bench]
+            assert config["process_results"] == "utils.process_results"
         names = [m["metric"] for m in config["metric_list"]]
-        assert names == (["score", "accuracy"] if bench == "POPE" else ["score"])
+        assert names == {"POPE": ["score", "accuracy"], "SQA": ["score", "cloze"],
+                         "MMMU": ["score", "cloze"]}.get(bench, ["score"])
     group = yaml.safe_load((exported / "shapesworld.yaml").read_text())
     assert group["task"] == manifest["tasks"]
 
 
+def _doc(it):
+    return {"benchmark": it.benchmark, "id": it.id, "subset": it.subset, "group": it.group,
+            "answer": it.answer, "options": list(it.options)}
+
+
+def _aggregate(results):
+    """What lmms-eval does with process_results' records: each metric's aggregation."""
+    records: dict[str, list] = {}
+    for result in results:
+        for metric, record in result.items():
+            records.setdefault(metric, []).append(record)
+    return {m: (tasks.aggregate_accuracy if m == "accuracy" else tasks.aggregate_score)(r)
+            for m, r in records.items()}
+
+
 @pytest.mark.parametrize("bench", shapes.BENCHMARKS)
 def test_task_metrics_equal_studylib_scores(bench):
-    """process_results + aggregation (what lmms-eval runs) == evaluate.score, on noisy answers."""
+    """process_results + aggregation (what lmms-eval runs) == evaluate.score, on noisy answers
+    (generation) or on random log-likelihoods (multiple choice, scored by the likeliest)."""
     items = evaluate.select(suite.benchmark(bench), 80, seed=0)
     rng = random.Random(bench)
-    pool = ["yes", "no", "maybe", "A", "b.", "(C)", "red", "two", ""] + [it.answer for it in items]
-    preds = [it.answer if rng.random() < 0.5 else rng.choice(pool) for it in items]
+    if bench in evaluate.MULTIPLE_CHOICE:
+        lls = [[(-rng.uniform(0, 20), rng.random() < 0.5) for _ in it.options] for it in items]
+        preds = [shapes.LETTERS[max(range(4), key=lambda k, ll=ll: ll[k][0])] for ll in lls]
+        got = _aggregate(tasks.process_choice_results(_doc(it), ll)
+                         for it, ll in zip(items, lls, strict=True))
+    else:
+        pool = ["yes", "no", "maybe", "A", "b.", "(C)", "red", "two", ""]
+        pool += [it.answer for it in items]
+        preds = [it.answer if rng.random() < 0.5 else rng.choice(pool) for it in items]
+        got = _aggregate(tasks.process_results(_doc(it), [f" {p} "])
+                         for it, p in zip(items, preds, strict=True))
     _, ours = evaluate.score(bench, items, preds, n_boot=0)
-    records: dict[str, list] = {}
-    for it, p in zip(items, preds, strict=True):
-        doc = {"benchmark": bench, "id": it.id, "subset": it.subset, "group": it.group,
-               "answer": it.answer}
-        for metric, record in tasks.process_results(doc, [f" {p} "]).items():
-            records.setdefault(metric, []).append(record)
-    assert tasks.aggregate_score(records["score"]) == pytest.approx(
-        ours.set_index("metric").loc["score", "value"])
-    if bench == "POPE":
-        assert tasks.aggregate_accuracy(records["accuracy"]) == pytest.approx(
-            ours.set_index("metric").loc["accuracy", "value"])
+    ours = ours.set_index("metric")["value"]
+    assert set(got) == set(tasks.task_metrics(bench))
+    for metric, value in got.items():  # the formulation's row is the score in it
+        assert value == pytest.approx(ours["score" if metric == "cloze" else metric])
+
+
+def test_choice_results_pick_the_likeliest_option():
+    """Log-likelihoods, higher is likelier: the argmax's letter (lmms-eval's built-in
+    multiple-choice scoring takes the argmin, for its models' losses)."""
+    (it,) = evaluate.select(suite.benchmark("SQA"), 1, seed=0)[:1]
+    doc = _doc(it)
+    for best in range(4):
+        lls = [(-5.0, False)] * 4
+        lls[best] = (-0.5, True)
+        out = tasks.process_choice_results(doc, lls)
+        assert out["score"]["prediction"] == shapes.LETTERS[best]
+        assert out["score"] is out["cloze"]
+        as_text = tasks.process_choice_results(doc, [str(ll) for ll in lls])  # lmms-eval 0.7.3
+        assert as_text["score"]["prediction"] == shapes.LETTERS[best]
+    assert tasks.process_choice_results(doc, [(-1.0, False)] * 4)["score"]["prediction"] == "A"
+
+
+def test_the_comparison_is_of_the_headline_formulation():
+    """The check compares the cloze letters and scores for SQA/MMMU (lmms-eval asks no
+    letters), and a score lmms-eval lacks is NaN, which fails."""
+    items = pd.DataFrame({"benchmark": ["SQA"] * 3 + ["GQA"] * 2,
+                          "id": ["s0", "s1", "s2", "g0", "g1"],
+                          "prediction": ["A", "B", "C", "red", "two"],
+                          "generated": ["D", "D", "D", "red", "two"]})
+    scores = pd.DataFrame({"benchmark": ["SQA", "SQA", "SQA", "GQA"],
+                           "metric": ["score", "letter", "cloze", "score"],
+                           "value": [40.0, 25.0, 40.0, 50.0], "n": [3, 3, 3, 2]})
+    report = evaluate.EvalReport(items, scores, wall_time=0.0, seed=0)
+    theirs = {("SQA", "score"): 40.0, ("SQA", "cloze"): 40.2, ("GQA", "score"): 50.0}
+    answers = {"s0": "A", "s1": "B", "s2": "D", "g0": "red", "g1": "two"}
+    table = lmms.compare(report, theirs, answers)
+    assert list(zip(table.benchmark, table.metric, strict=True)) == [
+        ("SQA", "score"), ("SQA", "cloze"), ("GQA", "score")]
+    assert table["diff"].tolist() == pytest.approx([0.0, 0.2, 0.0])
+    assert table["answers_differ"].tolist() == [1, 1, 0]  # s2: cloze C, lmms-eval D
+    assert lmms.check_passes(table)
+    del theirs["SQA", "cloze"]
+    assert not lmms.check_passes(lmms.compare(report, theirs, answers))
 
 
 def _paper_llava_results():

@@ -14,13 +14,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from studylib.analysis.paper import PAPER_MODEL
 from studylib.compress import prune, recipes
-from studylib.errors import StudyError, check_ratio
+from studylib.errors import (
+    StudyError,
+    check,
+    check_at_least,
+    check_distinct,
+    check_known,
+    check_ratio,
+)
 from studylib.evaluation.measure import ARCHS
 from studylib.results import run_id
 from studylib.study.cells import package_version
@@ -57,12 +63,12 @@ class StudyParams:
 
     def __post_init__(self) -> None:
         for name, v in (("model", self.model), ("key", self.key)):
-            _check(bool(v) and "/" not in v and "__" not in v,
+            check(bool(v) and "/" not in v and "__" not in v,
                    f"{name} must be a short name without '/' or '__', got {v!r}")
-        _at_least(self, limit=0, seed=0, threads=1, batch_size=1)
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+        check_at_least(self, limit=0, seed=0, threads=1, batch_size=1)
+        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        _check(self.dtype in ("float32", "bfloat16", "float16"),
+        check(self.dtype in ("float32", "bfloat16", "float16"),
                f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
     # --- derived values -------------------------------------------------------------
@@ -147,10 +153,10 @@ class TestbedParams(StudyParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(0 < self.layer_check_ratio < 1,
+        check(0 < self.layer_check_ratio < 1,
                f"layer_check_ratio must be in (0, 1), got {self.layer_check_ratio}")
-        _check(1 <= self.n_scenes <= 24, f"n_scenes must be 1..24, got {self.n_scenes}")
-        _at_least(self, examples_per_benchmark=0, chance_draws=1, option_lookup_items=1)
+        check(1 <= self.n_scenes <= 24, f"n_scenes must be 1..24, got {self.n_scenes}")
+        check_at_least(self, examples_per_benchmark=0, chance_draws=1, option_lookup_items=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,14 +168,14 @@ class _Pruned(StudyParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _known("methods", self.methods, prune.METHODS, "method", empty_ok=False)
-        _check(bool(self.ratios), "ratios must not be empty")
+        check_known("methods", self.methods, prune.METHODS, "method", empty_ok=False)
+        check(bool(self.ratios), "ratios must not be empty")
         try:
             tuple(map(check_ratio, self.ratios))
         except StudyError as exc:
             raise StudyError(f"ratios: {exc}") from None
-        _distinct("ratios", self.ratios)
-        _at_least(self, calib_n=1)
+        check_distinct("ratios", self.ratios)
+        check_at_least(self, calib_n=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,10 +191,10 @@ class PruningParams(_Pruned):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _distinct("seeds", self.seeds, at_least=0)
-        _known("importances", self.importances,
+        check_distinct("seeds", self.seeds, at_least=0)
+        check_known("importances", self.importances,
                ("default", "random", "magnitude", "taylor", "taylor-mean"), "importance")
-        _check("default" in self.importances,
+        check("default" in self.importances,
                f"importances must include 'default', got {list(self.importances)}")
 
 
@@ -201,9 +207,9 @@ class _Recovered(_Pruned):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _known("recipes", self.recipes, recipes.PRESETS, "recipe", empty_ok=False)
-        _distinct("seeds", self.seeds, at_least=0)
-        _at_least(self, max_steps=0)
+        check_known("recipes", self.recipes, recipes.PRESETS, "recipe", empty_ok=False)
+        check_distinct("seeds", self.seeds, at_least=0)
+        check_at_least(self, max_steps=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +221,7 @@ class SFTRecoveryParams(_Recovered):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(0 < self.data_fraction <= 1, f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        check(0 < self.data_fraction <= 1, f"data_fraction must be in (0, 1], got {self.data_fraction}")
 
     @property
     def fractions(self) -> tuple[float, ...]:
@@ -234,9 +240,9 @@ class DataEfficiencyParams(_Recovered):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(bool(self.fractions) and all(0.0 < f <= 1.0 for f in self.fractions),
+        check(bool(self.fractions) and all(0.0 < f <= 1.0 for f in self.fractions),
                f"fractions must be in (0, 1], got {list(self.fractions)}")
-        _distinct("fractions", self.fractions)
+        check_distinct("fractions", self.fractions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,8 +260,8 @@ class KDAblationParams(SFTRecoveryParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _distinct("recipes", self.recipes)
-        _check(self.tau > 0, f"tau must be > 0, got {self.tau}")
+        check_distinct("recipes", self.recipes)
+        check(self.tau > 0, f"tau must be > 0, got {self.tau}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +278,7 @@ class BestPracticesParams(StudyParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(bool(self.studies), "studies must not be empty")
+        check(bool(self.studies), "studies must not be empty")
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -302,22 +308,22 @@ class QuantizationParams(StudyParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(bool(self.students), "students must not be empty")
+        check(bool(self.students), "students must not be empty")
         for s in self.students:
             method, sep, ratio = s.partition(":")
-            _check(bool(sep) and method in ("layer", "width"),
+            check(bool(sep) and method in ("layer", "width"),
                    f"students: expected method:ratio with method layer or width, got {s!r}")
             try:
                 value = float(ratio)
             except ValueError:
                 value = -1.0
-            _check(0.0 < value < 1.0, f"students: ratio of {s!r} must be in (0, 1)")
-        _distinct("students", self.students)
-        _check(self.recipe in recipes.PRESETS or self.recipe.endswith((".yaml", ".yml")),
+            check(0.0 < value < 1.0, f"students: ratio of {s!r} must be in (0, 1)")
+        check_distinct("students", self.students)
+        check(self.recipe in recipes.PRESETS or self.recipe.endswith((".yaml", ".yml")),
                f"recipe must be a preset ({', '.join(recipes.PRESETS)}) or a .yaml file, "
                f"got {self.recipe!r}")
-        _check(0 < self.data_fraction <= 1, f"data_fraction must be in (0, 1], got {self.data_fraction}")
-        _at_least(self, max_steps=0, calib_n=1, repeats=1, text_tokens=1, decode_tokens=1)
+        check(0 < self.data_fraction <= 1, f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        check_at_least(self, max_steps=0, calib_n=1, repeats=1, text_tokens=1, decode_tokens=1)
 
     @property
     def student_pairs(self) -> list[tuple[str, float]]:
@@ -351,10 +357,10 @@ class ResourcesParams(_Pruned):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(bool(self.archs or self.real_archs), "archs and real_archs must not both be empty")
-        _known("real_archs", self.real_archs, ARCHS, "architecture")
-        _distinct("batch_sizes", self.batch_sizes, at_least=1)
-        _at_least(self, text_tokens=1, repeats=1, min_run_time=0.001)
+        check(bool(self.archs or self.real_archs), "archs and real_archs must not both be empty")
+        check_known("real_archs", self.real_archs, ARCHS, "architecture")
+        check_distinct("batch_sizes", self.batch_sizes, at_least=1)
+        check_at_least(self, text_tokens=1, repeats=1, min_run_time=0.001)
 
     @property
     def checkpoint_dir(self) -> Path:  # the teachers' folder: a teacher is <it>/<arch>
@@ -376,26 +382,3 @@ def register(cls: type[StudyParams]) -> type[StudyParams]:
     """Add a study's params class (later chapters register theirs here)."""
     STUDIES[cls.STUDY] = cls
     return cls
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise StudyError(message)
-
-
-def _at_least(p: StudyParams, **minimum: float) -> None:
-    for name, lo in minimum.items():
-        _check(getattr(p, name) >= lo, f"{name} must be >= {lo}, got {getattr(p, name)}")
-
-
-def _distinct(name: str, values: Sequence[Any], at_least: float | None = None) -> None:
-    low_ok = at_least is None or (bool(values) and min(values) >= at_least)  # and not empty
-    _check(low_ok, f"{name} must be >= {at_least}, got {list(values)}")
-    _check(len(set(values)) == len(values), f"{name} must be distinct, got {list(values)}")
-
-
-def _known(name: str, values: Sequence[str], known: Sequence[str], what: str, empty_ok=True) -> None:
-    _check(empty_ok or bool(values), f"{name} must not be empty")
-    bad = [v for v in values if v not in known]
-    _check(not bad, f"{name}: unknown {what} {bad[0]!r}; choose from {', '.join(known)}"
-           if bad else "")

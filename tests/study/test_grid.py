@@ -18,7 +18,8 @@ from studylib.testbed import toy
 matplotlib.use("Agg")
 
 
-def _fake_evaluate(model, processor, limit=None, seed=0, batch_size=64, progress=False):
+def _fake_evaluate(model, processor, limit=None, seed=0, batch_size=64, progress=False,
+                   images="scene"):
     """Scores proportional to the LLM's size: an untrained micro model would score 0, and
     this makes every AVG-% a known number (the share of LLM parameters kept)."""
     llm = models.parameter_counts(model)["llm"] / 1e4

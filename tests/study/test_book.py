@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from studylib.chapters import testbed
 from studylib.results import ResultsTable
+from studylib.testbed import shapes
 from tests.study import browser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,9 +67,11 @@ def test_smoke_run_writes_tidy_rows(smoke_book):
                 "wall_s", "torch"):
         assert col in rows, col
     ours = rows[rows.model == "toy-llava"]
-    assert set(ours.benchmark) == {"GQA", "SQA", "POPE", "MME-P", "MME-C", "MMMU", "AVG"}
+    assert set(ours.benchmark) == {"GQA", "SQA", "POPE", "MME-P", "MME-C", "MMMU", "AVG",
+                                   testbed.OPTION_LOOKUP}  # the text-only binding probe
     assert (ours.study == "00_testbed").all() and (ours.arch == "toy-llava").all()
-    assert ours[ours.benchmark != "AVG"].n.between(1, 40).all()  # smoke-sized subsets
+    scored = ours[ours.benchmark.isin(shapes.BENCHMARKS)]
+    assert scored.n.between(1, 40).all()  # smoke-sized subsets
     chance = rows[(rows.model == "chance") & (rows.metric == "score")].set_index("benchmark")
     assert chance.value.gt(0).all()  # a random guesser scores above zero everywhere
     assert chance.value[["GQA", "SQA", "POPE", "MMMU"]].lt(100).all()

@@ -25,7 +25,7 @@ from studylib.analysis.paper import (
 from studylib.chapters.plotting import color
 from studylib.chapters.testbed import OPTION_LOOKUP, scores_of, unpruned
 from studylib.evaluation import evaluate, metrics
-from studylib.evaluation.chance import IMAGE_BLIND_SHARE, image_blind
+from studylib.evaluation.chance import IMAGE_BLIND_SHARE, edge_kept, image_blind
 from studylib.study import grid
 from studylib.testbed import shapes
 
@@ -68,15 +68,16 @@ def shuffle_table(run: pd.DataFrame, model: str) -> pd.DataFrame:
     real, chance = scores_of(run, model).value, scores_of(run, "chance").value
     shuffled = scores_of(run, model, grid.IMAGE_SHUFFLE).value
     blind = image_blind(real, shuffled, chance)
-    edge = real - chance.reindex(real.index)
-    kept = 100 * (shuffled.reindex(real.index) - chance.reindex(real.index)) / edge
+    kept = pd.Series({b: 100 * edge_kept(real[b], shuffled.get(b, np.nan),
+                                         chance.get(b, np.nan)) for b in real.index})
     return pd.DataFrame({
         "benchmark": real.index, "own image": real.to_numpy(float),
         "shuffled images": shuffled.reindex(real.index).to_numpy(float),
         "guesser": chance.reindex(real.index).to_numpy(float),
-        "edge kept (%)": kept.where(edge > 0).to_numpy(float),
-        "answerable without the image": ["YES" if b in blind else ("no" if e > 0 else "– (no edge)")
-                                         for b, e in edge.items()]})
+        "edge kept (%)": kept.to_numpy(float),
+        "answerable without the image": ["YES" if b in blind else
+                                         ("no" if np.isfinite(k) else "– (no edge)")
+                                         for b, k in kept.items()]})
 
 
 def profile(run: pd.DataFrame, model: str, arch: str | None = None) -> pd.DataFrame:

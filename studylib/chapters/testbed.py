@@ -13,7 +13,13 @@ from studylib.analysis import stats
 from studylib.analysis.paper import SHORT_PAPER_NAME, paper_unpruned
 from studylib.chapters.plotting import color
 from studylib.evaluation import evaluate, metrics
-from studylib.evaluation.chance import IMAGE_BLIND_SHARE, chance_avg, chance_scores, image_blind
+from studylib.evaluation.chance import (
+    IMAGE_BLIND_SHARE,
+    chance_avg,
+    chance_scores,
+    edge_kept,
+    image_blind,
+)
 from studylib.study import grid
 from studylib.testbed import shapes, suite
 
@@ -276,10 +282,10 @@ def image_check(run: pd.DataFrame, model: str) -> list[dict]:
     limit = 100 * IMAGE_BLIND_SHARE
     rows = []
     for b in teacher.index:
-        edge = teacher.value[b] - chance.value.get(b, np.nan)
-        if not edge > 0 or b not in shuffled.index:
+        kept = 100 * edge_kept(teacher.value[b], shuffled.value.get(b, np.nan),
+                               chance.value.get(b, np.nan))
+        if not np.isfinite(kept):
             continue  # no edge to keep: the chance check already speaks for this benchmark
-        kept = 100 * (shuffled.value[b] - chance.value[b]) / edge
         rows.append(_row(model, f"image shuffle: keeps at most {limit:g}% of the edge", b,
                          kept, limit, "(shuffled - chance) / (teacher - chance) "
                          f"<= {IMAGE_BLIND_SHARE:g}", b not in blind))

@@ -139,6 +139,13 @@ class ImageBlindWarning(UserWarning):
     says little about the vision-language model."""
 
 
+def edge_kept(score: float, shuffled: float, chance: float) -> float:
+    """The share of a teacher's edge over the guesser that survives shuffled images:
+    (shuffled - chance) / (score - chance); NaN where there is no edge to keep."""
+    edge = score - chance
+    return (shuffled - chance) / edge if edge > 0 else float("nan")
+
+
 def image_blind(scores: Mapping[str, float], shuffled: Mapping[str, float],
                 chance: Mapping[str, float]) -> dict[str, str]:
     """Benchmark -> a sentence, for every benchmark where the teacher clears the guesser
@@ -148,10 +155,7 @@ def image_blind(scores: Mapping[str, float], shuffled: Mapping[str, float],
     for name, value in scores.items():
         if not all(np.isfinite(d.get(name, np.nan)) for d in (chance, shuffled)):
             continue
-        edge = value - chance[name]
-        if not edge > 0:
-            continue
-        kept = (shuffled[name] - chance[name]) / edge
+        kept = edge_kept(value, shuffled[name], chance[name])
         if kept > IMAGE_BLIND_SHARE:
             found[name] = (f"{name} {value:.1f} keeps {100 * kept:.0f}% of its edge over chance "
                            f"{chance[name]:.1f} with shuffled images ({shuffled[name]:.1f}; "

@@ -111,7 +111,7 @@ def softened_next_token(model, processor, taus: Sequence[float] = (1.0, 2.0, 4.0
     softened at each temperature: rows (token, tau, probability), the `top` most likely
     tokens at tau = 1 plus "other". The question and answer are in `frame.attrs`."""
     rec = _pick_record(seed)
-    batch = ConversationCollator(processor)([rec])
+    batch = ConversationCollator(processor, config=model.config)([rec])
     labels = batch.pop("labels")
     device = next(model.parameters()).device
     model.eval()
@@ -148,7 +148,8 @@ def final_norm_gain(model) -> np.ndarray:
 def hidden_rms(model, processor, n: int = 16, seed: int = 0) -> np.ndarray:
     """RMS of the last decoder layer's output (before the final norm) at each answer
     position of `n` training conversations: the scale a post-norm L2 would never see."""
-    batch = ConversationCollator(processor)(instructions.instruction_set(n, turns=2, seed=seed + 11))
+    batch = ConversationCollator(processor, config=model.config)(
+        instructions.instruction_set(n, turns=2, seed=seed + 11))
     mask = losses.kd_mask(batch.pop("labels"))
     device = next(model.parameters()).device
     tap = LayerTap(model, [-1])

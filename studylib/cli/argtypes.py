@@ -62,10 +62,22 @@ def seed_int(text: str) -> int:
 
 
 def add_data_options(parser: argparse.ArgumentParser, use: str) -> None:
-    """`--data FILE.json --image-folder DIR`: LLaVA-format records instead of ShapesWorld."""
+    """`--data FILE.json --image-folder DIR`: LLaVA-format records instead of ShapesWorld;
+    `--max-length`, `--image-aspect`: how records become sequences (`testbed.data`)."""
+    from studylib.testbed.data import IMAGE_ASPECTS, LLAVA_MAX_LENGTH
+
     parser.add_argument("--data", help=f"LLaVA-v1.5-mix665k / Bunny-695K style JSON list of "
                                        f"records for the {use} (default: ShapesWorld)")
     parser.add_argument("--image-folder", help="directory the records' `image` paths are in")
+    parser.add_argument("--max-length", type=positive_int,
+                        help="tokens per sequence, image tokens included; whole turns that do "
+                             "not fit are dropped and counted in the report (default: the "
+                             "tokenizer's model_max_length, else "
+                             f"{LLAVA_MAX_LENGTH}, at most the LLM's positions)")
+    parser.add_argument("--image-aspect", choices=IMAGE_ASPECTS,
+                        help="pad: LLaVA-1.5's expand-to-square in the mean colour, then the "
+                             "processor; crop: the processor's own resize and centre crop "
+                             "(default: pad with --data on a LLaVA-1.5 checkpoint, else crop)")
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:

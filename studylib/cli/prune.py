@@ -9,7 +9,7 @@ from studylib.cli import argtypes
 from studylib.compress import prune
 from studylib.errors import StudyError
 from studylib.outputs import check_out_dir
-from studylib.testbed import instructions, realdata
+from studylib.testbed import data, instructions, realdata, shapes
 
 
 def _parse_range(text: str | None) -> tuple[int, int] | None:
@@ -34,9 +34,17 @@ def cmd_prune(args) -> int:
     else:
         records = realdata.calibration_sample(pool, args.calib_samples, seed=args.seed)
     prune.rehearse(args.model, args.method, args.ratio, layer_range)
+    config, processor = models.peek(args.model)  # lengths and aspect before the weights
+    collate = data.ConversationCollator(
+        processor, image_loader=image_loader or shapes.load_image, max_length=args.max_length,
+        image_aspect=args.image_aspect or data.default_image_aspect(config, pool is not None),
+        config=config)
+    if not collate.fit(records)[0]:  # prune() counts the lengths for the report
+        raise StudyError(f"no calibration record has a turn that fits in {collate.max_length} "
+                         "tokens; raise --max-length")
     model, processor = models.load(args.model, dtype=args.dtype, device=device)
     report = prune.prune(model, args.method, args.ratio, records, processor, importance=importance,
-                         seed=args.seed, layer_range=layer_range, image_loader=image_loader)
+                         seed=args.seed, layer_range=layer_range, collate=collate)
     if pool is not None:
         report.notes.append(f"calibration: {len(records)} of the {len(pool)} records of "
                             f"{args.data} (images: {args.image_folder})")

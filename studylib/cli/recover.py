@@ -24,8 +24,14 @@ def cmd_recover(args) -> int:
                              subset_file=args.subset, cache_dir=args.cache_dir,
                              use_cache=not args.no_cache, max_steps=args.max_steps,
                              image_loader=image_loader, data_file=args.data,
-                             dtype=args.dtype, device=device)
+                             dtype=args.dtype, device=device, max_length=args.max_length,
+                             image_aspect=args.image_aspect)
     s = report.summary
+    lengths = s["lengths"]
+    if lengths["truncated"]:
+        print(f"max length {lengths['max_length']}: {lengths['truncated']} of "
+              f"{lengths['records']} records lost turns, {lengths['dropped']} of them all "
+              f"(the longest has {lengths['longest']} tokens)")
     print(f"recipe {recipe.name}: {s['steps']} steps on {s['subset']['n']} records "
           f"(subset {s['subset_hash'][:12]}), final loss {s['final_loss']:.4f}, "
           f"{s['wall_time_s']:.1f} s -> {out}")

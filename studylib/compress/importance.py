@@ -23,24 +23,21 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _batches(records, processor, desc: str, image_loader=None):
-    """One collated calibration sample at a time, with a progress bar.
-
-    `image_loader` opens the image a record names (default: ShapesWorld renders it; real
-    data: `testbed.data.folder_loader`); the checkpoint's own processor then preprocesses it.
-    """
+def _batches(model, records, processor, desc: str, collate=None):
+    """One collated calibration sample at a time, with a progress bar (`_collator`)."""
     from tqdm.auto import tqdm
 
     if not records:
         raise StudyError("calibration needs at least one record")
-    collate = _collator(processor, image_loader)
+    collate = _collator(model, processor, collate)
     for rec in tqdm(records, desc=desc, leave=False):
         yield collate([rec])
 
 
-def _collator(processor, image_loader=None) -> ConversationCollator:
-    """The calibration collator; `image_loader=None` keeps ShapesWorld's."""
-    return ConversationCollator(processor, **({"image_loader": image_loader} if image_loader else {}))
+def _collator(model, processor, collate=None) -> ConversationCollator:
+    """`collate` when given (real data: it opens the records' image files, with the chosen
+    length and image aspect), else ShapesWorld's at the model's default length."""
+    return collate or ConversationCollator(processor, config=model.config)
 
 
 def _to(batch: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
@@ -51,7 +48,7 @@ def _to(batch: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
     return out
 
 
-def block_influence(model, records, processor, image_loader=None) -> list[float]:
+def block_influence(model, records, processor, collate=None) -> list[float]:
     """BI_i = 1 - mean cos(H_i, H_{i+1}) over all non-padding calibration tokens.
 
     The cosine is taken per token (O(S)), and the mean weights every token equally across
@@ -78,7 +75,7 @@ def block_influence(model, records, processor, image_loader=None) -> list[float]
     tokens = 0
     try:
         with torch.no_grad():
-            for batch in _batches(records, processor, "block influence", image_loader):
+            for batch in _batches(model, records, processor, "block influence", collate):
                 batch = _to(batch, model)
                 mask["m"] = batch["attention_mask"].bool()
                 tokens += int(mask["m"].sum())
@@ -112,12 +109,12 @@ def _group_scores(layer: nn.Module, hd: int, n_rep: int, elem) -> tuple[torch.Te
     return groups.detach().cpu(), channels.detach().cpu()
 
 
-def _taylor_scores(model, layer_ids, hd, n_rep, records, processor, image_loader=None):
+def _taylor_scores(model, layer_ids, hd, n_rep, records, processor, collate=None):
     """Per-sample |dL/dw * w| summed per group, averaged over the calibration samples."""
     layers = models.text_layers(model)
     totals: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     with _gradients_for(model, [layers[i] for i in layer_ids]):
-        for batch in _batches(records, processor, "taylor importance", image_loader):
+        for batch in _batches(model, records, processor, "taylor importance", collate):
             model.zero_grad(set_to_none=True)
             loss = model(**_to(batch, model), use_cache=False).loss
             if not torch.isfinite(loss):
@@ -143,7 +140,7 @@ def _taylor_batched(model, layer_ids, hd, n_rep, records, processor, batch_size=
     """
     if not records:
         raise StudyError("calibration needs at least one record")
-    collate = collate or ConversationCollator(processor)
+    collate = _collator(model, processor, collate)
     size = batch_size or len(records)
     layers = models.text_layers(model)
     tokens = 0
@@ -197,12 +194,12 @@ def _weights(lin: nn.Linear) -> list[torch.Tensor]:
 
 
 def width_scores(model, importance: str, layer_ids, records=None, processor=None, seed=0,
-                 image_loader=None):
+                 collate=None):
     """(attention-group scores, MLP-channel scores) for each layer in `layer_ids`.
 
     importance: "taylor" (the authors' batch gradient, `_taylor_batched`), "taylor-mean"
     (per-sample |g * w| averaged, `_taylor_scores`), "magnitude" or "random".
-    `image_loader` opens the calibration records' images (default: ShapesWorld).
+    `collate` turns calibration records into batches (default: `_collator`).
     """
     tc = surgery.text_config(model)
     hd, n_rep = surgery.head_dim(tc), tc.num_attention_heads // tc.num_key_value_heads
@@ -212,8 +209,8 @@ def width_scores(model, importance: str, layer_ids, records=None, processor=None
             raise StudyError(f"{importance} importance needs calibration records and a processor")
         if importance == "taylor":
             return _taylor_batched(model, layer_ids, hd, n_rep, records, processor,
-                                   collate=_collator(processor, image_loader))
-        return _taylor_scores(model, layer_ids, hd, n_rep, records, processor, image_loader)
+                                   collate=collate)
+        return _taylor_scores(model, layer_ids, hd, n_rep, records, processor, collate)
     if importance == "magnitude":
         with torch.no_grad():
             return [_group_scores(layers[i], hd, n_rep, _magnitude_elem) for i in layer_ids]

@@ -64,6 +64,7 @@ from studylib import models
 from studylib.compress.importance import block_influence, width_scores
 from studylib.errors import StudyError, check_ratio
 from studylib.models import checkpoint, surgery
+from studylib.testbed.data import ConversationCollator
 
 METHODS = ("layer", "width")
 IMPORTANCES = {"layer": ("bi", "random"),
@@ -96,6 +97,7 @@ class PruneReport:
     layer_scores: list[float] | None = None  # Block Influence per original layer
     layers: list[dict[str, Any]] | None = None  # width: kept heads/channels and scores
     config_after: dict[str, Any] = dataclasses.field(default_factory=dict)
+    calibration: dict[str, Any] = dataclasses.field(default_factory=dict)  # data.Fit + aspect
     notes: list[str] = dataclasses.field(default_factory=list)
     ratio_definition: str = RATIO_DEFINITION
 
@@ -220,14 +222,15 @@ def _complement(n: int, drop: Sequence[int]) -> list[int]:
 
 def prune(model, method: str, ratio: float, calib_records=None, processor=None, *,
           importance: str | None = None, seed: int = 0,
-          layer_range: Sequence[int] | None = None, image_loader=None) -> PruneReport:
+          layer_range: Sequence[int] | None = None, collate=None) -> PruneReport:
     """Prune `model` in place; return what was removed and the achieved ratio.
 
     importance: layer -> "bi" (default) or "random"; width -> "taylor" (default, the
     authors' batch-gradient form), "taylor-mean" (per-sample |g * w| averaged), "magnitude"
     or "random". `calib_records` (LLaVA-format records) and `processor` are needed by "bi"
-    and the Taylor scores; `image_loader` opens the images they name (default: ShapesWorld
-    renders them; real data: `testbed.data.folder_loader(dir)`). `layer_range=(start, end)`
+    and the Taylor scores; `collate` (a `testbed.data.ConversationCollator`) turns them into
+    batches (default: ShapesWorld's images at the model's default length; real data: one
+    that opens the image files, `testbed.data.folder_loader(dir)`). `layer_range=(start, end)`
     restricts pruning to those layers (width: the result is non-uniform, see
     `models.load_pruned`).
     """
@@ -244,12 +247,19 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
         calib_samples=len(calib_records or []), seed=seed,
         layer_range=None if layer_range is None else [layer_ids[0], layer_ids[-1] + 1],
         uniform=True)
+    if calib_records is not None and processor is not None:
+        collate = collate or ConversationCollator(processor, config=model.config)
+        calib_records, fit = collate.fit(calib_records)
+        if not calib_records:
+            raise StudyError(f"no calibration record has a turn that fits in {fit.max_length} "
+                             f"tokens (the longest is {fit.longest}); raise the max length")
+        report.calibration = {**fit.to_dict(), "image_aspect": collate.image_aspect}
     if method == "layer":
         _prune_layers(model, ratio, layer_ids, importance, calib_records, processor, seed, report,
-                      image_loader)
+                      collate)
     else:
         _prune_width(model, ratio, layer_ids, importance, calib_records, processor, seed, report,
-                     image_loader)
+                     collate)
     report.decoder_params_after = surgery.decoder_params(model)
     report.params_after = models.parameter_counts(model)
     report.ratio_achieved = 1 - report.decoder_params_after / dec_before
@@ -273,13 +283,13 @@ def _layers_to_drop(ratio: float, n_layers: int, layer_ids: Sequence[int]) -> in
 
 
 def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed, report,
-                  image_loader=None):
+                  collate=None):
     n_layers = len(models.text_layers(model))
     n_drop = _layers_to_drop(ratio, n_layers, layer_ids)
     if importance == "bi":
         if records is None or processor is None:
             raise StudyError("block influence needs calibration records and a processor")
-        scores = block_influence(model, records, processor, image_loader)
+        scores = block_influence(model, records, processor, collate)
     else:
         scores = torch.rand(n_layers, generator=torch.Generator().manual_seed(seed)).tolist()
     candidates = torch.tensor([scores[i] for i in layer_ids], dtype=torch.float64)
@@ -290,10 +300,10 @@ def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed,
 
 
 def _prune_width(model, ratio, layer_ids, importance, records, processor, seed, report,
-                 image_loader=None):
+                 collate=None):
     n_layers = len(models.text_layers(model))
     groups, channels = _plan_width(model, ratio, layer_ids)
-    scores = width_scores(model, importance, layer_ids, records, processor, seed, image_loader)
+    scores = width_scores(model, importance, layer_ids, records, processor, seed, collate)
     report.layers = _apply_width(model, layer_ids, scores, groups, channels)
     report.uniform = surgery.set_width_config(model, layer_ids, n_layers)
     tc = surgery.text_config(model)

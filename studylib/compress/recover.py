@@ -38,90 +38,19 @@ import torch
 from studylib import models
 from studylib.compress import losses, recipes
 from studylib.compress.recipes import RecoveryRecipe
+from studylib.compress.students import (
+    check_pair,
+    finish_student,
+    prepare_student,
+    trainable_parameters,
+)
 from studylib.compress.subsets import load_subset, select_subset, training_records
 from studylib.compress.teacher_cache import TeacherCache, default_cache_dir, teacher_fingerprint
 from studylib.errors import StudyError, check_fraction, check_positive
 from studylib.models.surgery import LayerTap
 from studylib.testbed import shapes
-from studylib.testbed.data import ConversationCollator
+from studylib.testbed.data import ConversationCollator, default_image_aspect
 from studylib.training import LossLog, training_arguments
-
-LORA_TARGETS = {
-    # Regexes (peft full-matches module names) limited to the language model: a plain name
-    # list would also wrap the vision tower's q/k/v (CLIP) or fc1/fc2 (SigLIP).
-    "llama": r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
-    "phi": r".*language_model.*\.(q_proj|k_proj|v_proj|dense|fc1|fc2)",
-    # Phi-3 fuses q/k/v and gate/up: LoRA adapts each fused linear as one
-    "phi3": r".*language_model.*\.(qkv_proj|o_proj|gate_up_proj|down_proj)",
-}
-LORA_TARGETS["mistral"] = LORA_TARGETS["qwen2"] = LORA_TARGETS["llama"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Data fractions
-
-
-# ---------------------------------------------------------------------------------------------
-# Models: what trains, and where hidden states are read
-
-
-def prepare_student(model, recipe: RecoveryRecipe):
-    """Freeze the vision tower (always) and choose the trainable parameters.
-
-    "mm": projector only. "mm+lora": peft LoRA on the LLM's linear layers (regex limited to
-    the language model) plus the projector trained in full (`modules_to_save`).
-    """
-    model.requires_grad_(False)
-    if recipe.train == "mm":
-        model.model.multi_modal_projector.requires_grad_(True)
-        return model
-    from peft import LoraConfig, get_peft_model
-
-    kind = model.config.text_config.model_type
-    if kind not in LORA_TARGETS:
-        raise StudyError(f"no LoRA target modules known for a {kind!r} language model")
-    config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
-                        lora_dropout=recipe.lora_dropout, target_modules=LORA_TARGETS[kind],
-                        modules_to_save=["multi_modal_projector"], bias="none")
-    return get_peft_model(model, config)
-
-
-def finish_student(model):
-    """Merge LoRA into the weights (a plain transformers model again), eval mode."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.requires_grad_(False)
-    return model.eval()
-
-
-def trainable_parameters(model) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}
-
-
-def check_pair(student, s_proc, teacher, t_proc, recipe: RecoveryRecipe) -> None:
-    """The teacher must speak the student's tokens and, for L2, have its hidden size/depth."""
-    s_tok, t_tok = s_proc.tokenizer, t_proc.tokenizer
-    if s_tok.get_vocab() != t_tok.get_vocab() or \
-            student.config.text_config.vocab_size != teacher.config.text_config.vocab_size:
-        raise StudyError("teacher's tokenizer differs from the student's "
-                         f"({len(t_tok)} vs {len(s_tok)} tokens): KD needs the same vocabulary")
-    if recipe.gamma > 0:
-        hs, ht = student.config.text_config.hidden_size, teacher.config.text_config.hidden_size
-        if hs != ht:
-            raise StudyError(f"hidden sizes differ (student {hs}, teacher {ht}): "
-                             "L2 matching needs equal widths")
-        ls = len(models.text_layers(student))
-        lt = len(models.text_layers(teacher))
-        deepest = -min(recipe.match_layers)
-        if deepest > min(ls, lt):
-            raise StudyError(f"recipe {recipe.name!r} matches the last {deepest} layers but "
-                             f"the student has {ls} and the teacher {lt}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Teacher cache
-
 
 # ---------------------------------------------------------------------------------------------
 # Trainer
@@ -262,8 +191,17 @@ def teacher_stays_put(model):
         model.to(device)
 
 
-def _load(spec, role: str, dtype=None, device=None):
-    if isinstance(spec, (tuple, list)) and len(spec) == 2:
+def _in_memory(spec) -> bool:
+    return isinstance(spec, (tuple, list)) and len(spec) == 2
+
+
+def _peek(spec):
+    """(config, processor) of a (model, processor) pair or a checkpoint, weights unread."""
+    return (spec[0].config, spec[1]) if _in_memory(spec) else models.peek(spec)
+
+
+def _load(spec, dtype=None, device=None):
+    if _in_memory(spec):
         return spec[0], spec[1], None
     model, processor = models.load(spec, dtype=dtype, device=device)
     return model, processor, Path(spec)
@@ -277,7 +215,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
             max_steps: int | None = None, progress: bool = True,
             training_overrides: dict[str, Any] | None = None, image_loader=None,
             data_file: str | None = None, dtype: str | None = None,
-            device: str | None = None) -> RecoveryReport:
+            device: str | None = None, max_length: int | None = None,
+            image_aspect: str | None = None) -> RecoveryReport:
     """Train `student` (dir or (model, processor)) to recover towards `teacher` by `recipe`.
 
     Everything is validated before anything is written. In a DDP run every rank computes the
@@ -288,25 +227,38 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
     `records` default to the ShapesWorld set (`training_records()`); real LLaVA-format
     records (`testbed.realdata.read_records`) come with `image_loader`
     (`testbed.data.folder_loader(dir)`) to open their images, and `data_file` (their
-    file, for the report). `dtype` / `device` apply to checkpoints loaded from a
-    directory ("cpu" also keeps the Trainer on the CPU).
+    file, for the report). `max_length` and `image_aspect` default to the student's
+    (`testbed.data.default_max_length`, `default_image_aspect`); records that lose turns
+    to the length are counted in the report, and records left with no answer are dropped.
+    `dtype` / `device` apply to checkpoints loaded from a directory ("cpu" also keeps the
+    Trainer on the CPU). The teacher is checked first, then the pair (`check_pair`), then
+    the records' lengths, all before any weights load.
     """
     from transformers import set_seed
 
     recipe = recipes.get(recipe)
     data_fraction = check_fraction(data_fraction)
     epochs = check_positive(recipe.epochs if epochs is None else epochs, "epochs")
+    real_data = records is not None
     records = list(training_records() if records is None else records)
     subset = load_subset(subset_file, records) if subset_file else \
         select_subset(records, data_fraction, subset_seed)  # before loading: errors come first
     data_fraction = subset.fraction  # a reused subset file decides the fraction
     sub_records = [records[i] for i in subset.indices]
-    s_model, s_proc, s_path = _load(student, "student", dtype, device)
-    t_model, t_proc, t_path = _load(teacher, "teacher", dtype, device)
-    check_pair(s_model, s_proc, t_model, t_proc, recipe)
-    collator = ConversationCollator(s_proc, image_loader=image_loader or shapes.load_image)
+    t_config, t_proc = _peek(teacher)  # a bad teacher fails before the student loads
+    s_config, s_proc = _peek(student)
+    check_pair(s_config, s_proc.tokenizer, t_config, t_proc.tokenizer, recipe)
+    collator = ConversationCollator(
+        s_proc, image_loader=image_loader or shapes.load_image, max_length=max_length,
+        image_aspect=image_aspect or default_image_aspect(s_config, real_data), config=s_config)
+    sub_records, fit = collator.fit(sub_records, progress=progress)
+    if not sub_records:
+        raise StudyError(f"no training record has a turn that fits in {fit.max_length} tokens "
+                         f"(the longest is {fit.longest}); raise the max length")
     image_source = None if image_loader is None else str(getattr(image_loader, "root",
                                                                  image_loader))
+    s_model, s_proc, s_path = _load(student, dtype, device)
+    t_model, t_proc, t_path = _load(teacher, dtype, device)
 
     set_seed(seed)
     start = time.perf_counter()
@@ -330,7 +282,7 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         if want_hidden or want_topk:
             fp = teacher_fingerprint(t_model, t_path)
             directory = Path(cache_dir or default_cache_dir()) / TeacherCache.key(
-                fp, subset, collator.max_length, image_source)
+                fp, subset, collator.max_length, image_source, collator.image_aspect)
             t_model.to(args.device)
             with args.main_process_first(desc="teacher cache"):
                 cache = TeacherCache(directory).ensure(
@@ -367,6 +319,8 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         "teacher": str(t_path.resolve()) if t_path else None,
         "data": data_file,
         "image_folder": image_source,
+        "lengths": fit.to_dict(),
+        "image_aspect": collator.image_aspect,
         "data_fraction": data_fraction,
         "subset": {k: v for k, v in subset.to_dict().items() if k != "indices"},
         "subset_hash": subset.hash,

@@ -55,10 +55,14 @@ class TeacherCache:
         self.built: list[str] = []  # files computed by this process (others were hits)
 
     @staticmethod
-    def key(fingerprint: str, subset: Subset, max_length: int, images: str | None = None) -> str:
+    def key(fingerprint: str, subset: Subset, max_length: int, images: str | None = None,
+            image_aspect: str = "crop") -> str:
         """The records' hash covers image file names, not pixels: real data adds its image
-        folder, so the same JSON over another folder gets its own cache."""
+        folder, so the same JSON over another folder gets its own cache, and LLaVA's
+        padding (`image_aspect="pad"`) its own too."""
         key = f"{fingerprint}-{subset.hash[:16]}-len{max_length}"
+        if image_aspect != "crop":
+            key += f"-{image_aspect}"
         if images:
             key += "-img" + hashlib.sha256(images.encode()).hexdigest()[:8]
         return key

@@ -6,11 +6,13 @@ decoder geometry and surgery that pruning uses.
 """
 
 from studylib.models.checkpoint import (
+    check_local,
     checkpoint_errors,
     is_local,
     is_non_uniform,
     load,
     load_pruned,
+    peek,
     read_report,
     resolve_device,
     save,
@@ -18,5 +20,5 @@ from studylib.models.checkpoint import (
 )
 from studylib.models.surgery import parameter_counts, text_layers
 
-__all__ = ["checkpoint_errors", "is_local", "is_non_uniform", "load", "load_pruned", "parameter_counts",
+__all__ = ["check_local", "checkpoint_errors", "is_local", "is_non_uniform", "load", "load_pruned", "parameter_counts", "peek",
            "read_report", "resolve_device", "save", "save_pruned", "text_layers"]

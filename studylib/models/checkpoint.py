@@ -29,11 +29,7 @@ def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     path = Path(path_or_id).expanduser()
-    if is_local(path_or_id):
-        if not path.is_dir():
-            raise StudyError(f"no checkpoint at {path_or_id}")
-        if not (path / "config.json").is_file():
-            raise StudyError(f"not a checkpoint (no config.json): {path}")
+    if check_local(path_or_id):
         if is_non_uniform(path):  # layers of different widths: no standard config
             model, processor = load_pruned(path)
             return model.to(device or "cpu", dtype=_torch_dtype(dtype)), processor
@@ -46,6 +42,32 @@ def load(path_or_id: str | os.PathLike, trust_remote_code: bool = False,
         model.to(device)
     model.eval()
     return model, processor
+
+
+def check_local(path_or_id: str | os.PathLike) -> bool:
+    """Whether `path_or_id` is local (`is_local`); if so, it must be a directory with a
+    config and weights, else one StudyError line."""
+    if not is_local(path_or_id):
+        return False
+    path = Path(path_or_id).expanduser()
+    if not path.is_dir():
+        raise StudyError(f"no checkpoint at {path_or_id}")
+    if not (path / "config.json").is_file():
+        raise StudyError(f"not a checkpoint (no config.json): {path}")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise StudyError(f"not a checkpoint (no weights, *.safetensors or *.bin): {path}")
+    return True
+
+
+def peek(path_or_id: str | os.PathLike):
+    """A checkpoint's (config, processor) without its weights: what the checks that come
+    before loading need (vocabulary, widths, depth, chat template, default lengths)."""
+    from transformers import AutoConfig, AutoProcessor
+
+    check_local(path_or_id)
+    path = str(Path(path_or_id).expanduser()) if is_local(path_or_id) else str(path_or_id)
+    with checkpoint_errors(path_or_id):
+        return AutoConfig.from_pretrained(path), AutoProcessor.from_pretrained(path)
 
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -81,6 +81,11 @@ class StudyParams:
         return Path(self.checkpoint or f"teachers/{self.model}")
 
     @property
+    def checkpoints(self) -> list[Path]:
+        """The checkpoints the run loads (the runner checks them before any run starts)."""
+        return [self.checkpoint_dir]
+
+    @property
     def arch_label(self) -> str:
         return self.arch or self.model
 
@@ -286,6 +291,10 @@ class BestPracticesParams(StudyParams):
         passes on the working directory, and run_id does not depend on a checkpoint)."""
         return Path(self.checkpoint or ".")
 
+    @property
+    def checkpoints(self) -> list[Path]:
+        return []
+
     def config(self) -> dict[str, Any]:
         return {**super().config(), "inputs": results_fingerprint(self.results, self.studies)}
 
@@ -365,6 +374,10 @@ class ResourcesParams(_Pruned):
     @property
     def checkpoint_dir(self) -> Path:  # the teachers' folder: a teacher is <it>/<arch>
         return Path(self.checkpoint or "teachers")
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        return [self.checkpoint_dir / a for a in self.archs]
 
     def config(self) -> dict[str, Any]:  # a retrained teacher is a new run
         return {**super().config(), "teachers": {

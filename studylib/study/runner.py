@@ -102,6 +102,7 @@ def plan(files: Sequence[Path], profile: str, sets: dict[str, Any], book: Path,
             threads = p.threads if "threads" in sets or workers == 1 else max(1, p.threads // workers)
             p = dataclasses.replace(p, threads=threads)
             out = book / "runs" / study.study / f"{p.output_name()}.ipynb"
+            check_checkpoints(p, f"{path}: run {study.study}/{p.output_name()}")
             rid = p.run_id()
             if rid in seen:
                 raise StudyError(f"{path}: run {p.output_name()} has the same configuration as "
@@ -116,15 +117,22 @@ def plan(files: Sequence[Path], profile: str, sets: dict[str, Any], book: Path,
     return jobs
 
 
+def check_checkpoints(params: P.StudyParams, where: str) -> None:
+    """Every local checkpoint a run loads must be one (`models.check_local`: a directory
+    with a config and weights); hub ids pass through. One line, before any run starts."""
+    for ckpt in params.checkpoints:
+        if params.checkpoint and not models.is_local(params.checkpoint):
+            continue
+        try:
+            models.check_local(ckpt)
+        except StudyError as exc:
+            hint = " (train it with `make teachers`)" if not params.checkpoint else ""
+            raise StudyError(f"{where}: {exc}{hint}") from None
+
+
 def execute(job: Job, cwd: Path, timeout: int | None = None) -> Job:
     """Run one notebook with papermill in its own process and kernel (temp file, then rename)."""
     job.out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = job.params.checkpoint_dir
-    local = not job.params.checkpoint or models.is_local(job.params.checkpoint)
-    if local and not ckpt.is_dir():  # fail fast, before a kernel starts (hub ids pass through)
-        hint = " (train it with `make teachers`)" if not job.params.checkpoint else ""
-        job.status, job.message = "failed", f"checkpoint not found: {ckpt}{hint}"
-        return job
     for stale in job.out.parent.glob(f".{job.out.stem}.*.tmp.ipynb"):
         stale.unlink(missing_ok=True)
     tmp = job.out.with_name(f".{job.out.stem}.{os.getpid()}.tmp.ipynb")

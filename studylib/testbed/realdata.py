@@ -4,7 +4,8 @@ The file is a JSON list of records `{"id", "image"?, "conversations": [{"from": 
 "gpt", "value": ...}, ...]}`. `read_records` reads and checks all of it before any model
 is loaded, so a bad file costs one line that names the record index, not a failed run:
 an unknown key, a missing or ill-formed `conversations`, an `<image>` placeholder without
-an image (or the reverse), or an image file that is not in the image folder.
+an image (or the reverse), or an image file that is missing from the image folder or
+cannot be decoded.
 
 Records are kept as LLaVA's own `preprocess_multimodal` sees them: the `<image>`
 placeholder is moved to the front of its turn ("<image>\\n question"). Text-only records
@@ -27,12 +28,15 @@ from studylib.errors import StudyError
 
 IMAGE_TOKEN = "<image>"
 KNOWN_KEYS = ("id", "image", "conversations", "model")
+BAR_DELAY_S = 2.0  # the image check's bar shows when it takes longer (a bad file in a small
+# set is then one clean line)
 ROLES = ("human", "gpt")
 
 
-def read_records(path: str | os.PathLike, image_folder: str | os.PathLike | None
-                 ) -> list[dict[str, Any]]:
-    """All records of a LLaVA-format JSON file, checked and normalised (see module doc).
+def read_records(path: str | os.PathLike, image_folder: str | os.PathLike | None,
+                 progress: bool = True) -> list[dict[str, Any]]:
+    """All records of a LLaVA-format JSON file, checked and normalised (see module doc),
+    every image opened and decoded (`verify_images`, with a progress bar).
 
     `image_folder` may be None only when no record names an image.
     """
@@ -47,7 +51,34 @@ def read_records(path: str | os.PathLike, image_folder: str | os.PathLike | None
         raise StudyError(f"--data {path} is not a JSON file ({exc})") from None
     if not isinstance(data, list) or not data:
         raise StudyError(f"--data {path} must be a non-empty JSON list of records")
-    return [_check(path, i, rec, image_folder) for i, rec in enumerate(data)]
+    records = [_check(path, i, rec, image_folder) for i, rec in enumerate(data)]
+    verify_images(path, records, image_folder, progress=progress)
+    return records
+
+
+def verify_images(path: Path, records: list[dict[str, Any]], image_folder, progress: bool = True
+                  ) -> None:
+    """Open every image the records name, once per file: `PIL.Image.verify` (the file's
+    structure), then a full decode (its pixels; `verify` alone passes a truncated JPEG).
+    The first unreadable file is one line naming its record and path."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    first = {}
+    for i, rec in enumerate(records):
+        if rec.get("image") is not None:
+            first.setdefault(rec["image"], i)
+    for name, i in tqdm(first.items(), desc="checking images", unit="image", leave=False,
+                        disable=not progress or not first, delay=BAR_DELAY_S):
+        file = Path(image_folder) / name
+        try:
+            with Image.open(file) as image:
+                image.verify()
+            with Image.open(file) as image:
+                image.load()
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+            raise StudyError(f"{path.name}: record {i}: cannot read image {file} "
+                             f"({type(exc).__name__}: {exc})") from None
 
 
 def _check(path: Path, i: int, rec: Any, image_folder) -> dict[str, Any]:

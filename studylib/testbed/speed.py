@@ -53,7 +53,8 @@ def step_times(arch: str = "toy-llava", dtypes: tuple[str, ...] = ("float32", "b
 
     model, processor = toy.build(arch, "default", seed=0)
     model.train()
-    batch = ConversationCollator(processor)(instructions.instruction_set(records, turns=turns))
+    batch = ConversationCollator(processor, config=model.config)(
+        instructions.instruction_set(records, turns=turns))
     steps = {}
     for dtype in dtypes:
         if dtype not in AUTOCAST:

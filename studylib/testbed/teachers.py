@@ -223,7 +223,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         return {"prefix_checksums": checksums}
     model.model.vision_tower.requires_grad_(False)
     vision_wall = time.perf_counter() - start
-    collator = ConversationCollator(processor)
+    collator = ConversationCollator(processor, config=model.config)
     losses = LossLog()
     curves = Curves(evaluate, processor, recipe["curve_every"], recipe["curve_limit"], probes)
     data = stage_data(recipe, seed)

@@ -15,95 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from tiny_llava import IMAGES, PIXELS, STYLES, build_checkpoint, build_dataset
 
 from studylib import cli, models
 from studylib.compress import importance, prune
-from studylib.testbed import data, realdata, toy
-
-# (vision config, text config, image processor, feature strategy): LLaVA-1.5 and Bunny.
-STYLES = ("clip-llama", "siglip-phi")
-PIXELS = {"clip-llama": 32, "siglip-phi": 30}  # the image processors' output size
-
-
-def build_checkpoint(style: str, out: Path, seed: int = 0) -> Path:
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PhiConfig,
-        SiglipImageProcessorPil,
-        SiglipVisionConfig,
-    )
-
-    tokenizer = toy.build_tokenizer()
-    vocab = len(tokenizer)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2)
-    text = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    if style == "clip-llama":  # LLaVA-1.5: CLIP (CLS dropped) + Llama
-        vision_config = CLIPVisionConfig(image_size=32, patch_size=8, **vision)
-        text_config = LlamaConfig(**text)
-        image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32},
-                                                crop_size={"height": 32, "width": 32})
-        strategy, patch, extra = "default", 8, 1
-    else:  # Bunny: SigLIP (no CLS) + Phi
-        vision_config = SiglipVisionConfig(image_size=30, patch_size=6, **vision)
-        text_config = PhiConfig(partial_rotary_factor=0.5, **text)
-        image_processor = SiglipImageProcessorPil(size={"height": 30, "width": 30})
-        strategy, patch, extra = "full", 6, 0
-    config = LlavaConfig(vision_config=vision_config, text_config=text_config,
-                         image_token_id=tokenizer.convert_tokens_to_ids(toy.IMAGE_TOKEN),
-                         vision_feature_select_strategy=strategy, vision_feature_layer=-1)
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                               patch_size=patch, vision_feature_select_strategy=strategy,
-                               num_additional_image_tokens=extra,
-                               chat_template=toy.CHAT_TEMPLATE)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
-
-
-# name -> (format, size, colour); one nested folder, as mix665k has (coco/train2017/...)
-IMAGES = {"a.png": ("PNG", (64, 40), (200, 30, 30)),
-          "sub/b.jpg": ("JPEG", (40, 64), (30, 200, 30)),
-          "c.png": ("PNG", (64, 40), (30, 30, 200)),
-          "sub/d.jpg": ("JPEG", (64, 40), (220, 220, 30))}
-
-
-def build_dataset(root: Path) -> tuple[Path, Path]:
-    """(data.json, image folder): four image records (PNG and JPEG) and one text-only one."""
-    folder = root / "images"
-    for name, (fmt, size, colour) in IMAGES.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image = Image.new("RGB", size, colour)
-        image.paste((255, 255, 255), (4, 4, 20, 20))  # not uniform: cropping shows
-        image.save(path, fmt)
-    def turn(q, a):
-        return [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
-    records = [
-        {"id": "r0", "image": "a.png", "conversations": turn("<image>\nwhat colour is it?",
-                                                             "red")},
-        {"id": "r1", "conversations": turn("how many sides has a triangle?", "three")},
-        {"id": 2, "image": "sub/b.jpg",  # an int id and <image> at the end, as in mix665k
-         "conversations": turn("what colour is the shape?\n<image>", "green")
-         + turn("is there a circle?", "no")},
-        {"id": "r3", "image": "c.png", "conversations": turn("<image>\ncolour?", "blue")},
-        {"id": "r4", "image": "sub/d.jpg", "model": "",
-         "conversations": turn("<image>\nwhat colour?", "yellow")},
-    ]
-    data = root / "data.json"
-    data.write_text(json.dumps(records, indent=1))
-    return data, folder
+from studylib.testbed import data, realdata
 
 
 @pytest.fixture(scope="module")
@@ -206,16 +122,18 @@ def test_a_mixed_batch_gives_each_record_its_own_logits(checkpoints, dataset, st
                                        atol=1e-5, rtol=1e-4)
 
 
-def test_truncation_never_cuts_an_image(checkpoints, dataset):
+def test_truncation_never_cuts_an_image_or_an_answer(checkpoints, dataset):
     path, folder = dataset
     _, processor = models.load(checkpoints["clip-llama"])
+    record = realdata.read_records(path, folder)[2]  # two turns
+    whole = data.ConversationCollator(processor, image_loader=data.folder_loader(folder))
+    ids, labels, ends = whole.whole(record)
     collate = data.ConversationCollator(processor, image_loader=data.folder_loader(folder),
-                                        max_length=4)
-    record = realdata.read_records(path, folder)[0]
-    ids, _ = collate.encode(record)
-    image_id = collate.image_token_id
-    assert ids.count(image_id) == collate.n_image_tokens == 16
-    assert len(ids) == 4 + 15
+                                        max_length=ends[0] + 1)
+    cut, cut_labels = collate.encode(record)
+    assert cut.count(collate.image_token_id) == collate.n_image_tokens == 16
+    assert (cut, cut_labels) == (ids[: ends[0]], labels[: ends[0]])
+    assert cut[-1] == processor.tokenizer.eos_token_id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +144,13 @@ def _bad(records: list, folder: Path, case: str) -> list:
     records = json.loads(json.dumps(records))
     if case == "missing image":
         records[3]["image"] = "nowhere.png"
+    elif case == "corrupt image":
+        records[3]["image"] = "corrupt.png"
+        good = (folder / "c.png").read_bytes()
+        (folder / "corrupt.png").write_bytes(good[: len(good) // 2])  # a cut-off download
+    elif case == "not an image":
+        records[3]["image"] = "notes.jpg"
+        (folder / "notes.jpg").write_text("not a JPEG")
     elif case == "malformed record":
         del records[3]["conversations"]
     else:
@@ -236,6 +161,8 @@ def _bad(records: list, folder: Path, case: str) -> list:
 @pytest.mark.parametrize("command", ["prune", "recover"])
 @pytest.mark.parametrize("case, needle", [
     ("missing image", "record 3: image file not found"),
+    ("corrupt image", "record 3: cannot read image"),
+    ("not an image", "record 3: cannot read image"),
     ("malformed record", "record 3: needs 'conversations'"),
     ("unknown key", "record 3: unknown key 'caption'"),
 ])
@@ -286,6 +213,31 @@ def test_data_options_are_checked_before_loading(checkpoints, dataset, tmp_path,
     assert not (tmp_path / "out").exists()
 
 
+def test_recover_checks_the_teacher_and_the_pair_before_any_weights_load(
+        checkpoints, dataset, tmp_path, capsys, monkeypatch):
+    """A teacher that is no checkpoint, or one with another vocabulary, is one line before
+    the student's weights load (the bad-input run once saw the student's loading bar first)."""
+    path, folder = dataset
+    other = build_checkpoint("clip-llama", tmp_path / "other", special_tokens=("<extra>",))
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text((checkpoints["clip-llama"] / "config.json").read_text())
+    capsys.readouterr()
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("weights were loaded before the checks")
+    monkeypatch.setattr(models, "load", no_load)
+    for teacher, needle in [(tmp_path / "nowhere", "no checkpoint at"),
+                            (no_weights, "not a checkpoint (no weights"),
+                            (other, "teacher's tokenizer differs from the student's")]:
+        code, stdout, err = run(["recover", "--student", checkpoints["clip-llama"],
+                                 "--teacher", teacher, "--recipe", "sft+kl", "--data", path,
+                                 "--image-folder", folder, "--out", tmp_path / "out"], capsys)
+        assert code == 2 and stdout == "" and err.count("\n") == 1, err
+        assert needle in err and "Loading weights" not in err
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # End to end through the CLI: prune (layer, width) -> recover (sft+l2) -> eval
 
@@ -324,7 +276,9 @@ def test_prune_recover_eval_on_real_data(checkpoints, dataset, tmp_path, capsys,
         assert summary["subset"]["n"] == 5 and summary["steps"] == 2
         assert summary["teacher_cache"]["used"]
         assert summary["data"] == str(path) and summary["image_folder"] == str(folder.resolve())
-        assert "-len256-img" in summary["teacher_cache"]["dir"]  # the folder is in the key
+        # the length (the tiny checkpoints' 512 positions), LLaVA's padding and the image
+        # folder are in the key
+        assert "-len512-pad-img" in summary["teacher_cache"]["dir"]
         # the teacher cache and both training steps collate the five records: 4 images + text
         assert spy.check_batches(size) == set(IMAGES)
         assert any(len(recs) == 5 and "pixel_values" in b for recs, b in spy.batches)
@@ -377,8 +331,8 @@ def test_studylib_data_output_is_real_data_for_prune_and_recover(micro_checkpoin
     path = folder / "shapesworld_instruct.json"
     records = realdata.read_records(path, folder)
     model, processor = models.load(micro_checkpoint)
-    from_files = importance.block_influence(model, records, processor,
-                                            data.folder_loader(folder))
+    from_files = importance.block_influence(model, records, processor, data.ConversationCollator(
+        processor, image_loader=data.folder_loader(folder), config=model.config))
     rendered = importance.block_influence(model, records, processor)
     assert from_files == pytest.approx(rendered, abs=1e-6)
     code, _, err = run(["recover", "--student", micro_checkpoint, "--teacher", micro_checkpoint,

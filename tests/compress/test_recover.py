@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from studylib import models
-from studylib.compress import recipes, recover, subsets
+from studylib.compress import recipes, recover, students, subsets
 from studylib.errors import StudyError
 from studylib.testbed import instructions, toy
 
@@ -118,7 +118,7 @@ def test_subsets_are_seeded_nested_and_hashed(tmp_path, records):
 def test_lora_targets_only_the_language_model_and_projector_trains_fully(arch):
     # InternViT's attention also has q/k/v_proj and its MLP fc1/fc2: the regex must skip them
     model, _ = toy.build(arch, "micro", seed=0)
-    peft_model = recover.prepare_student(model, recipes.get("sft"))
+    peft_model = students.prepare_student(model, recipes.get("sft"))
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     lora = [n for n in trainable if "lora_" in n]
     assert lora and all("language_model" in n for n in lora)
@@ -133,7 +133,7 @@ def test_lora_targets_only_the_language_model_and_projector_trains_fully(arch):
 
 def test_mm_trains_only_the_projector():
     model, _ = toy.build("toy-llava", "micro", seed=0)
-    model = recover.prepare_student(model, recipes.get("sft-mm"))
+    model = students.prepare_student(model, recipes.get("sft-mm"))
     trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"multi_modal_projector"}
 

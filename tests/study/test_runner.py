@@ -76,15 +76,22 @@ def test_failed_run_is_reported_others_complete_and_rerun_skips(scratch_book, tm
     assert len(ResultsTable(table).frame()) == len(rows)
 
 
-def test_missing_checkpoint_fails_fast_without_a_kernel(scratch_book, tmp_path):
+@pytest.mark.parametrize("check", [True, False])
+def test_missing_checkpoint_refuses_the_study_before_any_run(scratch_book, tmp_path, check):
+    """`--check` too: a run whose checkpoint is missing (or holds no weights) is one line."""
     book, table = scratch_book(tmp_path), tmp_path / "results.jsonl"
-    spec = study_file(tmp_path / "missing.yaml", [{"key": "m", "model": "micro"}],
-                      checkpoint=str(tmp_path / "nowhere"))
-    proc = study(str(spec), "--book", str(book), "--results", str(table), "--no-build",
-                 timeout=120)
-    assert proc.returncode == 1
-    assert f"run 00_testbed/micro__m failed: checkpoint not found: {tmp_path / 'nowhere'}" \
-        in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    for where, message in ((tmp_path / "nowhere", "no checkpoint at"),
+                           (empty, "not a checkpoint (no weights")):
+        spec = study_file(tmp_path / "missing.yaml", [{"key": "m", "model": "micro"}],
+                          checkpoint=str(where))
+        proc = study(str(spec), "--book", str(book), "--results", str(table), "--no-build",
+                     *(["--check"] if check else []), timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert f"run 00_testbed/micro__m: {message}" in proc.stderr
+        assert proc.stderr.count("\n") == 1 and not (book / "runs" / "00_testbed").exists()
 
 
 def test_kill_at_any_moment_then_rerun_completes(scratch_book, tmp_path, micro_checkpoint):

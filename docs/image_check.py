@@ -4,7 +4,8 @@ Writes N LLaVA-format records, each naming its own 640 x 480 JPEG (COCO's usual 
 LLaVA-v1.5-mix665k) with three question/answer turns, then times:
 
 - `realdata.read_records`: parse and check every record, then open, `verify` and decode
-  every image (the check that runs before any model loads);
+  every image (the check that runs before any model loads), with its default threads, and
+  the image part again on one thread;
 - `ConversationCollator.fit` on toy-llava's processor: render every record with the chat
   template and count what `--max-length` would cut (the recovery pre-pass).
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from studylib import machine
 from studylib.testbed import data, realdata
 
 
@@ -32,9 +34,12 @@ def write_dataset(root: Path, n: int) -> Path:
     folder = root / "images"
     folder.mkdir()
     records = []
-    base = np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None].repeat(480, 0).repeat(3, 2)
+    # a gradient with photo-like grain, so that a file is as large as a COCO JPEG (~160 kB)
+    base = np.linspace(0, 200, 640)[None, :, None].repeat(480, 0).repeat(3, 2)
+    grain = rng.normal(0, 24, (480, 640, 3))
     for i in range(n):
-        image = Image.fromarray(base)
+        shifted = np.roll(grain, (int(rng.integers(480)), int(rng.integers(640))), axis=(0, 1))
+        image = Image.fromarray(np.clip(base + shifted, 0, 255).astype(np.uint8))
         draw = ImageDraw.Draw(image)
         for _ in range(6):  # a few shapes, so that the JPEG is not one gradient
             x, y = rng.integers(0, 560), rng.integers(0, 400)
@@ -66,6 +71,9 @@ def main() -> None:
         start = time.perf_counter()
         records = realdata.read_records(path, Path(tmp) / "images", progress=False)
         check = time.perf_counter() - start
+        start = time.perf_counter()
+        realdata.verify_images(path, records, Path(tmp) / "images", progress=False, workers=1)
+        one_thread = time.perf_counter() - start
     processor = AutoProcessor.from_pretrained("teachers/toy-llava")
     collate = data.ConversationCollator(
         processor, config=AutoConfig.from_pretrained("teachers/toy-llava"))
@@ -76,9 +84,10 @@ def main() -> None:
         "images": args.images, "image_size": [640, 480], "mean_file_kb": round(size / args.images / 1024, 1),
         "write_s": round(written, 1),
         "read_records_s": round(check, 2), "per_image_ms": round(1000 * check / args.images, 3),
+        "check_workers": min(8, os.cpu_count() or 1),
+        "verify_one_thread_s": round(one_thread, 2),
         "fit_s": round(fit, 2), "fit_per_record_ms": round(1000 * fit / args.images, 3),
-        "cpu": torch.backends.cpu.get_cpu_capability(), "processor": platform.processor() or "",
-        "threads": torch.get_num_threads(),
+        "cpu_kind": machine.kind(), "cpu": machine.cpu_model(), "threads": torch.get_num_threads(),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

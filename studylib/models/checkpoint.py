@@ -61,13 +61,19 @@ def check_local(path_or_id: str | os.PathLike) -> bool:
 
 def peek(path_or_id: str | os.PathLike):
     """A checkpoint's (config, processor) without its weights: what the checks that come
-    before loading need (vocabulary, widths, depth, chat template, default lengths)."""
+    before loading need (vocabulary, widths, depth, chat template, default lengths). A local
+    checkpoint's safetensors headers are read too (a cut-off file fails here, in
+    milliseconds, not after another model has loaded)."""
+    from safetensors import safe_open
     from transformers import AutoConfig, AutoProcessor
 
-    check_local(path_or_id)
-    path = str(Path(path_or_id).expanduser()) if is_local(path_or_id) else str(path_or_id)
+    local = check_local(path_or_id)
+    path = Path(path_or_id).expanduser()
     with checkpoint_errors(path_or_id):
-        return AutoConfig.from_pretrained(path), AutoProcessor.from_pretrained(path)
+        for file in sorted(path.glob("*.safetensors")) if local else ():
+            with safe_open(str(file), "pt"):
+                pass
+        return AutoConfig.from_pretrained(str(path)), AutoProcessor.from_pretrained(str(path))
 
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -11,6 +11,7 @@ saw those files (each takes ~1.3 s here).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,10 @@ def test_recover_checks_the_teacher_and_the_pair_before_any_weights_load(
     no_weights = tmp_path / "no-weights"
     no_weights.mkdir()
     (no_weights / "config.json").write_text((checkpoints["clip-llama"] / "config.json").read_text())
+    cut = tmp_path / "cut"
+    shutil.copytree(checkpoints["clip-llama"], cut)
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[: len(weights) // 2])
     capsys.readouterr()
 
     def no_load(*args, **kwargs):
@@ -229,6 +234,7 @@ def test_recover_checks_the_teacher_and_the_pair_before_any_weights_load(
     monkeypatch.setattr(models, "load", no_load)
     for teacher, needle in [(tmp_path / "nowhere", "no checkpoint at"),
                             (no_weights, "not a checkpoint (no weights"),
+                            (cut, f"cannot load checkpoint {cut}"),
                             (other, "teacher's tokenizer differs from the student's")]:
         code, stdout, err = run(["recover", "--student", checkpoints["clip-llama"],
                                  "--teacher", teacher, "--recipe", "sft+kl", "--data", path,

@@ -6,21 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from clirun import run
 
 from studylib import cli, models
 
 REPO = Path(__file__).resolve().parents[2]
 TEACHER = REPO / "teachers" / "toy-bunny"
 LMMS_OK = {"results": {"gqa": {"exact_match,none": 0.6}}}
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse errors exit from parse_args
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_refused(code, out, err, needle, prefix="studylib: "):

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from clirun import run
 from PIL import Image
 from tiny_llava import build_checkpoint
 
-from studylib import cli, models
+from studylib import models
 from studylib.evaluation import evaluate
 from studylib.testbed import data
 
@@ -161,15 +162,6 @@ def test_whole_turns_are_kept_and_a_long_record_is_counted(checkpoints, wide_ima
     assert kept == [] and fit.dropped == 1
     with pytest.raises(data.StudyError, match="no answer fits in 20 tokens"):
         tiny.encode(record)
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from clirun import run
 from tiny_llava import IMAGES, PIXELS, STYLES, build_checkpoint, build_dataset
 
-from studylib import cli, models
+from studylib import models
 from studylib.compress import importance, prune
 from studylib.testbed import data, realdata
 
@@ -32,15 +33,6 @@ def dataset(tmp_path_factory) -> tuple[Path, Path]:
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("llava-hf")
     return {style: build_checkpoint(style, root / style) for style in STYLES}
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 class Spy:

@@ -38,8 +38,10 @@ def test_failed_run_is_reported_others_complete_and_rerun_skips(scratch_book, tm
     book, table = scratch_book(tmp_path), tmp_path / "results.jsonl"
     good = study_file(tmp_path / "good.yaml", [{"key": "good", "model": "micro"}],
                       checkpoint=str(micro_checkpoint))
-    broken = tmp_path / "broken-checkpoint"  # a directory without config.json
-    broken.mkdir()
+    broken = tmp_path / "broken-checkpoint"  # it looks like one (the runner's check passes)
+    broken.mkdir()  # but its weights do not load: the run fails in its kernel
+    (broken / "config.json").write_text((micro_checkpoint / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
     bad = study_file(tmp_path / "bad.yaml", [{"key": "bad", "model": "micro"}],
                      checkpoint=str(broken))
     common = ["--book", str(book), "--results", str(table), "--no-build"]
@@ -49,7 +51,7 @@ def test_failed_run_is_reported_others_complete_and_rerun_skips(scratch_book, tm
     assert "[ok    ] 00_testbed/micro__good" in proc.stdout
     failed = runs / "micro__bad.failed.ipynb"
     assert "run 00_testbed/micro__bad failed: " in proc.stderr
-    assert "not a checkpoint (no config.json)" in proc.stderr and str(failed) in proc.stderr
+    assert "cannot load checkpoint" in proc.stderr and str(failed) in proc.stderr
     assert failed.is_file() and (runs / "micro__bad.log").is_file()
     assert not (runs / "micro__bad.ipynb").exists()
     executed = runs / "micro__good.ipynb"

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from studylib.compress.losses import LOGIT_LOSSES
 from studylib.errors import StudyError, check_positive
 
 
@@ -34,7 +35,11 @@ class RecoveryRecipe:
     alpha: float = 1.0  # SFT cross-entropy on answer tokens
     beta: float = 0.0  # logits KD
     gamma: float = 0.0  # hidden-state L2
-    logits: Literal["kl", "rkl"] = "kl"  # forward D_KL(p_t||q_s) or reverse D_KL(q_s||p_t)
+    # forward D_KL(p_t||q_s), reverse D_KL(q_s||p_t), their skew forms, or GKD's JSD
+    # (`losses.LOGIT_LOSSES`, module doc of `studylib.compress.losses`)
+    logits: Literal["kl", "rkl", "skl", "srkl", "jsd"] = "kl"
+    skew: float = 0.1  # skl / srkl: the share of the other distribution mixed in (DistiLLM's)
+    jsd_beta: float = 0.5  # jsd: the mixture weight of the teacher, in (0, 1) (GKD's, TRL's)
     tau: float = 2.0
     match_layers: tuple[int, ...] = (-1,)  # decoder-layer outputs before the final norm
     train: Literal["mm", "mm+lora"] = "mm+lora"
@@ -60,9 +65,14 @@ class RecoveryRecipe:
         if self.alpha == 0 and self.beta == 0 and self.gamma == 0:
             raise StudyError(f"recipe {self.name!r}: alpha, beta and gamma are all zero "
                              "(nothing to train on)")
-        if self.logits not in ("kl", "rkl"):
-            raise StudyError(f"recipe {self.name!r}: logits must be 'kl' or 'rkl', "
-                             f"got {self.logits!r}")
+        if self.logits not in LOGIT_LOSSES:
+            raise StudyError(f"recipe {self.name!r}: logits must be one of "
+                             f"{', '.join(LOGIT_LOSSES)}, got {self.logits!r}")
+        if not 0 <= self.skew < 1:
+            raise StudyError(f"recipe {self.name!r}: skew must be in [0, 1), got {self.skew!r}")
+        if not 0 < self.jsd_beta < 1:
+            raise StudyError(f"recipe {self.name!r}: jsd_beta must be in (0, 1), "
+                             f"got {self.jsd_beta!r}")
         if self.train not in ("mm", "mm+lora"):
             raise StudyError(f"recipe {self.name!r}: train must be 'mm' or 'mm+lora', "
                              f"got {self.train!r}")
@@ -95,7 +105,7 @@ def _preset(name: str, **kw) -> RecoveryRecipe:
 
 
 # The paper's Table 3/4 recipes (KD weights 1 each, as L = alpha L_sft + beta L_kd + gamma L_l2),
-# and Appendix B's last-k hidden-layer ablation.
+# Appendix B's last-k hidden-layer ablation, and the distillation losses that came after it.
 PRESETS: dict[str, RecoveryRecipe] = {
     r.name: r
     for r in (
@@ -113,6 +123,11 @@ PRESETS: dict[str, RecoveryRecipe] = {
         _preset("sft+rkl+l2", alpha=1.0, beta=1.0, gamma=1.0, logits="rkl"),
         _preset("sft+l2@last2", alpha=1.0, gamma=1.0, match_layers=(-2, -1)),
         _preset("sft+l2@last3", alpha=1.0, gamma=1.0, match_layers=(-3, -2, -1)),
+        # after the paper: DistiLLM's skew KL / skew reverse KL at its skew 0.1, and GKD's
+        # generalised JSD at TRL's default beta 0.5
+        _preset("sft+skl", alpha=1.0, beta=1.0, logits="skl", skew=0.1),
+        _preset("sft+srkl", alpha=1.0, beta=1.0, logits="srkl", skew=0.1),
+        _preset("sft+jsd", alpha=1.0, beta=1.0, logits="jsd", jsd_beta=0.5),
     )
 }
 

@@ -130,14 +130,14 @@ def _trainer_class():
                 with torch.no_grad():
                     t_logits = self.teacher(**inputs, use_cache=False).logits
             if r.beta > 0:
+                form = dict(tau=r.tau, kind=r.logits, skew=r.skew, jsd_beta=r.jsd_beta)
                 if self.logits_cached:
                     values, indices = self.cache.topk_rows(positions)
-                    kd = losses.topk_forward_kl if r.logits == "kl" else losses.topk_reverse_kl
                     s = logits[mask]
-                    parts["logits"] = kd(s, values.to(s.device), indices.to(s.device), r.tau)
+                    parts["logits"] = losses.topk_logits_kd(
+                        s, values.to(s.device), indices.to(s.device), **form)
                 else:
-                    kd = losses.forward_kl if r.logits == "kl" else losses.reverse_kl
-                    parts["logits"] = kd(logits, t_logits, mask, r.tau)
+                    parts["logits"] = losses.logits_kd(logits, t_logits, mask, **form)
             if r.gamma > 0:
                 terms = []
                 for layer in r.match_layers:

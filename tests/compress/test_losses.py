@@ -104,3 +104,87 @@ def test_kd_gradients_move_the_student_towards_the_teacher():
     for fn in (losses.forward_kl, losses.reverse_kl):
         (grad,) = torch.autograd.grad(fn(s, t, mask, 1.0), s)
         assert grad[0, 0, 0] < 0 < grad[0, 0, 1]  # raise class 0's logit, as the teacher does
+
+
+# --- the losses after the paper: skew KL / skew reverse KL (DistiLLM) and GKD's JSD ---------
+
+
+def _reference(p, q, kind, skew=0.1, beta=0.5):
+    """The papers' formulas, written out with plain sums over two probability vectors
+    (p the teacher, q the student): DistiLLM eqs. 2-3, GKD's generalised JSD."""
+    def kl(a, b):
+        return sum(x * math.log(x / y) for x, y in zip(a, b, strict=True) if x > 0)
+
+    def mix(w, a, b):
+        return [w * x + (1 - w) * y for x, y in zip(a, b, strict=True)]
+
+    if kind == "skl":  # D_KL(p || a p + (1 - a) q)
+        return kl(p, mix(skew, p, q))
+    if kind == "srkl":  # D_KL(q || (1 - a) p + a q)
+        return kl(q, mix(skew, q, p))
+    m = mix(beta, p, q)  # jsd: b KL(p || m) + (1 - b) KL(q || m), m = b p + (1 - b) q
+    return beta * kl(p, m) + (1 - beta) * kl(q, m)
+
+
+@pytest.mark.parametrize("kind, knob", [("skl", 0.1), ("skl", 0.5), ("srkl", 0.1),
+                                        ("srkl", 0.7), ("jsd", 0.5), ("jsd", 0.1),
+                                        ("jsd", 0.9)])
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_new_losses_match_the_papers_formulas(kind, knob, tau):
+    torch.manual_seed(2)
+    s, t = torch.randn(3, 6), torch.randn(3, 6) * 2
+    knobs = {"skew": knob} if kind != "jsd" else {"jsd_beta": knob}
+    ours = losses.logits_kd(s, t, None, tau, kind, **knobs).item()
+    expected = 0.0
+    for srow, trow in zip(s, t, strict=True):
+        p = torch.softmax(trow.double() / tau, -1).tolist()
+        q = torch.softmax(srow.double() / tau, -1).tolist()
+        expected += _reference(p, q, kind, skew=knob, beta=knob) / 3
+    assert ours == pytest.approx(expected * tau**2, rel=1e-5)
+    assert ours > 0
+    assert losses.logits_kd(t, t.clone(), None, tau, kind, **knobs).item() == pytest.approx(
+        0, abs=1e-6)
+
+
+def test_new_losses_reduce_to_the_kl_forms_at_their_ends():
+    torch.manual_seed(3)
+    s, t = torch.randn(4, 8), torch.randn(4, 8) * 2
+    kl, rkl = (losses.logits_kd(s, t, None, 1.0, k).item() for k in ("kl", "rkl"))
+    # skew 0: exactly the plain forms
+    assert losses.logits_kd(s, t, None, 1.0, "skl", skew=0.0).item() == pytest.approx(kl, rel=1e-6)
+    assert losses.logits_kd(s, t, None, 1.0, "srkl", skew=0.0).item() == pytest.approx(rkl,
+                                                                                       rel=1e-6)
+    # skew bounds the divergence: it shrinks as more of the other side is mixed in
+    skl = [losses.logits_kd(s, t, None, 1.0, "skl", skew=a).item() for a in (0.0, 0.1, 0.5)]
+    assert skl[0] > skl[1] > skl[2] > 0
+    # JSD / b -> forward KL as b -> 0 and JSD / (1 - b) -> reverse KL as b -> 1: the gap
+    # shrinks with b (it is O(b)), to under 1% at b = 1e-4
+    def gaps(kind_end: str, reference: float) -> list[float]:
+        out = []
+        for b in (1e-2, 1e-3, 1e-4):
+            beta = b if kind_end == "kl" else 1 - b
+            out.append(abs(losses.logits_kd(s, t, None, 1.0, "jsd", jsd_beta=beta).item() / b
+                           / reference - 1))
+        return out
+
+    for end, reference in (("kl", kl), ("rkl", rkl)):
+        g = gaps(end, reference)
+        assert g[0] > g[1] > g[2] and g[2] < 0.01, (end, g)
+    with pytest.raises(ValueError, match="unknown logits loss 'js'"):
+        losses.logits_kd(s, t, None, 1.0, "js")
+
+
+@pytest.mark.parametrize("kind", ["skl", "srkl", "jsd"])
+def test_new_losses_on_a_cached_top_k_teacher(kind):
+    """Top-k (a cached teacher): both sides renormalised over the k tokens, so k covering
+    the vocabulary gives the exact loss, and a student equal to the teacher gives 0."""
+    torch.manual_seed(4)
+    s, t = torch.randn(4, 9), torch.randn(4, 9) * 3
+    values, indices = t.topk(9, -1)
+    assert losses.topk_logits_kd(s, values, indices, 2.0, kind).item() == pytest.approx(
+        losses.logits_kd(s, t, None, 2.0, kind).item(), rel=1e-5)
+    v3, i3 = t.topk(3, -1)
+    assert losses.topk_logits_kd(t, v3, i3, 2.0, kind).item() == pytest.approx(0, abs=1e-6)
+    (grad,) = torch.autograd.grad(
+        losses.topk_logits_kd(s.requires_grad_(True), v3, i3, 2.0, kind), s)
+    assert grad.abs().sum() > 0

@@ -55,8 +55,11 @@ def records():
 
 def test_presets_cover_the_paper_and_encode_their_weights():
     expected = {"sft-mm", "sft", "kl", "rkl", "l2", "kl+l2", "rkl+l2", "sft+kl", "sft+rkl",
-                "sft+l2", "sft+kl+l2", "sft+rkl+l2", "sft+l2@last2", "sft+l2@last3"}
+                "sft+l2", "sft+kl+l2", "sft+rkl+l2", "sft+l2@last2", "sft+l2@last3",
+                "sft+skl", "sft+srkl", "sft+jsd"}
     assert set(recipes.PRESETS) == expected
+    assert (recipes.get("sft+srkl").logits, recipes.get("sft+srkl").skew) == ("srkl", 0.1)
+    assert (recipes.get("sft+jsd").logits, recipes.get("sft+jsd").jsd_beta) == ("jsd", 0.5)
     r = recipes.get("sft+rkl+l2")
     assert (r.alpha, r.beta, r.gamma, r.logits, r.tau, r.train) == (1, 1, 1, "rkl", 2.0, "mm+lora")
     assert recipes.get("sft-mm").train == "mm" and recipes.get("sft-mm").beta == 0
@@ -71,6 +74,16 @@ def test_recipe_validation_and_yaml(tmp_path):
         recipes.get("sft+foo")
     with pytest.raises(StudyError, match="match_layers"):
         recipes.RecoveryRecipe(gamma=1, match_layers=(0,))
+    with pytest.raises(StudyError, match="logits must be one of kl, rkl, skl, srkl, jsd"):
+        recipes.RecoveryRecipe(beta=1, logits="js")
+    with pytest.raises(StudyError, match=r"skew must be in \[0, 1\)"):
+        recipes.RecoveryRecipe(beta=1, logits="skl", skew=1.0)
+    with pytest.raises(StudyError, match=r"jsd_beta must be in \(0, 1\)"):
+        recipes.RecoveryRecipe(beta=1, logits="jsd", jsd_beta=0.0)
+    knobs = tmp_path / "skew.yaml"  # the knob written out in the recipe file
+    knobs.write_text("base: sft+srkl\nskew: 0.3\n")
+    assert (recipes.get(knobs).logits, recipes.get(knobs).skew) == ("srkl", 0.3)
+    assert recipes.get(knobs).to_dict()["skew"] == 0.3
     good = tmp_path / "mine.yaml"
     good.write_text("base: sft+l2\nmatch_layers: [-2, -1]\nlr: 5e-4\n")  # YAML 1.1: a str
     r = recipes.get(good)
@@ -204,6 +217,22 @@ def test_cached_teacher_gives_the_online_losses(pair, records, tmp_path):
     assert both["teacher_online"] and not both["teacher_cache"]["used"]
     assert both["losses"][0]["match"] == pytest.approx(cached["losses"][0]["match"], rel=1e-4)
     assert both["losses"][0]["logits"] == pytest.approx(exact["losses"][0]["logits"], rel=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["sft+skl", "sft+srkl", "sft+jsd"])
+def test_new_losses_train_online_and_from_the_cached_teacher(pair, records, tmp_path, preset):
+    """Step 1 sees the same logits loss with the teacher online and from a top-k cache that
+    covers the vocabulary."""
+    student_dir, teacher_dir = pair
+    kw = dict(records=records, data_fraction=0.25, max_steps=1, progress=False,
+              cache_dir=tmp_path / "cache")
+    exact = recover.recover(student_dir, teacher_dir, preset, **kw)
+    vocab = models.load(teacher_dir)[0].config.text_config.vocab_size
+    cached = recipes.from_dict({"base": preset, "topk": vocab}, name=f"{preset}-top")
+    approx = recover.recover(student_dir, teacher_dir, cached, **kw)
+    assert exact["teacher_online"] and not approx["teacher_online"]
+    assert exact["losses"][0]["logits"] > 0
+    assert approx["losses"][0]["logits"] == pytest.approx(exact["losses"][0]["logits"], rel=1e-4)
 
 
 # --- CLI -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Structural pruning of an MLLM's language model: layerwise and widthwise (`studylib prune`).
+"""Structural pruning of an MLLM's language model: layerwise, widthwise, or both
+(`studylib prune`). How much of what goes is planned in `studylib.compress.plan`.
 
 Both methods share one signature, `prune(model, method, ratio, calib_records, processor)`,
 and one definition of the ratio (`RATIO_DEFINITION`): the fraction of the LLM's
@@ -40,6 +41,15 @@ groups (the toy Llama has 2) that is coarse, so the number of groups removed per
 `round(r * G)` and the MLP absorbs the rest of the parameter budget; the achieved ratio then
 still equals the request up to one MLP channel per layer.
 
+- **depth+width** (after Minitron: Muralidharan et al. 2024, Sreenivas et al. 2024): a share
+  `depth_share` of the budget is taken by whole layers (Block Influence), the rest by widths
+  (the width importance, Taylor by default) in every remaining layer (`split_budget`). Depth
+  goes first, as in Minitron's published order: the width scores are then computed on the
+  model whose depth is final, so no gradient is spent on layers that are removed anyway,
+  and the width part is sized from the layers actually removed, so the achieved ratio
+  meets the request up to one MLP channel per layer. The result is a standard config
+  (fewer layers, each equally narrowed).
+
 Checkpoints (`models.save_pruned`) load with plain `AutoModelForImageTextToText.from_pretrained`:
 a head-pruned Llama whose heads x head_dim no longer equals the hidden size is saved with a
 Mistral text config (the same architecture, without Llama's divisibility check); Phi and
@@ -62,18 +72,22 @@ import torch
 
 from studylib import models
 from studylib.compress.importance import block_influence, width_scores
+from studylib.compress.plan import (  # noqa: F401  (METHODS, IMPORTANCES, ... re-exported)
+    DEFAULT_IMPORTANCE,
+    DEPTH_SHARE,
+    IMPORTANCES,
+    METHODS,
+    RATIO_DEFINITION,
+    check_depth_share,
+    check_importance,
+    layers_to_drop,
+    plan_width,
+    pruned_layer_ids,
+    split_budget,
+)
 from studylib.errors import StudyError, check_ratio
 from studylib.models import checkpoint, surgery
 from studylib.testbed.data import ConversationCollator
-
-METHODS = ("layer", "width")
-IMPORTANCES = {"layer": ("bi", "random"),
-               "width": ("taylor", "taylor-mean", "magnitude", "random")}
-DEFAULT_IMPORTANCE = {"layer": "bi", "width": "taylor"}
-RATIO_DEFINITION = (
-    "fraction of the LLM decoder-layer parameters removed (token embeddings, final norm, "
-    "LM head, vision tower and projector are excluded and never pruned)"
-)
 
 
 @dataclasses.dataclass
@@ -92,6 +106,8 @@ class PruneReport:
     seed: int
     layer_range: list[int] | None
     uniform: bool
+    depth_share: float | None = None  # depth+width only
+    parts: dict[str, Any] | None = None  # depth+width: what the layers and the widths took
     wall_time_s: float = 0.0
     removed_layers: list[int] | None = None
     layer_scores: list[float] | None = None  # Block Influence per original layer
@@ -106,74 +122,7 @@ class PruneReport:
 
 
 # ---------------------------------------------------------------------------------------------
-# Model structure
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation
-
-
-def check_importance(method: str, importance: str | None) -> str:
-    if method not in METHODS:
-        raise StudyError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
-    importance = importance or DEFAULT_IMPORTANCE[method]
-    if importance not in IMPORTANCES[method]:
-        raise StudyError(f"importance {importance!r} does not apply to {method} pruning; "
-                         f"choose from {', '.join(IMPORTANCES[method])}")
-    return importance
-
-
-def _layer_ids(n_layers: int, layer_range: Sequence[int] | None) -> list[int]:
-    """Indices of the layers that may be pruned: [start, end) or all of them."""
-    if layer_range is None:
-        return list(range(n_layers))
-    try:
-        start, end = (int(x) for x in layer_range)
-    except (TypeError, ValueError):
-        raise StudyError(f"layer_range must be (start, end), got {layer_range!r}") from None
-    if not 0 <= start < end <= n_layers:
-        raise StudyError(f"layer_range {start}:{end} is not inside 0:{n_layers}")
-    return list(range(start, end))
-
-
-# ---------------------------------------------------------------------------------------------
-# Calibration forward passes
-
-
-# ---------------------------------------------------------------------------------------------
 # Surgery
-
-
-def _plan_width(model, ratio: float, layer_ids: list[int]) -> tuple[int, int]:
-    """Groups and channels to remove per pruned layer so that `ratio` of the decoder goes.
-
-    Attention loses round(r' * G) kv groups, r' the ratio within the pruned layers; the MLP
-    takes what is left of the parameter budget, so the achieved ratio matches the request
-    to within one channel per layer even when G is small.
-    """
-    tc = surgery.text_config(model)
-    hd, n_rep = surgery.head_dim(tc), tc.num_attention_heads // tc.num_key_value_heads
-    layers = models.text_layers(model)
-    shapes = {surgery.layer_shape(layers[i], hd) for i in layer_ids}
-    if len(shapes) > 1:
-        raise StudyError("the layers to prune differ in width; prune an unpruned model")
-    shape = shapes.pop()
-    per_layer = sum(p.numel() for p in layers[layer_ids[0]].parameters())
-    target = ratio * surgery.decoder_params(model)
-    inner = target / (per_layer * len(layer_ids))
-    groups = round(inner * shape.kv_heads)
-    if groups >= shape.kv_heads:
-        raise StudyError(f"ratio {ratio:g} would remove every attention head "
-                         f"({shape.kv_heads} kv groups per layer); use a smaller ratio")
-    attn_unit, channel_unit = surgery.unit_params(layers[layer_ids[0]], hd, n_rep)
-    rest = target - len(layer_ids) * groups * attn_unit
-    channels = max(0, round(rest / (len(layer_ids) * channel_unit)))
-    if channels >= shape.intermediate:
-        raise StudyError(f"ratio {ratio:g} would remove every MLP channel of the pruned layers; "
-                         "use a smaller ratio or a wider layer range")
-    if groups == 0 and channels == 0:
-        raise StudyError(f"ratio {ratio:g} is too small to remove anything")
-    return groups, channels
 
 
 def _lowest(scores: torch.Tensor, k: int) -> list[int]:
@@ -206,8 +155,8 @@ def removed_by(model, ratio: float, scores, layer_range: Sequence[int] | None = 
     """(kv groups, MLP channels) that `prune(model, "width", ratio, ...)` would remove from
     each pruned layer given these `width_scores`, without touching the model: for comparing
     importance scores by what they remove."""
-    layer_ids = _layer_ids(len(models.text_layers(model)), layer_range)
-    groups, channels = _plan_width(model, check_ratio(ratio), layer_ids)
+    layer_ids = pruned_layer_ids(len(models.text_layers(model)), layer_range)
+    groups, channels = plan_width(model, check_ratio(ratio), layer_ids)
     return [(_lowest(g, groups), _lowest(c, channels)) for g, c in scores]
 
 
@@ -222,7 +171,8 @@ def _complement(n: int, drop: Sequence[int]) -> list[int]:
 
 def prune(model, method: str, ratio: float, calib_records=None, processor=None, *,
           importance: str | None = None, seed: int = 0,
-          layer_range: Sequence[int] | None = None, collate=None) -> PruneReport:
+          layer_range: Sequence[int] | None = None, collate=None,
+          depth_share: float | None = None) -> PruneReport:
     """Prune `model` in place; return what was removed and the achieved ratio.
 
     importance: layer -> "bi" (default) or "random"; width -> "taylor" (default, the
@@ -232,13 +182,17 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
     batches (default: ShapesWorld's images at the model's default length; real data: one
     that opens the image files, `testbed.data.folder_loader(dir)`). `layer_range=(start, end)`
     restricts pruning to those layers (width: the result is non-uniform, see
-    `models.load_pruned`).
+    `models.load_pruned`). depth+width takes `depth_share` of the budget with layers (BI)
+    and the rest with `importance`'s widths (module doc); it prunes every layer.
     """
     start = time.perf_counter()
     ratio = check_ratio(ratio)
     importance = check_importance(method, importance)
+    depth_share = check_depth_share(method, depth_share)
+    if method == "depth+width" and layer_range is not None:
+        raise StudyError("depth+width prunes every layer: it takes no layer range")
     n_layers = len(models.text_layers(model))
-    layer_ids = _layer_ids(n_layers, layer_range)
+    layer_ids = pruned_layer_ids(n_layers, layer_range)
     before, dec_before = models.parameter_counts(model), surgery.decoder_params(model)
     report = PruneReport(
         method=method, importance=importance, ratio_requested=ratio, ratio_achieved=0.0,
@@ -246,7 +200,7 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
         params_before=before, params_after=before,
         calib_samples=len(calib_records or []), seed=seed,
         layer_range=None if layer_range is None else [layer_ids[0], layer_ids[-1] + 1],
-        uniform=True)
+        uniform=True, depth_share=depth_share)
     if calib_records is not None and processor is not None:
         collate = collate or ConversationCollator(processor, config=model.config)
         calib_records, fit = collate.fit(calib_records)
@@ -254,12 +208,25 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
             raise StudyError(f"no calibration record has a turn that fits in {fit.max_length} "
                              f"tokens (the longest is {fit.longest}); raise the max length")
         report.calibration = {**fit.to_dict(), "image_aspect": collate.image_aspect}
+    calib = (calib_records, processor, seed, report, collate)
     if method == "layer":
-        _prune_layers(model, ratio, layer_ids, importance, calib_records, processor, seed, report,
-                      collate)
+        n_drop = layers_to_drop(ratio, n_layers, layer_ids)
+        _prune_layers(model, n_drop, layer_ids, importance, *calib)
+    elif method == "width":
+        _prune_width(model, ratio, layer_ids, importance, *calib)
     else:
-        _prune_width(model, ratio, layer_ids, importance, calib_records, processor, seed, report,
-                     collate)
+        n_drop, width_ratio = split_budget(ratio, depth_share, n_layers)
+        if n_drop:
+            _prune_layers(model, n_drop, layer_ids, "bi", *calib)
+        if width_ratio > 0:
+            _prune_width(model, width_ratio, list(range(n_layers - n_drop)), importance, *calib)
+        depth_part = n_drop / n_layers
+        report.parts = {"layers_removed": n_drop, "depth_ratio": round(depth_part, 6),
+                        "width_ratio_of_remaining": round(width_ratio, 6)}
+        report.notes.append(
+            f"depth+width, depth first (Minitron's order): Block Influence removed {n_drop} of "
+            f"{n_layers} layers ({depth_part:.1%} of the decoder), then {importance} widths "
+            f"took {width_ratio:.1%} of the remaining {n_layers - n_drop} layers")
     report.decoder_params_after = surgery.decoder_params(model)
     report.params_after = models.parameter_counts(model)
     report.ratio_achieved = 1 - report.decoder_params_after / dec_before
@@ -268,24 +235,9 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
     return report
 
 
-def _layers_to_drop(ratio: float, n_layers: int, layer_ids: Sequence[int]) -> int:
-    """round(ratio x layers), if that removes some layers but not all, else one error line."""
-    n_drop = round(ratio * n_layers)
-    if n_drop == 0:
-        raise StudyError(f"ratio {ratio:g} removes no layer of {n_layers}; use a larger ratio")
-    if n_drop >= n_layers:
-        raise StudyError(f"ratio {ratio:g} would remove every layer ({n_layers}); "
-                         "use a smaller ratio")
-    if n_drop > len(layer_ids):
-        raise StudyError(f"ratio {ratio:g} needs {n_drop} layers but the layer range has "
-                         f"{len(layer_ids)}")
-    return n_drop
-
-
-def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed, report,
+def _prune_layers(model, n_drop, layer_ids, importance, records, processor, seed, report,
                   collate=None):
     n_layers = len(models.text_layers(model))
-    n_drop = _layers_to_drop(ratio, n_layers, layer_ids)
     if importance == "bi":
         if records is None or processor is None:
             raise StudyError("block influence needs calibration records and a processor")
@@ -302,7 +254,7 @@ def _prune_layers(model, ratio, layer_ids, importance, records, processor, seed,
 def _prune_width(model, ratio, layer_ids, importance, records, processor, seed, report,
                  collate=None):
     n_layers = len(models.text_layers(model))
-    groups, channels = _plan_width(model, ratio, layer_ids)
+    groups, channels = plan_width(model, ratio, layer_ids)
     scores = width_scores(model, importance, layer_ids, records, processor, seed, collate)
     report.layers = _apply_width(model, layer_ids, scores, groups, channels)
     report.uniform = surgery.set_width_config(model, layer_ids, n_layers)
@@ -314,7 +266,8 @@ def _prune_width(model, ratio, layer_ids, importance, records, processor, seed, 
         report.notes.append("layers differ in width: load with studylib.models.load_pruned")
 
 
-def shrink(model, method: str, ratio: float, layer_range: Sequence[int] | None = None) -> None:
+def shrink(model, method: str, ratio: float, layer_range: Sequence[int] | None = None,
+           depth_share: float | None = None) -> None:
     """Structure-only pruning (the first groups/channels/last layers go) for resource counts.
 
     Parameters and FLOPs depend only on how many heads, channels or layers are removed, not
@@ -323,13 +276,25 @@ def shrink(model, method: str, ratio: float, layer_range: Sequence[int] | None =
     """
     ratio = check_ratio(ratio)
     check_importance(method, None)
+    depth_share = check_depth_share(method, depth_share)
     n_layers = len(models.text_layers(model))
-    layer_ids = _layer_ids(n_layers, layer_range)
+    layer_ids = pruned_layer_ids(n_layers, layer_range)
+    if method == "depth+width":
+        n_drop, width_ratio = split_budget(ratio, depth_share, n_layers)
+        surgery.remove_layers(model, layer_ids[n_layers - n_drop:])
+        if width_ratio > 0:
+            _shrink_width(model, width_ratio, list(range(n_layers - n_drop)))
+        return
     if method == "layer":
-        n_drop = _layers_to_drop(ratio, n_layers, layer_ids)
+        n_drop = layers_to_drop(ratio, n_layers, layer_ids)
         surgery.remove_layers(model, layer_ids[len(layer_ids) - n_drop:])
         return
-    groups, channels = _plan_width(model, ratio, layer_ids)
+    _shrink_width(model, ratio, layer_ids)
+
+
+def _shrink_width(model, ratio: float, layer_ids: list[int]) -> None:
+    n_layers = len(models.text_layers(model))
+    groups, channels = plan_width(model, ratio, layer_ids)
     tc = surgery.text_config(model)
     hd = surgery.head_dim(tc)
     shape = surgery.layer_shape(models.text_layers(model)[layer_ids[0]], hd)
@@ -339,7 +304,7 @@ def shrink(model, method: str, ratio: float, layer_range: Sequence[int] | None =
 
 
 def rehearse(path: str | os.PathLike, method: str, ratio: float,
-             layer_range: Sequence[int] | None = None) -> None:
+             layer_range: Sequence[int] | None = None, depth_share: float | None = None) -> None:
     """Fail fast: apply `shrink` to an empty (meta-device) copy built from the checkpoint's
     config, so a ratio or layer range that cannot work is refused before the weights load.
     Checkpoints whose config cannot say the layer widths (non-uniform pruned ones), or
@@ -355,8 +320,4 @@ def rehearse(path: str | os.PathLike, method: str, ratio: float,
             empty = AutoModelForImageTextToText.from_config(config)
     except Exception:  # noqa: BLE001 - models.load reports a bad checkpoint in one line
         return
-    shrink(empty, method, ratio, layer_range)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
+    shrink(empty, method, ratio, layer_range, depth_share)

@@ -272,6 +272,72 @@ def test_layer_pruned_equals_bypassed_original(micro, calib, batch, arch):
     assert (reference - logits(model, batch)).abs().max() > 1e-3  # the bypass mattered
 
 
+# --- depth and width together ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_depth_plus_width_equals_the_bypassed_and_masked_original(micro, calib, batch, arch):
+    """Half of a 50% budget by layers (1 of 4, Block Influence), the rest by widths of the 3
+    left: the logits are the original's with that layer bypassed and those widths zeroed."""
+    model, processor = micro[arch]
+    pruned = copy.deepcopy(model)
+    report = prune.prune(pruned, "depth+width", 0.5, calib, processor, depth_share=0.5)
+    assert report.parts == {"layers_removed": 1, "depth_ratio": 0.25,
+                            "width_ratio_of_remaining": pytest.approx(1 / 3, abs=1e-6)}
+    assert report.depth_share == 0.5 and report.importance == "taylor" and report.uniform
+    assert report.removed_layers == [min(range(4), key=lambda i: report.layer_scores[i])]
+    assert pruned.config.text_config.num_hidden_layers == 3 == len(report.layers)
+    assert abs(report.ratio_achieved - 0.5) < 0.01
+    kept = [i for i in range(4) if i not in report.removed_layers]
+    masked = copy.deepcopy(model)
+    widths = masked_original(_only(masked, kept), report)  # zero the widths of the kept layers
+    for i, layer in zip(kept, models.text_layers(widths), strict=True):
+        models.text_layers(masked)[i].load_state_dict(layer.state_dict())
+
+    def bypass(module, args, kwargs, output):
+        return args[0] if args else kwargs["hidden_states"]
+
+    gone = models.text_layers(masked)[report.removed_layers[0]]
+    handle = gone.register_forward_hook(bypass, with_kwargs=True)
+    try:
+        reference = logits(masked, batch)
+    finally:
+        handle.remove()
+    assert (logits(pruned, batch) - reference).abs().max() <= 1e-4
+
+
+def _only(model, kept):
+    """A copy of `model` with only the decoder layers `kept` (to reuse `masked_original`)."""
+    copied = copy.deepcopy(model)
+    surgery.remove_layers(copied, [i for i in range(len(models.text_layers(copied)))
+                                   if i not in kept])
+    return copied
+
+
+def test_depth_plus_width_ends_are_the_pure_methods(micro, calib, batch):
+    model, processor = micro["toy-bunny"]
+    results = {}
+    for name, method, share in (("width", "width", None), ("share 0", "depth+width", 0.0),
+                                ("layer", "layer", None), ("share 1", "depth+width", 1.0)):
+        pruned = copy.deepcopy(model)
+        report = prune.prune(pruned, method, 0.5, calib, processor, depth_share=share)
+        results[name] = (logits(pruned, batch), report)
+    assert torch.equal(results["share 0"][0], results["width"][0])
+    assert torch.equal(results["share 1"][0], results["layer"][0])
+    assert results["share 1"][1].removed_layers == results["layer"][1].removed_layers
+    assert results["share 0"][1].removed_layers is None
+    assert results["share 1"][1].layers is None  # the layers took the whole budget
+
+
+def test_depth_plus_width_shrink_has_the_pruned_geometry(micro, calib):
+    model, processor = micro["toy-internvl"]
+    pruned, shrunk = copy.deepcopy(model), copy.deepcopy(model)
+    prune.prune(pruned, "depth+width", 0.3, calib, processor, depth_share=0.25)
+    prune.shrink(shrunk, "depth+width", 0.3, depth_share=0.25)
+    assert surgery.decoder_params(shrunk) == surgery.decoder_params(pruned)
+    assert shrunk.config.text_config.to_dict() == pruned.config.text_config.to_dict()
+
+
 def test_block_influence_matches_hidden_states(micro, calib):
     """Hooks give 1 - cos(H_i, H_i+1) per token; hidden_states agree except the last layer."""
     model, processor = micro["toy-llava"]
@@ -313,6 +379,10 @@ def test_generate_with_kv_cache_after_layer_pruning(micro, calib):
     (dict(method="layer", ratio=0.1), "removes no layer"),
     (dict(method="width", ratio=0.9), "every attention head"),
     (dict(method="width", ratio=0.3, layer_range=(2, 9)), "not inside"),
+    (dict(method="depth+width", ratio=0.3, layer_range=(1, 3)), "takes no layer range"),
+    (dict(method="depth+width", ratio=0.3, depth_share=1.5), "depth_share must be in [0, 1]"),
+    (dict(method="width", ratio=0.3, depth_share=0.5), "applies to depth+width pruning"),
+    (dict(method="depth+width", ratio=0.9, depth_share=1.0), "would remove every layer"),
 ])
 def test_bad_input_is_a_study_error(micro, calib, kwargs, needle):
     model, processor = micro["toy-llava"]
@@ -342,7 +412,8 @@ for path in sys.argv[1:]:
 def test_checkpoints_load_with_plain_transformers_in_a_fresh_process(micro, calib, batch, tmp_path):
     cases = {"llava-width": ("toy-llava", "width"), "bunny-width": ("toy-bunny", "width"),
              "llava-layer": ("toy-llava", "layer"), "internvl-width": ("toy-internvl", "width"),
-             "internvl-layer": ("toy-internvl", "layer")}
+             "internvl-layer": ("toy-internvl", "layer"),
+             "bunny-depth+width": ("toy-bunny", "depth+width")}
     for name, (arch, method) in cases.items():
         model, processor = micro[arch]
         pruned = copy.deepcopy(model)
@@ -362,7 +433,7 @@ def test_checkpoints_load_with_plain_transformers_in_a_fresh_process(micro, cali
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.strip().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6
     for line in lines:
         assert float(line.split()[-1]) <= 1e-5, line
     assert "MistralModel" in lines[0] and "PhiModel" in lines[1] and "LlamaModel" in lines[2]
@@ -424,6 +495,18 @@ def test_cli_prunes_and_writes_a_checkpoint(micro_checkpoint, tmp_path, capsys):
     assert (out / "model.safetensors").is_file() and "wrote" in stdout
 
 
+def test_cli_prunes_depth_and_width(micro_checkpoint, tmp_path, capsys):
+    out = tmp_path / "dw"
+    code, stdout, err = _cli(capsys, "prune", "--model", str(micro_checkpoint), "--method",
+                             "depth+width", "--depth-share", "0.5", "--ratio", "0.5",
+                             "--calib-samples", "2", "--out", str(out))
+    assert code == 0, err[-1000:]
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["method"] == "depth+width" and report["depth_share"] == 0.5
+    assert report["parts"]["layers_removed"] == len(report["removed_layers"]) == 1
+    assert any("depth first" in note for note in report["notes"])
+
+
 @pytest.mark.parametrize("name", ["taylor", "taylor-mean"])
 def test_cli_accepts_both_taylor_forms(micro_checkpoint, tmp_path, capsys, name):
     out = tmp_path / name
@@ -445,6 +528,10 @@ def test_cli_bad_input_one_line_exit_2_nothing_written(micro_checkpoint, tmp_pat
         "does not apply": [*base, "--method", "layer", "--ratio", "0.3", "--importance",
                            "magnitude"],
         "START:END": [*base, "--method", "width", "--ratio", "0.3", "--layer-range", "1-3"],
+        "applies to depth+width": [*base, "--method", "width", "--ratio", "0.3",
+                                   "--depth-share", "0.5"],
+        "expected a number in [0, 1]": [*base, "--method", "depth+width", "--ratio", "0.3",
+                                        "--depth-share", "2"],
     }
     for i, (needle, argv) in enumerate(cases.items()):
         out = tmp_path / f"out{i}"

@@ -70,7 +70,7 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
     cols = ["study", "run_id", *CONDITION, "seed", "ratio_achieved", "limit", "timestamp",
             *BENCHMARKS, "AVG",
             "se_AVG", "teacher_AVG", "AVG_pct", "se_pct",
-            *(f"teacher_{b}" for b in BENCHMARKS)]
+            *(f"teacher_{b}" for b in BENCHMARKS), "cell", "teacher_cell"]
     need = {"run_id", "benchmark", "metric", "value", *CONDITION} - {"max_steps"}
     if df is None or df.empty or not need <= set(df.columns):
         return pd.DataFrame(columns=cols)
@@ -83,7 +83,8 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
     if rows.empty:
         return pd.DataFrame(columns=cols)
     rows = rows.copy()
-    for col in ("study", "seed", "limit", "timestamp", "ci_low", "ci_high", "ratio_achieved"):
+    for col in ("study", "seed", "limit", "timestamp", "ci_low", "ci_high", "ratio_achieved",
+                "cell"):
         if col not in rows:
             rows[col] = np.nan
     rows["ratio"] = _num(rows.ratio).round(4)
@@ -109,6 +110,8 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
         rec["ratio_achieved"] = float(achieved.mean()) if len(achieved) else (
             0.0 if rec["method"] == "none" else np.nan)
         rec["timestamp"] = g["timestamp"].max()
+        cells = g["cell"].dropna()
+        rec["cell"] = cells.iloc[0] if len(cells) else None  # the grid cell with its items
         out.append(rec)
     ev = pd.DataFrame(out)
     if ev.empty:
@@ -127,7 +130,7 @@ def _attach_teacher(ev: pd.DataFrame) -> pd.DataFrame:
     by_run = teachers.groupby("run_id").tail(1).set_index("run_id")
     by_arch = teachers.groupby(["arch", "limit"], dropna=False).tail(1).set_index(
         ["arch", "limit"])
-    t_avg, t_scores = [], {b: [] for b in BENCHMARKS}
+    t_avg, t_cell, t_scores = [], [], {b: [] for b in BENCHMARKS}
     for r in ev.itertuples(index=False):
         if r.run_id in by_run.index:
             t = by_run.loc[r.run_id]
@@ -136,10 +139,12 @@ def _attach_teacher(ev: pd.DataFrame) -> pd.DataFrame:
         else:
             t = None
         t_avg.append(np.nan if t is None else float(t.AVG))
+        t_cell.append(None if t is None else t.cell)
         for b in BENCHMARKS:
             t_scores[b].append(np.nan if t is None else float(t[b]))
     ev = ev.copy()
     ev["teacher_AVG"] = t_avg
+    ev["teacher_cell"] = t_cell
     for b in BENCHMARKS:
         ev[f"teacher_{b}"] = t_scores[b]
     ev["AVG_pct"] = metrics.pct_of_teacher(ev.AVG, ev.teacher_AVG)
@@ -191,13 +196,16 @@ def select(ev: pd.DataFrame, **where: Any) -> pd.DataFrame:
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0,
-            threshold: float = 0.0) -> dict[str, Any] | None:
+            threshold: float = 0.0, noise=None) -> dict[str, Any] | None:
     """d = mean(AVG-% of a) - scale * mean(AVG-% of b) - threshold, its 95% CI and p-value.
 
     `b=None` compares `a` with the constant `threshold`. Seeds present on both sides are
-    paired (a seed is the same calibration sample and data subset on both); the evaluation
-    noise of the two sides adds as for independent models, which is conservative for models
-    scored on the same items. Returns None when either side has no evaluation.
+    paired (a seed is the same calibration sample and data subset on both). The evaluation
+    noise is paired too when `noise` (`analysis.paired.PairedNoise`) can read every row's
+    items: both sides, and their teachers, resampled on the same items (`paired` True in
+    the result). Otherwise the two sides' noises add as for independent models, which is
+    conservative for models scored on the same items. Returns None when either side has no
+    evaluation.
     """
     a = a.dropna(subset=["AVG_pct"])
     if a.empty or (b is not None and b.dropna(subset=["AVG_pct"]).empty):
@@ -223,10 +231,17 @@ def compare(a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0,
         d = float(sa.v.mean() - scale * sb.v.mean() - threshold)
         se_seeds = (math.sqrt(sa.v.var(ddof=1) / na + scale ** 2 * sb.v.var(ddof=1) / nb)
                     if n > 1 else math.nan)
+    paired = None
+    if noise is not None:  # the rows the point estimate uses: b's on the shared seeds
+        shared = b if b is None or not len(diffs) else b[b.seed.isin(diffs.index)]
+        paired = noise.se(a if b is None or not len(diffs) else a[a.seed.isin(diffs.index)],
+                          shared, scale)
+    if paired is not None:
+        se_eval = paired
     half = stats.combine(se_seeds, n - 1, se_eval)
     return {"d": d, "lo": d - half, "hi": d + half, "seeds": n, "a": float(sa.v.mean()),
             "b": vb, "p": stats.p_value(d, se_seeds, n - 1, se_eval),
-            "se_seeds": se_seeds, "se_eval": se_eval}
+            "se_seeds": se_seeds, "se_eval": se_eval, "paired": paired is not None}
 
 
 def matched(e: pd.DataFrame, method: str, at: pd.DataFrame) -> tuple[pd.DataFrame, str]:

@@ -12,6 +12,7 @@ re-exported here because the notebooks call them as `findings.<name>`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,9 +45,13 @@ MIN_SEEDS = 2  # a claim on fewer paired seeds has no estimate of training varia
 RULE = (
     "A claim compares two conditions' AVG-% (or one condition with a threshold) at the same "
     "achieved compression ratio. " + stats.RULE + " Differences are paired by seed (a seed "
-    "is the same calibration sample, data subset and training order on both sides); the "
-    "evaluation noise of the two sides adds as for independent models, which is "
-    "conservative for models scored on the same items. A claim measured on fewer than "
+    "is the same calibration sample, data subset and training order on both sides), and "
+    "their evaluation noise is paired by item: a bootstrap draw of the benchmark items is "
+    "applied to every model of the claim and to their teachers, and se_eval is the spread "
+    "of d over 1,000 such draws. Where a claim's items cannot be read (a ratio interpolated "
+    "between two measured ones), the two sides' evaluation noises add as for independent "
+    "models, which is conservative for models scored on the same items. A claim measured "
+    "on fewer than "
     f"{MIN_SEEDS} seeds is *untested*. The p-values of all the claims of a finding (every "
     "architecture and setting) are adjusted together by Holm's method; a claim is "
     f"*supported* when its adjusted p < {ALPHA} and d > 0 (the paper's side), "
@@ -91,7 +96,8 @@ def _claim(rows: list, finding: int, arch: str, text: str, setting: str,
     rows.append({"finding": finding, "arch": arch, "claim": text, "setting": setting,
                  "a": result["a"], "b": result["b"], "d": direction * result["d"],
                  "ci_low": lo, "ci_high": hi, "seeds": result["seeds"], "p": result["p"],
-                 "se_seeds": result["se_seeds"], "se_eval": result["se_eval"]})
+                 "se_seeds": result["se_seeds"], "se_eval": result["se_eval"],
+                 "paired": result.get("paired", False)})
 
 
 def _fractions(ev: pd.DataFrame) -> list[float | None]:
@@ -99,23 +105,26 @@ def _fractions(ev: pd.DataFrame) -> list[float | None]:
     return fr if fr else [None]
 
 
-def claims(ev: pd.DataFrame) -> pd.DataFrame:
+def claims(ev: pd.DataFrame, noise=None) -> pd.DataFrame:
     """Every claim of the five findings that the evaluations allow, per architecture, with
     its Holm-adjusted p-value (`p_holm`, over the finding's claims) and outcome (`RULE`).
 
     `d` is oriented so that d > 0 is the paper's side; `a` and `b` are the two AVG-% (or
-    the AVG-% and the threshold) being compared.
+    the AVG-% and the threshold) being compared. With `noise` (`analysis.paired.PairedNoise`)
+    the evaluation noise of each claim is paired where its rows' items can be read
+    (`paired`), as for independent models elsewhere.
     """
     rows: list[dict[str, Any]] = []
+    cmp = functools.partial(compare, noise=noise)
     ev = ev[ev.method != "none"].dropna(subset=["AVG_pct"])
     for arch, e in ev.groupby("arch", sort=True):
-        _finding1(rows, arch, e)
-        _finding2(rows, arch, e)
-        _finding3(rows, arch, e)
-        _finding4(rows, arch, e)
-        _finding5(rows, arch, e)
+        _finding1(rows, arch, e, cmp)
+        _finding2(rows, arch, e, cmp)
+        _finding3(rows, arch, e, cmp)
+        _finding4(rows, arch, e, cmp)
+        _finding5(rows, arch, e, cmp)
     cols = ["finding", "arch", "claim", "setting", "a", "b", "d", "ci_low", "ci_high", "seeds",
-            "p", "p_holm", "outcome", "se_seeds", "se_eval"]
+            "p", "p_holm", "outcome", "se_seeds", "se_eval", "paired"]
     out = pd.DataFrame(rows, columns=[c for c in cols if c not in ("p_holm", "outcome")])
     out["p_holm"] = np.nan
     tested = out.seeds >= MIN_SEEDS
@@ -143,7 +152,7 @@ def noise_budget(claim_table: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
-def _finding1(rows, arch, e):
+def _finding1(rows, arch, e, compare):
     # Prune only, ratios below 45% (where the paper's Table 6 shows it on both models),
     # width at layer's achieved ratio.
     p = e[e.recipe == "none"]
@@ -156,7 +165,7 @@ def _finding1(rows, arch, e):
                compare(width, layer) if len(width) else None)
 
 
-def _finding2(rows, arch, e):
+def _finding2(rows, arch, e, compare):
     # After recovery: the paper's Fig. 2 recipe (FT projector + LLM = "sft"), else sft+l2;
     # width at layer's achieved ratio.
     rec = e[e.recipe != "none"]
@@ -185,7 +194,7 @@ def _finding2(rows, arch, e):
             break
 
 
-def _finding3(rows, arch, e):
+def _finding3(rows, arch, e, compare):
     mm = e[(e.recipe == "sft-mm") & (e.ratio <= 0.2)]
     for (method, r), g in mm.groupby(["method", "ratio"]):
         for f in _fractions(g)[-1:]:
@@ -207,7 +216,7 @@ _F4 = (
 )
 
 
-def _finding4(rows, arch, e):
+def _finding4(rows, arch, e, compare):
     rec = e[e.recipe != "none"]
     for (method, r), g in rec.groupby(["method", "ratio"]):
         for f in _fractions(g):
@@ -217,7 +226,7 @@ def _finding4(rows, arch, e):
                 _claim(rows, 4, arch, text, _fmt_setting(method=method, ratio=r, data=f), res)
 
 
-def _finding5(rows, arch, e):
+def _finding5(rows, arch, e, compare):
     # The paper's 5% vs 100%: the smallest fraction <= 10% (5% when measured) against the
     # largest, which must be at least half of the data to stand in for "full data".
     rec = e[(e.recipe != "none") & e.data_fraction.notna()]

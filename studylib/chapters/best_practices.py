@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.analysis import advise, evidence, findings
+from studylib.analysis.paired import PairedNoise
 from studylib.analysis.paper import (
     FINDINGS,
     PAPER_MODEL,
@@ -20,6 +21,7 @@ from studylib.analysis.paper import (
 )
 from studylib.chapters import show
 from studylib.chapters.plotting import color
+from studylib.study import grid
 
 CLIP = 150.0  # retention is drawn up to this; beyond it the teacher's score is near zero
 VERDICT_COLORS = {"replicated": "#2ca02c", "not replicated": "#d62728",
@@ -207,6 +209,29 @@ def read_chapters(rows: pd.DataFrame, studies, archs=()) -> tuple[pd.DataFrame, 
           f"{ev.study.nunique()} of {len(studies)} chapters; architectures: "
           f"{', '.join(archs) or 'none'}")
     return ev, archs
+
+
+def paired_noise(P) -> PairedNoise:
+    """The paired evaluation noise over the grid cells beside the chapter's results table."""
+    return PairedNoise(grid.cell_cache(P).root)
+
+
+def noise_budgets(unpaired: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
+    """Per finding: the claims' median se of d from the seeds, and from the evaluation
+    before and after pairing it by item, with the 95% half-width each gives (AVG-% points)."""
+    before, after = findings.noise_budget(unpaired), findings.noise_budget(paired)
+    if after.empty:
+        return after
+    counts = paired[paired.seeds >= findings.MIN_SEEDS].groupby("finding").paired.sum()
+    return pd.DataFrame({
+        "finding": after.finding, "claims": after.claims,
+        "paired claims": after.finding.map(counts).fillna(0).astype(int),
+        "se from seeds": after["se from seeds"],
+        "se from evaluation, unpaired": before["se from evaluation"],
+        "se from evaluation, paired": after["se from evaluation"],
+        "95% half-width, unpaired": before["95% half-width"],
+        "95% half-width, paired": after["95% half-width"],
+        "median |d|": after["median |d|"]})
 
 
 def compute(P, ev: pd.DataFrame, verdicts: pd.DataFrame) -> list[dict]:

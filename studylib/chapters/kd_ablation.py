@@ -224,7 +224,8 @@ def compute(P: KDAblationParams, teacher, processor) -> list[dict[str, Any]]:
         if s.kind == "timing":  # the teacher-online check: timings only
             tags.update(recipe="sft+l2 (online)", data_fraction=s.fraction)
         else:
-            rows += [{**r, **tags} for r in eval_rows(s.report, model=P.model, seed=s.seed)]
+            rows += [{**r, **tags, "cell": s.cell}
+                     for r in eval_rows(s.report, model=P.model, seed=s.seed)]
         if s.recovery:
             rows += _recovery_rows(s.recovery, {"model": P.model, "seed": s.seed, **tags})
     return [{"tau": P.tau, "eval_seed": P.seed, "max_steps": P.max_steps, **r} for r in rows]

@@ -57,6 +57,7 @@ def compute(P: PruningParams) -> list[dict[str, Any]]:
                         n_params=pr.params_after["total"], n_params_llm=pr.params_after["llm"],
                         prune_s=pr.wall_time_s)
         info["eval_s"] = round(s.report.wall_time, 2)
+        info["cell"] = s.cell
         rows += [{**r, **info} for r in eval_rows(s.report, model=P.model, seed=s.seed)]
         if s.pruning and s.pruning.importance == "bi":  # the scores behind the layers chosen
             rows += [{"model": P.model, "seed": s.seed, "benchmark": "block_influence",

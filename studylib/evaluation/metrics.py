@@ -24,11 +24,13 @@ PAPER_SCALE = {"MMMU": 1.0, "GQA": 1.0, "SQA": 1.0, "MME-C": 8.0, "MME-P": 20.0,
 
 
 def average(scores: Mapping[str, float]) -> float:
-    """The paper's AVG: mean(MMMU, GQA, SQA, MME-C / 8, MME-P / 20, POPE)."""
+    """The paper's AVG: mean(MMMU, GQA, SQA, MME-C / 8, MME-P / 20, POPE), elementwise when
+    the scores are arrays."""
     missing = [k for k in PAPER_KEYS if k not in scores]
     if missing:
         raise KeyError(f"AVG needs all of {', '.join(PAPER_KEYS)}; missing {', '.join(missing)}")
-    return float(np.mean([scores[k] / PAPER_SCALE[k] for k in PAPER_KEYS]))
+    avg = np.mean([np.asarray(scores[k]) / PAPER_SCALE[k] for k in PAPER_KEYS], axis=0)
+    return float(avg) if np.ndim(avg) == 0 else avg  # arrays: per draw (`analysis.paired`)
 
 
 def pct_of_teacher(value, teacher):
@@ -132,19 +134,32 @@ def _group_counts(benchmark: str, items: Sequence[dict]) -> dict[str, np.ndarray
 
 
 def _from_counts(benchmark: str, metric: str, c: dict[str, np.ndarray],
-                 sample: np.ndarray) -> float:
-    """A metric from group counts; `sample` indexes groups (with repeats when resampled)."""
+                 sample: np.ndarray) -> float | np.ndarray:
+    """A metric from group counts; `sample` indexes groups (with repeats when resampled).
+
+    A 2-D `sample` is many draws at once (one per row), giving one value per draw.
+    """
+    def total(key: str, within=None):
+        values = c[key][sample]
+        return (values if within is None else values * within).sum(-1)
+
+    def out(value):
+        return float(value) if np.ndim(value) == 0 else value
+
     if metric == "accuracy" or benchmark in ("GQA", "SQA", "MMMU"):
-        return 100.0 * c["correct"][sample].sum() / c["items"][sample].sum()
+        return out(100.0 * total("correct") / total("items"))
     if benchmark == "POPE":
-        tp, pred, gold = (c[k][sample].sum() for k in ("tp", "pred_yes", "gold_yes"))
-        return 100.0 * (2 * tp / (pred + gold) if tp else 0.0)  # = 2PR / (P + R)
-    total = 0.0  # MME: acc + acc+ per subtask
+        tp, pred, gold = total("tp"), total("pred_yes"), total("gold_yes")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(tp > 0, 2 * tp / (pred + gold), 0.0)  # = 2PR / (P + R)
+        return out(100.0 * f1)
+    value = 0.0  # MME: acc + acc+ per subtask
     strata = c["stratum"][sample]
-    for task in dict.fromkeys(strata):
-        s = sample[strata == task]
-        total += 100.0 * (c["correct"][s].sum() / c["items"][s].sum() + c["all_correct"][s].mean())
-    return total
+    for task in dict.fromkeys(c["stratum"][sample.ravel()]):
+        inside = strata == task
+        value = value + 100.0 * (total("correct", inside) / total("items", inside)
+                                 + total("all_correct", inside) / inside.sum(-1))
+    return out(value)
 
 
 def score_with_ci(benchmark: str, items: Sequence[dict], metric: str = "score",

@@ -99,6 +99,7 @@ class Student:
     recovery: recover.RecoveryReport | None = None
     report: evaluate.EvalReport | None = None  # None when the loop does not evaluate
     cached_counts: dict[str, int] | None = None  # parameter counts of a student read from a cell
+    cell: str | None = None  # its cell's key: rows name it, so the analysis can read its items
 
     @property
     def counts(self) -> dict[str, int]:
@@ -147,10 +148,12 @@ def students(teacher, processor, grid: Grid, *, evaluated: bool = True,
             found = cache.get(key)
             if found is not None:
                 cache.hits += 1
-                return _from_cell(found)
-            student = make()
-            cache.put(key, _to_cell(student))
-            cache.computed += 1
+                student = _from_cell(found)
+            else:
+                student = make()
+                cache.put(key, _to_cell(student))
+                cache.computed += 1
+            student.cell = key
             return student
 
     def avg(report) -> str:
@@ -309,6 +312,7 @@ def run_grid(teacher, processor, grid: Grid, *, model: str, eval_limit: int | No
                       batch_size=batch_size, log=log, cache=cache):
         base = {"method": s.method, "ratio": s.ratio, "recipe": "none", "data_fraction": None,
                 "eval_seed": eval_seed, "ratio_achieved": round(s.ratio_achieved, 4),
+                "cell": s.cell,
                 "train": None, **parts(s.counts), "eval_wall_s": round(s.report.wall_time, 2)}
         if s.kind in ("teacher", "control"):
             teacher_head = s.report.headline() if s.kind == "teacher" else teacher_head

@@ -13,8 +13,11 @@ every model of the claim, the teachers included:
 - POPE's F1 and MME's acc + acc+ are recomputed on the draw (`metrics._from_counts`);
 - each model's AVG-% is formed from the six scores as the point estimate is
   (`metrics.average` over the teacher's `metrics.average` on the same draw);
-- the claim's d = mean over seeds of a's AVG-% - scale x the mean of b's is taken per
-  draw, and se_eval is its standard deviation over the draws.
+- the per-seed differences of AVG-% are taken on every draw, and se_eval is the root of
+  the part of their variance that the seeds share (`shared_variance`): the part the seed
+  spread of the differences cannot see, so the rule adds it without counting twice what
+  the seed spread already holds (the issue-27 simulation, `analysis.simulate`, found the
+  whole variance over-covering).
 
 The items come from the grid cells (`studylib.study.cells`): each evaluation row names its
 cell (`cell`) and its teacher's (`teacher_cell`). A claim whose rows do not all name one
@@ -27,6 +30,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,25 +77,45 @@ def draws(template: ItemCounts, n_boot: int = N_BOOT, seed: int = 0) -> dict[str
     return out
 
 
-def _side_pct(pairs: Sequence[tuple[ItemCounts, ItemCounts]], d: dict[str, np.ndarray]
-              ) -> np.ndarray:
-    """Mean over seeds of 100 x AVG(model) / AVG(teacher), per draw."""
-    return np.mean([metrics.pct_of_teacher(m.avg(d), t.avg(d)) for m, t in pairs], axis=0)
+def _pct(pairs: Sequence[tuple[ItemCounts, ItemCounts]], d: dict[str, np.ndarray]
+         ) -> np.ndarray:
+    """100 x AVG(model) / AVG(teacher) per draw (rows) and seed (columns)."""
+    return np.stack([metrics.pct_of_teacher(m.avg(d), t.avg(d)) for m, t in pairs], axis=1)
 
 
 def paired_difference(a: Sequence[tuple[ItemCounts, ItemCounts]],
                       b: Sequence[tuple[ItemCounts, ItemCounts]] | None = None,
                       scale: float = 1.0, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
-    """d = mean AVG-% of a - scale x mean AVG-% of b on the point estimate (entry 0) and on
-    `n_boot` draws shared by every model; a and b are (model, teacher) item counts, one per
-    seed. All must share the items (ValueError otherwise)."""
+    """Per seed, AVG-% of a - scale x AVG-% of b, on the point estimate (row 0) and on
+    `n_boot` draws shared by every model (rows 1..); a and b are (model, teacher) item
+    counts, one per seed, b's in a's seed order. All must share the items (ValueError
+    otherwise)."""
     everyone = [c for pair in [*a, *(b or [])] for c in pair]
     for c in everyone[1:]:
         if c.ids != everyone[0].ids:
             raise ValueError("the models of a claim were not scored on the same items")
+    if b and len(b) != len(a):
+        raise ValueError(f"{len(a)} seeds on one side, {len(b)} on the other")
     d = draws(everyone[0], n_boot, seed)
-    diff = _side_pct(a, d)
-    return diff - scale * _side_pct(b, d) if b else diff
+    diff = _pct(a, d)
+    return diff - scale * _pct(b, d) if b else diff
+
+
+def shared_variance(per_seed: np.ndarray) -> float:
+    """The evaluation variance of a claim's d that its seeds share (`per_seed`: draws x
+    seeds, the draws' rows only).
+
+    A per-seed difference's item noise is a part every seed shares (the items favour one
+    side whichever seed trained it) plus a part of its own (each model's luck on each
+    item). The seed spread of the differences already holds the second part, so the rule
+    adds only the first: the covariance of two seeds' differences across the draws,
+    averaged over the pairs of seeds (with one seed, its whole variance).
+    """
+    k = per_seed.shape[1]
+    cov = np.atleast_2d(np.cov(per_seed, rowvar=False))
+    if k == 1:
+        return float(cov[0, 0])
+    return float((cov.sum() - np.trace(cov)) / (k * (k - 1)))
 
 
 class PairedNoise:
@@ -124,11 +148,16 @@ class PairedNoise:
 
     def se(self, a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0
            ) -> float | None:
-        """se_eval of mean AVG-% of `a` - scale x that of `b` (or of `a` alone), or None
-        when some row names no cell."""
+        """se_eval of mean AVG-% of `a` - scale x that of `b` (or of `a` alone): the root
+        of the evaluation variance its seeds share (`shared_variance`). None when some row
+        names no cell, or the two sides are not one row per shared seed."""
+        a = a.sort_values("seed")
+        b = b.sort_values("seed") if b is not None else None
+        if b is not None and list(a.seed) != list(b.seed):
+            return None
         pa = self._pairs(a)
         pb = self._pairs(b) if b is not None else []
         if not pa or pb is None or (b is not None and not pb):
             return None
-        d = paired_difference(pa, pb or None, scale, self.n_boot, self.seed)
-        return float(np.std(d[1:], ddof=1))
+        per_seed = paired_difference(pa, pb or None, scale, self.n_boot, self.seed)
+        return math.sqrt(max(0.0, shared_variance(per_seed[1:])))

@@ -121,7 +121,8 @@ def test_one_seed_is_not_enough_and_one_architecture_is_not_enough():
 
 def test_dropping_the_seed_term_breaks_the_one_seed_only_test(monkeypatch):
     exact = stats.standard_error
-    monkeypatch.setattr(stats, "standard_error", lambda se_s, dof, se_e=0.0: exact(0.0, dof, se_e))
+    monkeypatch.setattr(stats, "standard_error",
+                        lambda se_s, dof, se_e=0.0, bound=True: exact(0.0, dof, se_e, bound))
     label, _ = finding4(kd_table({"toy-llava": [10.0, -1.0, 0.0], "toy-bunny": [10.0, -1.0, 0.0]}))
     assert label == "replicated"  # what the mutated rule says: the test above would fail
 

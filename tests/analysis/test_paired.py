@@ -71,7 +71,8 @@ def test_the_point_estimate_is_the_headline_avg_pct(models):
     ref = {b: metrics.headline(b, t[t.benchmark == b].to_dict("records")) for b in
            metrics.PAPER_KEYS}
     d = paired.paired_difference([(models["a"], models["teacher"])], n_boot=5)
-    assert d[0] == pytest.approx(metrics.average_pct(head, ref), rel=1e-9)
+    assert d.shape == (6, 1)
+    assert d[0, 0] == pytest.approx(metrics.average_pct(head, ref), rel=1e-9)
 
 
 def test_identical_prediction_sets_have_no_evaluation_noise(models):
@@ -88,6 +89,8 @@ def test_independent_predictors_pair_to_the_unpaired_noise(models):
     se_a = np.std(paired.paired_difference([(a, o)], n_boot=2000, seed=2)[1:], ddof=1)
     se_b = np.std(paired.paired_difference([(b, o)], n_boot=2000, seed=3)[1:], ddof=1)
     assert np.std(d[1:], ddof=1) / np.hypot(se_a, se_b) == pytest.approx(1.0, abs=0.12)
+    # one seed: the shared variance is the whole variance
+    assert paired.shared_variance(d[1:]) == pytest.approx(np.var(d[1:], ddof=1))
 
 
 def test_a_near_copy_has_a_small_paired_noise(models):
@@ -95,6 +98,15 @@ def test_a_near_copy_has_a_small_paired_noise(models):
     paired_se = np.std(paired.paired_difference([(a, o)], [(a2, o)], n_boot=1000)[1:], ddof=1)
     alone = np.std(paired.paired_difference([(a, o)], n_boot=1000)[1:], ddof=1)
     assert paired_se < 0.5 * np.sqrt(2) * alone
+
+
+def test_shared_variance_is_the_part_every_seed_shares():
+    """Per-seed differences = a shared item effect S + each seed's own R: the rule adds
+    var(S) only, since the seed spread already holds var(R) / k."""
+    rng = np.random.default_rng(0)
+    shared, own = rng.normal(0, 2.0, (20000, 1)), rng.normal(0, 3.0, (20000, 3))
+    assert paired.shared_variance(shared + own) == pytest.approx(4.0, rel=0.05)
+    assert paired.shared_variance(own) == pytest.approx(0.0, abs=0.15)
 
 
 def test_models_scored_on_other_items_are_refused(models):
@@ -126,3 +138,5 @@ def test_compare_pairs_the_noise_when_every_row_names_its_cell(tmp_path):
     assert not evidence.compare(missing, rows, noise=noise)["paired"]
     alone = evidence.compare(rows, threshold=95.0, noise=noise)
     assert alone["paired"] and 0 < alone["se_eval"] < 10
+    other_seeds = rows.assign(seed=[2, 3])  # no seed in common: nothing to pair
+    assert not evidence.compare(rows, other_seeds, noise=noise)["paired"]

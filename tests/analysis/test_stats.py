@@ -30,15 +30,20 @@ def test_seed_part_is_the_t_interval_and_shrinks_with_more_seeds():
     assert widths == sorted(widths, reverse=True) and widths[-1] < widths[0] / 10
 
 
-def test_the_two_noise_sources_add_in_quadrature_with_welch_df():
+def test_the_two_noise_sources_add_in_quadrature_with_bounded_welch_df():
     se_s, se_e = 2.0 / math.sqrt(4), 1.5
     se, df = stats.standard_error(se_s, 3, se_e)
     assert se == pytest.approx(math.hypot(se_s, se_e))
-    assert df == pytest.approx(se ** 4 / (se_s ** 4 / 3)) and df > 3  # more df than seeds alone
+    u = se_s ** 2 * 3 / 0.21579528  # chi2(0.025, 3): the seed variance's upper bound
+    assert df == pytest.approx((u + se_e ** 2) ** 2 / (u ** 2 / 3), rel=1e-6)
+    plain = stats.standard_error(se_s, 3, se_e, bound=False)[1]
+    assert plain == pytest.approx(se ** 4 / (se_s ** 4 / 3))
+    assert 3 < df < plain  # more df than seeds alone, fewer than plain Welch-Satterthwaite
+    assert stats.standard_error(se_s, 3, 0.0)[1] == pytest.approx(3)  # no eval: t(n - 1)
     assert stats.halfwidth(2.0, 4, se_eval=1.5) == pytest.approx(stats.t975(df) * se)
-    # between the seed-only t interval and the (too wide) sum of the two half-widths
-    seeds, noise = stats.halfwidth(2.0, 4), stats.halfwidth(math.nan, 1, se_eval=1.5)
-    assert math.hypot(1.96 * se_s, noise) < stats.halfwidth(2.0, 4, 1.5) < math.hypot(seeds, noise)
+    # between plain Welch-Satterthwaite's interval and t(n - 1) on the whole se
+    plain_half = stats.combine(se_s, 3, se_e, bound=False)
+    assert plain_half < stats.halfwidth(2.0, 4, 1.5) < stats.t975(3) * se
 
 
 def test_p_value_matches_scipy_and_holm_steps_down():

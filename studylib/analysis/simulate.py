@@ -1,0 +1,160 @@
+"""The verdict rule's error rates, measured on simulated claims whose truth is known.
+
+A claim of the study compares two conditions' AVG-% over a few paired seeds, every model
+scored on the same items, and a finding's claims are corrected together by Holm's method
+(`findings.RULE`). Does the rule keep its promises on data like ours? `error_rates`
+simulates families of such claims and reports:
+
+- the 95% CI's coverage of the true difference, for null claims and for claims whose true
+  difference is `delta` AVG-% points;
+- the family-wise error under the null: the share of all-null families in which Holm
+  declares any claim;
+- the power to detect `delta`: the share of non-null claims supported, in families where
+  half the claims are null.
+
+The generative model (`Setup`) is an item-response one, with its parameters estimated from
+the book's cells (README, "The evidence"): item i has a difficulty b_i ~ N(0, item_sd^2),
+shared by every model, which makes models' item outcomes correlated as they are in the
+cells; a model answers it right with probability sigmoid(theta - b_i); a seed shifts a
+model's theta by N(0, seed_sd^2), correlated `seed_corr` between the two sides of a claim
+(same calibration sample and data); and a condition (a method, ratio and recipe) has item
+effects of its own, N(0, interaction_sd^2) per item, shared by all its seeds (what
+pruning one way breaks, it breaks whatever the seed). Each family draws its items once,
+as the book does.
+
+The rule is applied as the study applies it: se_seeds from the per-seed differences,
+se_eval paired by item and counted once (`paired.shared_variance`, here from the
+delta-method covariance of the per-seed item-wise differences of AVG-%, which is what the
+paired bootstrap of `analysis.paired` estimates), Welch-Satterthwaite degrees of freedom
+and a t interval (`stats`), then Holm. `rule="whole"` adds the whole paired variance
+instead and `bound=False` takes plain Welch-Satterthwaite df: the forms the simulation
+showed over-covering, and letting the family-wise error reach 14-23%.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from studylib.analysis import stats
+
+ALPHA = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """One simulated study: items, seeds and the model's variance components."""
+
+    items: int = 1207  # items per model (six benchmarks at 200, as the default book)
+    seeds: int = 3
+    item_sd: float = 2.3  # logit sd of item difficulty
+    seed_sd: float = 0.13  # logit sd of a seed's effect on one model
+    seed_corr: float = 0.9  # correlation of the two sides' seed effects
+    interaction_sd: float = 0.3  # logit sd of a condition's own item effects (all its seeds)
+    student: float = -0.3  # logit ability of the compared students
+    teacher: float = 0.0  # the teacher's (AVG-% is against it)
+    claims: int = 10  # claims per family (one Holm correction)
+
+
+def _expected_correct(theta: float, sd: float, nodes: int = 96) -> float:
+    """E sigmoid(theta - u), u ~ N(0, sd^2) (Gauss-Hermite)."""
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    return float(np.sum(w / (1 + np.exp(-(theta - sd * x)))) / math.sqrt(2 * math.pi))
+
+
+def true_pct(theta: float, setup: Setup) -> float:
+    """A student's population AVG-% (over items and seeds) at ability `theta`."""
+    student = _expected_correct(theta, math.hypot(setup.item_sd, setup.seed_sd))
+    return 100 * student / _expected_correct(setup.teacher, setup.item_sd)
+
+
+def shift_for(points: float, setup: Setup) -> float:
+    """The logit shift of one side that makes the true difference `points` AVG-% points."""
+    base = true_pct(setup.student, setup)
+    if points == 0:
+        return 0.0
+    return optimize.brentq(lambda s: true_pct(setup.student + s, setup) - base - points, -5, 5)
+
+
+RULES = ("shared", "whole", "unpaired", "seeds only")
+
+
+def simulate_family(setup: Setup, shifts: np.ndarray, rng: np.random.Generator,
+                    rule: str = "shared", bound: bool = True) -> pd.DataFrame:
+    """One family of claims (side A shifted by `shifts[j]` logits over side B), judged by
+    the rule: se_eval is the shared part of the paired evaluation variance ("shared", the
+    study's), all of it ("whole"), the two models' own noises added ("unpaired", the rule
+    before issue 27) or none ("seeds only"); the df
+    bound the seed variance (`stats.standard_error`) unless `bound` is False."""
+    n, k, m = setup.items, setup.seeds, len(shifts)
+    b = rng.normal(0, setup.item_sd, n)
+    y_t = rng.random(n) < 1 / (1 + np.exp(-(setup.teacher - b)))
+    y_bar_t = y_t.mean()
+    cov = setup.seed_sd ** 2 * np.array([[1, setup.seed_corr], [setup.seed_corr, 1]])
+    z = rng.multivariate_normal([0, 0], cov, size=(m, k))  # (claims, seeds, side)
+    theta = setup.student + z + np.stack([shifts[:, None], np.zeros((m, 1))], -1)
+    own = rng.normal(0, setup.interaction_sd, (m, 1, 2, n))  # each condition's item effects
+    y = rng.random((m, k, 2, n)) < 1 / (1 + np.exp(-(theta[..., None] - b + own)))
+    y_bar = y.mean(-1)
+    pct = 100 * y_bar / y_bar_t  # (claims, seeds, side)
+    diffs = pct[..., 0] - pct[..., 1]
+    d = diffs.mean(1)
+    se_seeds = diffs.std(1, ddof=1) / math.sqrt(k)
+    # each item's influence on each model's AVG-% (the teacher is resampled with it)
+    influence = 100 * (y / y_bar_t - y_bar[..., None] * y_t / y_bar_t ** 2)
+    per_item = influence[:, :, 0] - influence[:, :, 1]  # (claims, seeds, items)
+    if rule == "seeds only":
+        se_eval = np.zeros(m)
+    elif rule == "unpaired":  # each model's own bootstrap se, the two sides added
+        own_se = influence.std(-1, ddof=1).mean(1) / math.sqrt(n)  # (claims, side)
+        se_eval = np.hypot(own_se[:, 0], own_se[:, 1])
+    elif rule == "whole":
+        se_eval = per_item.mean(1).std(-1, ddof=1) / math.sqrt(n)
+    else:  # the covariance of two seeds' item-mean differences, over pairs of seeds
+        centred = per_item - per_item.mean(-1, keepdims=True)
+        cov = np.einsum("csi,cti->cst", centred, centred) / (n - 1) / n
+        off = (cov.sum((1, 2)) - np.trace(cov, axis1=1, axis2=2)) / (k * (k - 1))
+        se_eval = np.sqrt(np.clip(off, 0, None))
+    rows = []
+    for j in range(m):
+        half = stats.combine(se_seeds[j], k - 1, se_eval[j], bound)
+        rows.append({"d": d[j], "lo": d[j] - half, "hi": d[j] + half,
+                     "p": stats.p_value(d[j], se_seeds[j], k - 1, se_eval[j], bound),
+                     "se_seeds": se_seeds[j], "se_eval": se_eval[j]})
+    out = pd.DataFrame(rows)
+    out["p_holm"] = stats.holm(list(out.p))
+    return out
+
+
+def error_rates(setup: Setup = Setup(), families: int = 1000, delta: float = 5.0,
+                seed: int = 0, rule: str = "shared", bound: bool = True) -> pd.DataFrame:
+    """Coverage (null and `delta`), family-wise error and power of the rule (module doc)."""
+    rng = np.random.default_rng(seed)
+    shift = shift_for(delta, setup)
+    null = pd.concat([simulate_family(setup, np.zeros(setup.claims), rng, rule, bound)
+                      .assign(family=f) for f in range(families)])
+    half = setup.claims // 2
+    mixed_shifts = np.r_[np.zeros(setup.claims - half), np.full(half, shift)]
+    mixed = pd.concat([simulate_family(setup, mixed_shifts, rng, rule, bound)
+                       .assign(family=f, true=np.r_[np.zeros(setup.claims - half),
+                                                    np.full(half, delta)])
+                       for f in range(families)])
+    effect = mixed[mixed.true > 0]
+    null_fw = null.groupby("family").p_holm.min() < ALPHA
+
+    def covered(frame: pd.DataFrame, truth) -> float:
+        return float(((frame.lo <= truth) & (truth <= frame.hi)).mean())
+
+    rows = [("95% CI coverage, null claims", covered(null, 0.0), "93-97%"),
+            (f"95% CI coverage, true difference {delta:g} points", covered(effect, delta),
+             "93-97%"),
+            ("family-wise error under the null (Holm)", float(null_fw.mean()), "<= 5%"),
+            (f"power to detect {delta:g} points (Holm, {setup.claims}-claim families, half null)",
+             float(((effect.p_holm < ALPHA) & (effect.d > 0)).mean()), ""),
+            ("median se from seeds (points)", float(null.se_seeds.median()), ""),
+            ("median se from evaluation (points)", float(null.se_eval.median()), "")]
+    return pd.DataFrame(rows, columns=["quantity", "value", "target"])

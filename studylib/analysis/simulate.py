@@ -28,7 +28,7 @@ delta-method covariance of the per-seed item-wise differences of AVG-%, which is
 paired bootstrap of `analysis.paired` estimates), Welch-Satterthwaite degrees of freedom
 and a t interval (`stats`), then Holm. `rule="whole"` adds the whole paired variance
 instead and `bound=False` takes plain Welch-Satterthwaite df: the forms the simulation
-showed over-covering, and letting the family-wise error reach 14-23%.
+showed over-covering, and letting the family-wise error reach 15-26%.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ at its upper 97.5% confidence bound, se_seeds^2 (n - 1) / chi2(0.025, n - 1) (in
 without seed spread). Plain Welch-Satterthwaite (u = se_seeds^2) let a seed spread that is
 small by chance, as two degrees of freedom often give, buy many degrees of freedom: on
 simulated claims like the book's (`analysis.simulate`) its family-wise error reached
-14-23% against the promised 5%; with the bound it stayed at or below 4%, with 95-99% coverage. The p-value of a
+15-26% against the promised 5%; with the bound it stayed at 1.1-2.8%, with 96-99% coverage
+(`docs/rule-error-rates.json`). The p-value of a
 difference is the two-sided t test with the same se and df (`p_value`); the claims of one
 finding are corrected together by Holm's step-down method (`holm`). A missing se_eval (a row
 without a bootstrap CI) counts as zero evaluation noise. Quantiles come from scipy, exactly.

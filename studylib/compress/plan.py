@@ -47,6 +47,24 @@ def check_depth_share(method: str, depth_share: float | None) -> float | None:
     return share
 
 
+def parse_method(spec: str) -> tuple[str, float | None]:
+    """A grid's method: "layer", "width", "depth+width" (share DEPTH_SHARE) or
+    "depth+width@s" with its depth share s, so that a sweep over shares is a list of
+    methods (the spec names the condition in rows and cells). Returns (method, share)."""
+    method, at, share = str(spec).partition("@")
+    if method not in METHODS:
+        raise StudyError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
+    if not at:
+        return method, check_depth_share(method, None)
+    if method != "depth+width":
+        raise StudyError(f"{spec!r}: only depth+width takes a depth share (@s)")
+    try:
+        value = float(share)
+    except ValueError:
+        raise StudyError(f"{spec!r}: the depth share after @ must be a number") from None
+    return method, check_depth_share(method, value)
+
+
 def split_budget(ratio: float, depth_share: float, n_layers: int) -> tuple[int, float]:
     """(layers to remove, width ratio of what remains) for depth+width at `ratio`.
 

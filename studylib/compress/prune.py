@@ -81,6 +81,7 @@ from studylib.compress.plan import (  # noqa: F401  (METHODS, IMPORTANCES, ... r
     check_depth_share,
     check_importance,
     layers_to_drop,
+    parse_method,
     plan_width,
     pruned_layer_ids,
     split_budget,

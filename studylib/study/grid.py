@@ -175,21 +175,23 @@ def students(teacher, processor, grid: Grid, *, evaluated: bool = True,
         yield control
     for seed in grid.seeds:
         calib = instructions.calibration_sample(grid.calib_n, seed=seed)
-        for method, ratio in grid.pruned:
+        for method, ratio in grid.pruned:  # method: a spec, "depth+width@0.25" too
+            base, share = prune.parse_method(method)
             for importance in grid.importances:
-                if importance != "default" and importance not in prune.IMPORTANCES[method]:
+                if importance != "default" and importance not in prune.IMPORTANCES[base]:
                     continue  # e.g. magnitude scores apply to width only
                 made: dict[str, Any] = {}
 
-                def pruned_model(method=method, ratio=ratio, importance=importance, seed=seed,
-                                 calib=calib, made=made):
+                def pruned_model(base=base, share=share, ratio=ratio, importance=importance,
+                                 seed=seed, calib=calib, made=made):
                     """Prune a copy of the teacher on first need (every cell may be cached)."""
                     if "model" not in made:
                         made["model"] = copy.deepcopy(teacher)
                         with quiet():  # calibration progress bars
                             made["report"] = prune.prune(
-                                made["model"], method, ratio, calib, processor, seed=seed,
-                                importance=None if importance == "default" else importance)
+                                made["model"], base, ratio, calib, processor, seed=seed,
+                                importance=None if importance == "default" else importance,
+                                depth_share=share)
                     return made["model"], made["report"]
 
                 where = dict(method=method, ratio=float(ratio), importance=importance)

@@ -173,7 +173,11 @@ class _Pruned(StudyParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_known("methods", self.methods, prune.METHODS, "method", empty_ok=False)
+        check(bool(self.methods), "methods must not be empty")
+        try:
+            tuple(map(prune.parse_method, self.methods))  # "depth+width@0.25" names a share
+        except StudyError as exc:
+            raise StudyError(f"methods: {exc}") from None
         check(bool(self.ratios), "ratios must not be empty")
         try:
             tuple(map(check_ratio, self.ratios))

@@ -11,6 +11,7 @@ from studylib.analysis import tables
 from studylib.chapters import data_efficiency, sft_recovery
 from studylib.chapters import recovery_figures as rp
 from studylib.compress import subsets
+from studylib.errors import StudyError
 from studylib.evaluation import evaluate, metrics
 from studylib.study import grid
 from studylib.testbed import toy
@@ -119,3 +120,21 @@ def test_figures_draw_from_the_rows(grid_rows, tmp_path):
     lines = sft_recovery.sft_takeaways(summary, items=4, chance=50.0)
     assert any(line.startswith("width 0.3") for line in lines)
     assert metrics.PAPER_KEYS  # the AVG the takeaways quote is the paper's
+
+
+def test_a_depth_share_is_part_of_the_method_a_grid_names(monkeypatch):
+    """"depth+width@0.25" prunes with a quarter of the budget by layers; the spec names the
+    condition in the rows, so a share sweep is a list of methods."""
+    monkeypatch.setattr(grid.evaluate, "evaluate", _fake_evaluate)
+    teacher, processor = toy.build("toy-llava", "micro", seed=0)
+    plan = grid.Grid((("depth+width@0.25", 0.5), ("depth+width", 0.5), ("depth+width@1", 0.5)),
+                     calib_n=2)
+    pruned = [s for s in grid.students(teacher, processor, plan, log=None) if s.kind == "pruned"]
+    assert [s.method for s in pruned] == ["depth+width@0.25", "depth+width", "depth+width@1"]
+    assert [s.pruning.depth_share for s in pruned] == [0.25, 0.5, 1.0]
+    assert [s.pruning.parts["layers_removed"] for s in pruned] == [0, 1, 2]  # of 4 layers
+    for bad, needle in (("width@0.5", "only depth+width takes a depth share"),
+                        ("depth+width@x", "must be a number"), ("depth+width@2", "[0, 1]")):
+        with pytest.raises(StudyError) as info:
+            grid.prune.parse_method(bad)
+        assert needle in str(info.value)

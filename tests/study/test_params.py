@@ -94,8 +94,12 @@ def test_list_knobs_accept_yaml_lists_and_scalars():
     assert p.ratios == (0.5,) and p.methods == ("width",)
     with pytest.raises(StudyError, match=r"ratios: ratio must be in \(0, 1\), got 1.5"):
         params_file.validate("01_pruning_comparison", {"ratios": [1.5]})
-    with pytest.raises(StudyError, match="unknown method 'depth'"):
+    with pytest.raises(StudyError, match="unknown pruning method 'depth'"):
         params_file.validate("01_pruning_comparison", {"methods": ["depth"]})
+    p = params_file.validate("01_pruning_comparison", {"methods": ["depth+width@0.25"]})
+    assert p.methods == ("depth+width@0.25",)
+    with pytest.raises(StudyError, match=r"methods: depth_share must be in \[0, 1\]"):
+        params_file.validate("01_pruning_comparison", {"methods": ["depth+width@3"]})
 
 
 def test_set_applies_to_studies_that_have_the_knob(tmp_path):

@@ -9,8 +9,9 @@ A plan is comma-separated stages `kind:steps[:key=value...]`. Kinds (STAGES belo
 (POPE + MME's lookup subtasks), mix (the committed instruct mix, binding 1, lookup 1), gqa,
 mc (SQA + MMMU families), binding (text-only "which option says X?"). Every stage has no
 descriptions (caption_rate 0) unless `caption=`. Keys: lr, bs (batch size), turns, caption,
-balanced (1: keep only records with as many "yes" as "no" answers, so every batch is
-yes/no-balanced whatever the shuffle), w.<kind> (a mix weight, e.g. w.gqa=1 adds GQA).
+balanced (1: every batch has as many "yes" as "no" answers, records unconstrained, batches
+fed in order; 2: every *record* balanced, which leaks each record's last yes/no answer, P04),
+w.<kind> (a mix weight, e.g. w.gqa=1 adds GQA).
 Each stage is one cosine schedule of `steps` optimizer steps (`teachers._fit`, float32,
 `teachers.TRAINING_DTYPE`); stage i draws its records with data seed `seed + 1000 * i`.
 The scores are `evaluate.evaluate(split="val", limit=80)`: headline (cloze) for SQA/MMMU, the
@@ -26,6 +27,7 @@ import json
 import random
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +35,9 @@ import torch
 
 from studylib import machine, models
 from studylib.evaluation import evaluate, metrics
-from studylib.testbed import instructions, shapes, teachers
+from studylib.testbed import instructions, questions, shapes, teachers
 from studylib.testbed.data import ConversationCollator
-from studylib.training import LossLog
+from studylib.training import LossLog, training_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 ZERO = teachers.ZERO_MIX
@@ -45,6 +47,9 @@ STAGES = {  # kind -> default stage settings (fact 3 of issue 26: batch 16, lr 5
     "gqa": dict(mix={**ZERO, "gqa": 1}),
     "mc": dict(mix={**ZERO, "sqa": 1, "mmmu": 1}),
     "binding": dict(mix=None),
+    "mme": dict(mix={**ZERO, "mme": 1}),  # all ten MME-P and four MME-C subtasks, yes/no
+    "yesno": dict(mix={**ZERO, "pope": 1, "lookup": 1, "mme": 2}),
+    "open": dict(mix=None),  # SQA + MMMU families asked open, as cloze scores them (below)
 }
 DEFAULTS = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0)
 
@@ -77,18 +82,78 @@ def _yes_no_balance(record) -> int:
                if q["value"].endswith(shapes.YES_NO))
 
 
+def open_mc_set(n: int, turns: int, seed: int) -> list[dict]:
+    """n records of SQA/MMMU family questions asked as the cloze formulation asks them: the
+    question without its options, answered by the right option's text (a reshaped family,
+    issue 26 item 2; not in instructions.py: a probe)."""
+    rng = random.Random(seed)
+    families = questions.SQA_FAMILIES + questions.MMMU_FAMILIES
+    records = []
+    for i in range(n):
+        scene = shapes.make_scene(shapes.TRAIN_SEED_BASE + seed * n + i)
+        conv, tries = [], 0
+        while len(conv) < 2 * turns:
+            qa, tries = rng.choice(families)(scene, rng), tries + 1
+            if qa is None:
+                continue
+            q, letter, extra = qa
+            q = q.split("\nOptions:")[0]
+            if tries < 50 and any(q in c["value"] for c in conv[0::2]):
+                continue  # no question twice in a record (its answer would be in the text)
+            conv.append({"from": "human", "value": ("" if conv else "<image>\n")
+                         + f"{q}\n{shapes.SHORT_ANSWER}"})
+            conv.append({"from": "gpt",
+                         "value": extra["options"][shapes.LETTERS.index(letter)]})
+        records.append({"id": f"open-{scene.seed}", "image": shapes.image_name(scene.seed),
+                        "conversations": conv})
+    return records
+
+
 def stage_records(stage: dict, seed: int) -> list[dict]:
     """steps * bs records for the stage (instructions.instruction_set / binding_set)."""
     n = stage["steps"] * stage["bs"]
     if stage["kind"] == "binding":
         return instructions.binding_set(n, seed=seed)
+    if stage["kind"] == "open":
+        return open_mc_set(n, stage["turns"], seed)
     records, chunk = [], seed
-    while len(records) < n:  # balanced: draw more scenes until n balanced records
+    while len(records) < n:  # balanced=2: draw more scenes until n balanced records
         batch = instructions.instruction_set(n, turns=stage["turns"], seed=chunk,
                                              caption_rate=stage["caption"], mix=stage["mix"])
-        records += [r for r in batch if not stage["balanced"] or _yes_no_balance(r) == 0]
+        records += [r for r in batch if stage["balanced"] != 2 or _yes_no_balance(r) == 0]
         chunk += 100_000
+    random.Random(seed).shuffle(records)  # balanced draws are scene-ordered
+    if stage["balanced"] == 1:
+        more = instructions.instruction_set(n // 2, turns=stage["turns"], seed=chunk,
+                                            caption_rate=stage["caption"], mix=stage["mix"])
+        return balanced_batches(records + more, stage["bs"], n, seed)
     return records[:n]
+
+
+def balanced_batches(records: list[dict], bs: int, n: int, seed: int) -> list[dict]:
+    """n records in batches of bs with as many "yes" as "no" answers each: units of one
+    record with balance 0 or two with opposite balances, packed into batches, batch order
+    shuffled (the Trainer then reads them in order)."""
+    by_d: dict[int, list[dict]] = {}
+    for r in records:
+        by_d.setdefault(_yes_no_balance(r), []).append(r)
+    units = [[r] for r in by_d.pop(0, [])]
+    for d in sorted(k for k in by_d if k > 0):
+        units += [[a, b] for a, b in zip(by_d[d], by_d.get(-d, []), strict=False)]
+    rng = random.Random(seed)
+    rng.shuffle(units)
+    pairs, singles = [u for u in units if len(u) == 2], [u for u in units if len(u) == 1]
+    k = round(bs * 2 * len(pairs) / (2 * len(pairs) + len(singles)) / 2)  # pairs per batch
+    batches = []
+    while len(batches) * bs < n:
+        take = max(min(k, len(pairs)), (bs - len(singles) + 1) // 2)
+        if take > len(pairs) or take > bs // 2:
+            raise ValueError("not enough records to balance; draw more")
+        batch = [r for _ in range(take) for r in pairs.pop()]
+        batch += [singles.pop()[0] for _ in range(bs - len(batch))]
+        rng.shuffle(batch)
+        batches.append(batch)
+    return [r for b in batches for r in b][:n]
 
 
 def composition(records: list[dict]) -> dict:
@@ -104,6 +169,21 @@ def composition(records: list[dict]) -> dict:
             counts["yes"] += a["value"] == "yes"
     counts["yes_share"] = round(counts["yes"] / max(1, counts["yes/no"]), 3)
     return counts
+
+
+def fit_in_order(model, records, collator, losses, *, seed, epochs, batch_size, lr,
+                 logging_steps, bf16, step_offset=0, callbacks=()):
+    """teachers._fit, but the Trainer reads the records in order (balanced batches)."""
+    from transformers import Trainer
+
+    losses.step_offset = step_offset
+    with tempfile.TemporaryDirectory() as tmp:
+        args = training_arguments(tmp, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                  logging_steps=logging_steps, bf16=bf16,
+                                  train_sampling_strategy="sequential")
+        trainer = Trainer(model=model, args=args, train_dataset=records, data_collator=collator,
+                          callbacks=[losses.callback, *callbacks])
+        return trainer.train()
 
 
 class ProbeCurves(teachers.Curves):
@@ -182,12 +262,12 @@ def main(argv=None):
     for i, stage in enumerate(stages):
         seed = a.seed + 1000 * i
         records = stage_records(stage, seed)
-        random.Random(seed).shuffle(records)  # balanced draws are scene-ordered
         t0 = time.perf_counter()
-        out = teachers._fit(model, records, collator, losses, seed=seed, epochs=1,
-                            batch_size=stage["bs"], lr=stage["lr"], bf16=False,
-                            logging_steps=10, step_offset=step,
-                            callbacks=[curves.callback(stage["kind"], step)])
+        fit = fit_in_order if stage["balanced"] == 1 else teachers._fit
+        out = fit(model, records, collator, losses, seed=seed, epochs=1,
+                  batch_size=stage["bs"], lr=stage["lr"], bf16=False,
+                  logging_steps=10, step_offset=step,
+                  callbacks=[curves.callback(stage["kind"], step)])
         step += out.global_step
         log.append({**stage, "data_seed": seed, "records": len(records),
                     "composition": composition(records), "steps_done": out.global_step,

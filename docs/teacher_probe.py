@@ -11,7 +11,8 @@ mc (SQA + MMMU families), binding (text-only "which option says X?"). Every stag
 descriptions (caption_rate 0) unless `caption=`. Keys: lr, bs (batch size), turns, caption,
 balanced (1: every batch has as many "yes" as "no" answers, records unconstrained, batches
 fed in order; 2: every *record* balanced, which leaks each record's last yes/no answer, P04),
-w.<kind> (a mix weight, e.g. w.gqa=1 adds GQA).
+w.<kind> (a mix weight, e.g. w.gqa=1 adds GQA), open (a share of the stage's records replaced
+by `open` records, e.g. mix:300:open=0.25).
 Each stage is one cosine schedule of `steps` optimizer steps (`teachers._fit`, float32,
 `teachers.TRAINING_DTYPE`); stage i draws its records with data seed `seed + 1000 * i`.
 The scores are `evaluate.evaluate(split="val", limit=80)`: headline (cloze) for SQA/MMMU, the
@@ -51,7 +52,7 @@ STAGES = {  # kind -> default stage settings (fact 3 of issue 26: batch 16, lr 5
     "yesno": dict(mix={**ZERO, "pope": 1, "lookup": 1, "mme": 2}),
     "open": dict(mix=None),  # SQA + MMMU families asked open, as cloze scores them (below)
 }
-DEFAULTS = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0)
+DEFAULTS = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0, open=0.0)
 
 
 def parse_plan(plan: str) -> list[dict]:
@@ -69,7 +70,7 @@ def parse_plan(plan: str) -> list[dict]:
             elif key in DEFAULTS:
                 stage[key] = type(DEFAULTS[key])(float(value))
             else:
-                sys.exit(f"unknown stage key {key!r}; use lr, bs, turns, caption, balanced, w.<kind>")
+                sys.exit(f"unknown stage key {key!r}; use lr, bs, turns, caption, balanced, open, w.<kind>")
         stages.append(stage)
     return stages
 
@@ -116,6 +117,12 @@ def stage_records(stage: dict, seed: int) -> list[dict]:
         return instructions.binding_set(n, seed=seed)
     if stage["kind"] == "open":
         return open_mc_set(n, stage["turns"], seed)
+    if stage["open"]:
+        n_open = round(n * stage["open"])
+        rest = stage_records({**stage, "open": 0.0, "steps": 1, "bs": n - n_open}, seed)
+        mixed = rest + open_mc_set(n_open, stage["turns"], seed + 500)
+        random.Random(seed).shuffle(mixed)
+        return mixed
     records, chunk = [], seed
     while len(records) < n:  # balanced=2: draw more scenes until n balanced records
         batch = instructions.instruction_set(n, turns=stage["turns"], seed=chunk,

@@ -241,10 +241,29 @@ def show(path: str) -> str:
             f"{r['wall_s']:.0f} s on 1 thread.\n\n" + "\n".join(lines))
 
 
+def control(path: str, limit: int) -> str:
+    """The image-shuffle control on a saved probe: headline scores with each item's own
+    image and with another item's (`evaluate(images="shuffled")`), val split."""
+    torch.set_num_threads(1)
+    model, processor = models.load(path)
+    rows = []
+    for images in evaluate.IMAGES:
+        report = evaluate.evaluate(model, processor, limit=limit, split="val", images=images,
+                                   progress=False)
+        head = report.headline()
+        rows.append(f"| {images} | " + " | ".join(f"{head[b]:.1f}" for b in shapes.BENCHMARKS)
+                    + f" | {report.summary()['AVG']:.1f} |")
+    return ("| images | " + " | ".join(shapes.BENCHMARKS) + " | AVG |\n|---|"
+            + "---|" * (len(shapes.BENCHMARKS) + 1) + "\n" + "\n".join(rows))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["show"]:
         print(show(argv[1]))
+        return
+    if argv[:1] == ["control"]:  # control DIR [LIMIT]: real vs shuffled images, val split
+        print(control(argv[1], int(argv[2]) if len(argv) > 2 else 80))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", required=True, help="toy-llava, toy-bunny, toy-internvl")

@@ -18,7 +18,9 @@ Each stage is one cosine schedule of `steps` optimizer steps (`teachers._fit`, f
 The scores are `evaluate.evaluate(split="val", limit=80)`: headline (cloze) for SQA/MMMU, the
 letters kept as "<benchmark> (letter)", plus the share of "yes" answers on POPE and MME-P.
 `--from DIR` starts from a saved probe (`--save DIR` saves the end of one, under runs/).
-`teacher_probe.py show docs/probes/<name>.json` prints a probe as the log's markdown table.
+`teacher_probe.py show docs/probes/<name>.json` prints a probe as the log's markdown table,
+`teacher_probe.py summary` one row per probe, `teacher_probe.py control DIR` the
+shuffled-image control of saved weights.
 """
 
 from __future__ import annotations
@@ -241,6 +243,25 @@ def show(path: str) -> str:
             f"{r['wall_s']:.0f} s on 1 thread.\n\n" + "\n".join(lines))
 
 
+def summary(paths) -> str:
+    """One row per probe: teacher, plan, seed, steps, wall seconds, last point's scores."""
+    lines = ["| probe | teacher | plan | seed | steps | wall s | GQA | SQA | POPE F1 | MME-P | "
+             "MME-C | MMMU | AVG |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    for r in sorted(runs, key=lambda r: int(r["name"].split("-")[0][1:])):
+        pt, start = r["curves"][-1], Path(r["from"])
+        plan = f"`{r['plan']}`" + (f" (from {start.name})" if start.parent.name == "probe26"
+                                   else "")
+        if r["name"].startswith("P04"):  # run before balanced=1 meant batch-level
+            plan += " as run = today's `balanced=2` (record-level)"
+        steps = sum(s["steps_done"] for s in r["stages"])
+        lines.append(f"| {r['name'].split('-')[0]} | {r['teacher']} | {plan} | {r['seed']} | "
+                     f"{steps} | {r['wall_s']:.0f} | {pt['GQA']:.1f} | {pt['SQA']:.1f} | "
+                     f"{pt['POPE']:.1f} | {pt['MME-P']:.0f} | {pt['MME-C']:.0f} | "
+                     f"{pt['MMMU']:.1f} | {pt['AVG']:.1f} |")
+    return "\n".join(lines)
+
+
 def control(path: str, limit: int) -> str:
     """The image-shuffle control on a saved probe: headline scores with each item's own
     image and with another item's (`evaluate(images="shuffled")`), val split."""
@@ -261,6 +282,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["show"]:
         print(show(argv[1]))
+        return
+    if argv[:1] == ["summary"]:  # every docs/probes/*.json: its last curve point
+        print(summary(sorted((ROOT / "docs" / "probes").glob("*.json"))))
         return
     if argv[:1] == ["control"]:  # control DIR [LIMIT]: real vs shuffled images, val split
         print(control(argv[1], int(argv[2]) if len(argv) > 2 else 80))

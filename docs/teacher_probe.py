@@ -306,7 +306,7 @@ def main(argv=None):
     model.model.vision_tower.requires_grad_(False)  # frozen, as in teacher training
     start = time.perf_counter()
     curves = ProbeCurves(a.every, a.limit, processor, start)
-    collator, losses = ConversationCollator(processor), LossLog()
+    collator, losses = ConversationCollator(processor, config=model.config), LossLog()
     curves.record(model, "start", 0)
     step, log = 0, []
     for i, stage in enumerate(stages):

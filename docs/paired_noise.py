@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from studylib.analysis import findings
-from studylib.analysis.evidence import CONDITION
+from studylib.analysis.evidence import dedupe_evaluations
 from studylib.analysis.paired import PairedNoise
 from studylib.evaluation import metrics
 from studylib.results import ResultsTable
@@ -78,8 +78,7 @@ def main() -> None:
     rows = ResultsTable(root / "results.jsonl").frame()
     ev = name_cells(findings.evaluations(rows, studies=STUDIES, dedupe=False),
                     cell_index(root / "cells"))
-    ev = (ev.sort_values(["limit", "timestamp"], na_position="first")  # as evaluations()
-          .drop_duplicates([*CONDITION, "seed"], keep="last").reset_index(drop=True))
+    ev = dedupe_evaluations(ev)  # after naming the teachers' cells, as evaluations() does
     named = int(ev.cell.notna().sum())
     before = findings.claims(ev)
     start = time.perf_counter()

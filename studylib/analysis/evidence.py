@@ -117,10 +117,13 @@ def evaluations(df: pd.DataFrame, studies: Sequence[str] | None = None,
     if ev.empty:
         return pd.DataFrame(columns=cols)
     ev = _attach_teacher(ev)
-    if dedupe:
-        ev = (ev.sort_values(["limit", "timestamp"], na_position="first")
-              .drop_duplicates([*CONDITION, "seed"], keep="last"))
-    return ev.reset_index(drop=True)[cols]
+    return (dedupe_evaluations(ev) if dedupe else ev.reset_index(drop=True))[cols]
+
+
+def dedupe_evaluations(ev: pd.DataFrame) -> pd.DataFrame:
+    """One evaluation per condition and seed: the larger benchmark subset, then the newest."""
+    return (ev.sort_values(["limit", "timestamp"], na_position="first")
+            .drop_duplicates([*CONDITION, "seed"], keep="last").reset_index(drop=True))
 
 
 def _attach_teacher(ev: pd.DataFrame) -> pd.DataFrame:
@@ -232,10 +235,10 @@ def compare(a: pd.DataFrame, b: pd.DataFrame | None = None, scale: float = 1.0,
         se_seeds = (math.sqrt(sa.v.var(ddof=1) / na + scale ** 2 * sb.v.var(ddof=1) / nb)
                     if n > 1 else math.nan)
     paired = None
-    if noise is not None:  # the rows the point estimate uses: b's on the shared seeds
-        shared = b if b is None or not len(diffs) else b[b.seed.isin(diffs.index)]
-        paired = noise.se(a if b is None or not len(diffs) else a[a.seed.isin(diffs.index)],
-                          shared, scale)
+    if noise is not None:  # on the rows the point estimate pairs: the shared seeds
+        on = (lambda rows: rows[rows.seed.isin(diffs.index)]) if b is not None and len(diffs) \
+            else (lambda rows: rows)
+        paired = noise.se(on(a), None if b is None else on(b), scale)
     if paired is not None:
         se_eval = paired
     half = stats.combine(se_seeds, n - 1, se_eval)

@@ -51,9 +51,7 @@ def cmd_prune(args) -> int:
         processor, image_loader=image_loader or shapes.load_image, max_length=args.max_length,
         image_aspect=args.image_aspect or data.default_image_aspect(config, pool is not None),
         config=config)
-    if not collate.fit(records)[0]:  # prune() counts the lengths for the report
-        raise StudyError(f"no calibration record has a turn that fits in {collate.max_length} "
-                         "tokens; raise --max-length")
+    collate.fit(records, use="calibration")  # refused before the weights; prune() reports it
     model, processor = models.load(args.model, dtype=args.dtype, device=device)
     report = prune.prune(model, args.method, args.ratio, records, processor, importance=importance,
                          seed=args.seed, layer_range=layer_range, collate=collate,

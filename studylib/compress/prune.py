@@ -204,10 +204,7 @@ def prune(model, method: str, ratio: float, calib_records=None, processor=None, 
         uniform=True, depth_share=depth_share)
     if calib_records is not None and processor is not None:
         collate = collate or ConversationCollator(processor, config=model.config)
-        calib_records, fit = collate.fit(calib_records)
-        if not calib_records:
-            raise StudyError(f"no calibration record has a turn that fits in {fit.max_length} "
-                             f"tokens (the longest is {fit.longest}); raise the max length")
+        calib_records, fit = collate.fit(calib_records, use="calibration")
         report.calibration = {**fit.to_dict(), "image_aspect": collate.image_aspect}
     calib = (calib_records, processor, seed, report, collate)
     if method == "layer":

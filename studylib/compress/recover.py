@@ -252,9 +252,6 @@ def recover(student, teacher, recipe: str | Path | RecoveryRecipe,
         s_proc, image_loader=image_loader or shapes.load_image, max_length=max_length,
         image_aspect=image_aspect or default_image_aspect(s_config, real_data), config=s_config)
     sub_records, fit = collator.fit(sub_records, progress=progress)
-    if not sub_records:
-        raise StudyError(f"no training record has a turn that fits in {fit.max_length} tokens "
-                         f"(the longest is {fit.longest}); raise the max length")
     image_source = None if image_loader is None else str(getattr(image_loader, "root",
                                                                  image_loader))
     s_model, s_proc, s_path = _load(student, dtype, device)

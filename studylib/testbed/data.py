@@ -214,9 +214,10 @@ class ConversationCollator:
                              f"{ends[0] if ends else len(ids)}); drop it with `fit`")
         return ids[: ends[kept - 1]], labels[: ends[kept - 1]]
 
-    def fit(self, records: Sequence[dict[str, Any]], progress: bool = False
-            ) -> tuple[list[dict[str, Any]], Fit]:
-        """The records that keep at least one turn at `max_length`, and what was cut."""
+    def fit(self, records: Sequence[dict[str, Any]], progress: bool = False,
+            use: str = "training") -> tuple[list[dict[str, Any]], Fit]:
+        """The records that keep at least one turn at `max_length`, and what was cut; none
+        left is one StudyError line naming the `use` ("training", "calibration")."""
         from tqdm.auto import tqdm
 
         kept, truncated, dropped, longest = [], 0, 0, 0
@@ -228,6 +229,9 @@ class ConversationCollator:
             dropped += not fitting
             if fitting:
                 kept.append(record)
+        if records and not kept:
+            raise StudyError(f"no {use} record has a turn that fits in {self.max_length} "
+                             f"tokens (the longest is {longest}); raise the max length")
         return kept, Fit(self.max_length, len(records), truncated, dropped, longest)
 
     def __call__(self, records: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:

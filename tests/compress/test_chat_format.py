@@ -158,8 +158,11 @@ def test_whole_turns_are_kept_and_a_long_record_is_counted(checkpoints, wide_ima
     assert kept == [record, RECORD]
     assert (fit.truncated, fit.dropped, fit.longest) == (1, 0, len(whole))
     tiny = data.ConversationCollator(processor, image_loader=lambda _: wide_image, max_length=20)
-    kept, fit = tiny.fit([record])
-    assert kept == [] and fit.dropped == 1
+    short = {"id": "short", "conversations": turn("is there a square?", "no")}  # text only
+    kept, fit = tiny.fit([record, short])
+    assert kept == [short] and (fit.truncated, fit.dropped) == (1, 1)
+    with pytest.raises(data.StudyError, match="no training record has a turn that fits in 20"):
+        tiny.fit([record])
     with pytest.raises(data.StudyError, match="no answer fits in 20 tokens"):
         tiny.encode(record)
 

@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup browser lock test test-fast reproduce-teachers book lab teachers lint clean lmms-env \
+.PHONY: setup browser lock test test-fast reproduce-teachers book pdf lab teachers lint clean lmms-env \
         lmms-check chain-check
 
 setup: $(STAMP)
@@ -20,16 +20,20 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PIP) check || { echo "make: requirements.lock is stale: run make lock" >&2; exit 1; }
 	touch $(STAMP)
 
-# `make test` opens the smoke book's pages in headless Chromium (Debian's package `chromium`):
-# installed here when apt-get can (as root, as CI runs); otherwise `make test` stops with the
-# one command to run. No test skips for want of it.
+# `make test` opens the smoke book's pages in headless Chromium (Debian's package `chromium`),
+# which also prints the PDF (`make pdf`), and reads the PDF back with poppler (`poppler-utils`:
+# pdfinfo, pdftotext, pdfimages, pdftoppm): installed here when apt-get can (as root, as CI
+# runs); otherwise `make test` stops with the one command to run. No test skips for want of them.
+BROWSER_PACKAGES := chromium poppler-utils
 browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && \
+	  command -v pdftoppm >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	    echo "make: installing Debian's chromium for the book's page checks" && \
-	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
-	  { echo "make: the book's pages are checked in headless Chromium, which is missing: run" \
-	         "'sudo apt-get install -y chromium' (Debian/Ubuntu), then make test again" >&2; \
+	    echo "make: installing Debian's $(BROWSER_PACKAGES) for the book's page and PDF checks" && \
+	    apt-get update -qq && apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; } || \
+	  { echo "make: the book's pages and PDF are checked with headless Chromium and poppler," \
+	         "which are missing: run 'sudo apt-get install -y $(BROWSER_PACKAGES)'" \
+	         "(Debian/Ubuntu), then make test again" >&2; \
 	    exit 1; }
 
 # Regenerates both lock files from their inputs (pyproject.toml with all its extras;
@@ -87,6 +91,12 @@ teachers: setup
 # whole grid. Every evaluated model is a cell in results/cells, computed once (README).
 book: setup
 	$(PY) -m studylib.cli study --profile $(or $(PROFILE),default) --workers $(or $(WORKERS),2)
+
+# The executed book (run `make book` first) as one PDF, book/_build/pdf/book.pdf: the book as
+# one HTML page, printed by headless Chromium (studylib.study.pdf says why not jupyter-book's
+# pdfhtml or LaTeX builders).
+pdf: setup browser
+	$(PY) -m studylib.cli pdf
 
 lab: setup
 	.venv/bin/jupyter lab notebooks/

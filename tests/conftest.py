@@ -32,6 +32,7 @@ def _scratch_book(root: Path) -> Path:
         shutil.copy(repo / "book" / name, book / name)
     for md in (repo / "book").glob("*.md"):
         shutil.copy(md, book / md.name)
+    shutil.copytree(repo / "book" / "_static", book / "_static")
     return book
 
 

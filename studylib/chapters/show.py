@@ -110,8 +110,9 @@ def table(df: pd.DataFrame, caption: str, name: str, *, decimals: int | dict[str
               "text/plain": f"{caption}\n{shown.to_string(index=False)}"})
 
 
-def figure(fig: Any, name: str, caption: str, figures: str | Path) -> Path:
-    """Save `fig` as `<figures>/<name>.png` and show it as a numbered figure (label `name`)."""
+def figure(fig: Any, name: str, caption: str, figures: str | Path) -> None:
+    """Save `fig` as `<figures>/<name>.png` and show it as a numbered figure (label `name`).
+    Returns nothing, so that a notebook cell ending with it shows no `PosixPath(...)`."""
     import matplotlib.pyplot as plt
 
     path = plotting.save(fig, name, figures)
@@ -122,7 +123,6 @@ def figure(fig: Any, name: str, caption: str, figures: str | Path) -> Path:
                                f"{caption}\n```\n",
               "text/html": f'<img src="data:image/png;base64,{png}"/><p>{html.escape(caption)}</p>',
               "text/plain": caption})
-    return path
 
 
 def markdown(text: str) -> None:

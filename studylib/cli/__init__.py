@@ -19,7 +19,7 @@ from studylib.cli import argtypes
 from studylib.errors import StudyError
 
 COMMAND_MODULES = tuple(f"studylib.cli.{name}" for name in (
-    "testbed", "prune", "recover", "study", "measure", "lmms", "advise", "quantize",
+    "testbed", "prune", "recover", "study", "pdf", "measure", "lmms", "advise", "quantize",
     "machine"))
 
 

@@ -123,6 +123,17 @@ def warn_near_chance(scores: Mapping[str, float], chance: Mapping[str, float] | 
     return found
 
 
+def admonition(model: str, found: Mapping[str, str], meaning: str) -> str:
+    """The page's copy of `warn_near_chance`'s warnings about one teacher: a MyST admonition
+    of class `warning`, titled with the teacher and its benchmarks, with `near_chance`'s
+    sentence for each benchmark of `found` (value, chance level, the bar), then `meaning`:
+    what that does to the chapter's numbers. One check, two outputs: the terminal gets the
+    warnings, the reader the admonition."""
+    lines = "\n".join(f"- {sentence}" for sentence in found.values())
+    return (f"```{{admonition}} {model} is near chance on {', '.join(found)}\n"
+            f":class: warning\n\n{lines}\n\n{meaning}\n```\n")
+
+
 
 # --- benchmarks answerable without the image --------------------------------------------------
 

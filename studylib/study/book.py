@@ -157,17 +157,21 @@ def _md_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
                           for r in rows)
 
 
+# What a run ran with (provenance column -> results column), shown once per distinct
+# combination; the git sha joins it (`write_provenance`).
+RUN_ENVIRONMENT = {"torch": "torch", "transformers": "transformers", "machine": "machine",
+                   "GPU": "cuda"}
+
+
 def write_provenance(book: Path, tables: Sequence[str], df) -> Path:
     """book/runs/_provenance.md: the build's versions and machine, and per run its git sha,
     versions, threads and wall time, all read from the results `df` of `tables`."""
     executed = {(study, nb.stem) for study, nbs in executed_notebooks(book).items() for nb in nbs}
-    lines = ["## This build\n",
-             _md_table([{"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                         "git sha": git_sha() + ("+dirty" if git_dirty() else ""),
-                         "python": platform.python_version(),
-                         "machine": machine.line(),
-                         **_versions()}],
-                       ["built", "git sha", "python", "machine", *_versions()]),
+    build = {"built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+             "git sha": git_sha() + ("+dirty" if git_dirty() else ""),
+             "python": platform.python_version(), "machine": machine.line(), **_versions()}
+    lines = ["## This build\n",  # one row read down, not across: it fits the text column
+             _md_table([{"": k, "value": v} for k, v in build.items()], ["", "value"]),
              "\n## Runs in this book\n"]
     if df.empty:
         lines.append("No runs are recorded yet.\n")
@@ -178,29 +182,43 @@ def write_provenance(book: Path, tables: Sequence[str], df) -> Path:
             name = f"{first.get('model')}__{first.get('key')}"
             if (first.get("study"), name) not in executed:  # chapters share run names
                 continue
-            runs.append({"study": first.get("study"), "run": name, "run_id": rid,
+            runs.append((str(first.get("timestamp")), {
+                         "chapter": str(first.get("study"))[:2], "run": name, "run_id": rid,
+                         "recorded": str(first.get("timestamp"))[:16].replace("T", " "),
+                         "wall (s)": _whole(first.get("wall_s")), "threads": first.get("threads"),
+                         "rows": len(g),
                          "git sha": f"{first.get('git_sha')}"
                                     + ("+dirty" if first.get("git_dirty") is True else ""),
-                         "recorded": first.get("timestamp"),
-                         "wall (s)": first.get("wall_s"), "threads": first.get("threads"),
-                         "torch": first.get("torch"), "transformers": first.get("transformers"),
-                         "machine": first.get("machine"), "GPU": first.get("cuda"),
-                         "rows": len(g)})
+                         **{k: first.get(col) for k, col in RUN_ENVIRONMENT.items()}}))
         latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in sorted(runs, key=lambda r: str(r["recorded"])):  # the newest run per chapter
-            latest[(str(r["study"]), str(r["run"]))] = r
+        for _, r in sorted(runs, key=lambda tr: tr[0]):  # the newest run per chapter
+            latest[(r["chapter"], str(r["run"]))] = r
         runs = [latest[k] for k in sorted(latest)]
         if runs:
+            # the environments get a table of their own (the runs share one or two), so that
+            # both tables fit the text column
+            envs: dict[tuple, str] = {}
+            for r in runs:
+                env = tuple(r.pop(k) for k in ("git sha", *RUN_ENVIRONMENT))
+                r["env"] = envs.setdefault(env, f"E{len(envs) + 1}")
             lines.append(_md_table(runs, list(runs[0])))
             total = sum(float(r["wall (s)"] or 0) for r in runs)
             lines.append(f"\nTotal wall time of these runs: {total:.0f} s. Tables: "
                          + ", ".join(f"`{t}`" for t in dict.fromkeys(tables)) + ".\n")
+            lines.append("\nThe environments of the `env` column:\n\n" + _md_table(
+                [{"env": tag, **dict(zip(("git sha", *RUN_ENVIRONMENT), env,
+                                                  strict=True))}
+                 for env, tag in envs.items()], ["env", "git sha", *RUN_ENVIRONMENT]))
         else:
             lines.append("No executed notebook in this book matches a recorded run.\n")
     path = book / "runs" / "_provenance.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
+
+
+def _whole(seconds: Any) -> int | None:
+    return None if seconds is None or seconds != seconds else round(float(seconds))
 
 
 def _versions() -> dict[str, str]:

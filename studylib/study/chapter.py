@@ -14,9 +14,11 @@ an interrupted run leaves nothing behind.
 
 Every chapter's teacher is checked here, the one place all chapters pass through: when its
 scores sit near a random guesser's on a benchmark (`evaluation.chance.near_chance`), the
-chapter warns (`NearChanceWarning`), whether the run was just computed or read back. Where a
-run also scored its teacher on shuffled images (chapter 00's control), a benchmark that keeps
-most of the teacher's edge without its image warns too (`ImageBlindWarning`).
+chapter warns (`NearChanceWarning`), whether the run was just computed or read back, and shows
+the same finding as a `{warning}` admonition, which the book puts at the top of the chapter's
+page (`pages.VALIDITY`): the terminal's stderr never reaches the page. Where a run also scored
+its teacher on shuffled images (chapter 00's control), a benchmark that keeps most of the
+teacher's edge without its image warns too (`ImageBlindWarning`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from studylib.evaluation import chance
 from studylib.results import ResultsTable
 from studylib.study import params_file
 from studylib.study.grid import IMAGE_SHUFFLE
+from studylib.study.pages import VALIDITY
 from studylib.testbed import shapes
 
 
@@ -64,9 +67,60 @@ class Chapter:
         frame = self.table.frame()
         run = frame[frame.run_id == self.run_id]
         # the warning names the notebook line that asked for the rows
-        warn_if_near_chance(run, P.model, limit=P.eval_limit, seed=P.seed, stacklevel=3)
+        self.check_teachers(run, [P.model], stacklevel=3)
         warn_if_image_blind(run, P.model, stacklevel=3)
         return run
+
+    def check_teachers(self, rows: pd.DataFrame, models: list[str], *,
+                       stacklevel: int = 2) -> dict[str, dict[str, str]]:
+        """Model -> benchmark -> sentence, for each teacher of `models` near chance in `rows`:
+        warned (`warn_if_near_chance`) and shown as one admonition per teacher, with what it
+        means for this chapter (`NEAR_CHANCE_MEANS`). A chapter that judges other chapters'
+        rows (05) calls it on them."""
+        P = self.params
+        found = {}
+        for m in models:  # a loop, not a comprehension: that would be one more frame (3.11)
+            if f := warn_if_near_chance(rows, m, limit=P.eval_limit, seed=P.seed,
+                                        stacklevel=stacklevel + 1):
+                found[m] = f
+        if found:
+            from IPython.display import display
+
+            meaning = NEAR_CHANCE_MEANS.get(P.study, NEAR_CHANCE_MEANS["default"])
+            text = "\n".join(chance.admonition(m, f, meaning) for m, f in found.items())
+            display({"text/markdown": text, "text/plain": text}, raw=True,
+                    metadata={VALIDITY: sorted(found)})
+        return found
+
+
+# What a teacher near chance does to each chapter's numbers: the last line of its admonition.
+NEAR_CHANCE_MEANS = {
+    "default": "A compressed model cannot lose what its teacher never had: on these "
+               "benchmarks retention (AVG-%) moves with answer bias, not with compression.",
+    "00_testbed": "The teacher has not learned these benchmarks' task, so every later "
+                  "chapter's retention on them says little about compression.",
+    "01_pruning_comparison": "A pruned model cannot lose what the teacher never had: on these "
+                             "benchmarks AVG-% after pruning moves with answer bias (how often "
+                             "it says yes, which letter it favours), not with what pruning "
+                             "removed, and can read near or above 100%.",
+    "02_sft_recovery": "Recovery cannot restore a skill the teacher lacks: on these benchmarks "
+                       "the recipes' differences are differences in answer bias, not in "
+                       "recovered skill.",
+    "03_kd_ablation": "Distillation copies the teacher's answers, guesses included: on these "
+                      "benchmarks the losses' differences are differences in answer bias, not "
+                      "in what was distilled.",
+    "04_data_efficiency": "On these benchmarks the data-fraction curves move with answer bias, "
+                          "not with how much of the skill the data recover.",
+    "05_best_practices": "Every verdict rests on AVG-%, which these benchmarks hold near 100% "
+                         "whatever compression does: a verdict speaks for the benchmarks the "
+                         "teachers have learned, not for these.",
+    "06_generalization": "On these benchmarks the third architecture's retention is measured "
+                         "against a teacher at guessing level, so it says little.",
+    "07_quantization": "A quantized model cannot lose what the teacher never had: retention "
+                       "near 100% on these benchmarks is not robustness to quantization.",
+    "08_resources": "Only this chapter's scores are affected: memory, FLOPs and latency do not "
+                    "depend on what the teacher learned.",
+}
 
 
 def teacher_scores(run: pd.DataFrame, model: str, method: str = "none") -> dict[str, float]:

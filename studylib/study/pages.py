@@ -17,6 +17,10 @@ question, with the architectures side by side. `chapter_page` writes it, `book/r
 - numbers glued in a run (`show.glue`) and cited in the narrative (``{glue:text}`name` ``)
   are written into that paragraph, once per run, in tabs.
 
+- a run's validity admonitions (a teacher near chance, `Chapter.check_teachers`: outputs
+  marked `VALIDITY`, shown by scaffolding cells the page leaves out) go to the top of the
+  page, under its title, each once, for every run: the reader sees them before any number.
+
 A study with one run gets its notebook as it is, less its scaffolding cells.
 """
 
@@ -32,6 +36,7 @@ from pathlib import Path
 from studylib.errors import StudyError
 
 GLUE = re.compile(r"\{glue(?::text|:any)?\}`([^`:]+)(?::([^`]*))?`")
+VALIDITY = "studylib_validity"  # output metadata: the teachers a validity admonition is about
 
 
 def _cells(nb) -> list:
@@ -73,6 +78,26 @@ def fill_glue(source: str, values: dict[str, str]) -> str:
         return _format(values[m.group(1)], m.group(2))
 
     return GLUE.sub(one, source)
+
+
+def validity(runs: Sequence) -> str:
+    """The runs' validity admonitions (outputs marked `VALIDITY`), each once, in run order."""
+    found = [o["data"]["text/markdown"] for nb in runs for cell in nb.cells
+             for o in cell.get("outputs", []) if VALIDITY in o.get("metadata", {})]
+    return "\n".join(dict.fromkeys(found))
+
+
+def _under_title(cells: list, text: str) -> list:
+    """`cells` with `text` as a markdown cell right under the page's `# title`."""
+    import nbformat
+
+    first = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), None)
+    if not text or first is None or not cells[first].source.startswith("# "):
+        return cells
+    title, _, rest = cells[first].source.partition("\n")
+    head = [nbformat.v4.new_markdown_cell(title), nbformat.v4.new_markdown_cell(text)]
+    tail = [nbformat.v4.new_markdown_cell(rest.lstrip("\n"))] if rest.strip() else []
+    return cells[:first] + head + tail + cells[first + 1:]
 
 
 def _fence(kind: str, body: str) -> str:
@@ -177,7 +202,7 @@ def chapter_page(study: str, paths: Sequence[Path], out: Path) -> Path:
         page.append(nbformat.v4.new_markdown_cell(_tabs(labels, bodies)))
     nb = nbformat.v4.new_notebook(metadata=copy.deepcopy(runs[0].metadata))
     nb.metadata.pop("papermill", None)
-    nb.cells = page
+    nb.cells = _under_title(page, validity(runs))
     tmp = out.with_name(f".{out.stem}.tmp.ipynb")
     nbformat.write(nb, tmp)
     tmp.replace(out)

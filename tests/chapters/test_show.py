@@ -46,8 +46,8 @@ def test_a_long_table_can_be_folded(shown):
 def test_figure_is_saved_and_shown_once_as_a_numbered_figure(shown, tmp_path):
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    path = show.figure(fig, "02_study__toy__fig2", "AVG-% vs ratio.", tmp_path)
-    assert path == tmp_path / "02_study__toy__fig2.png" and path.stat().st_size > 1000
+    assert show.figure(fig, "02_study__toy__fig2", "AVG-% vs ratio.", tmp_path) is None
+    assert (tmp_path / "02_study__toy__fig2.png").stat().st_size > 1000
     md = shown[0]["text/markdown"]
     assert md.startswith("```{figure} /figures/02_study__toy__fig2.png\n:name: 02_study__toy__fig2")
     assert "Figure 2.1. AVG-% vs ratio." in md

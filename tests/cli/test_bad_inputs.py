@@ -197,3 +197,19 @@ def test_input_is_checked_before_progress_bars_and_output(tmp_path, capsys, case
     before = listing(tmp_path)
     assert_refused(*run(argv, capsys), needle)
     assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("setup, extra, needle", [
+    (lambda book: None, [], "not a book directory"),
+    (lambda book: (book / "_config.yml").write_text("title: t\n"), [], "run `make book` first"),
+    (lambda book: (book / "_config.yml").write_text("title: t\n"),
+     ["--out", "{book}"], "is a directory, not a file"),
+])
+def test_pdf_refuses_what_it_cannot_print(tmp_path, capsys, setup, extra, needle):
+    book = tmp_path / "book"
+    book.mkdir()
+    setup(book)
+    before = listing(tmp_path)
+    argv = ["pdf", "--book", book, *[a.format(book=book) for a in extra]]
+    assert_refused(*run(argv, capsys), needle)
+    assert listing(tmp_path) == before

@@ -62,3 +62,14 @@ def test_chance_scores_sit_where_a_coin_flip_does():
     head = chance.headline(chance.chance_scores(limit=60, seed=0, draws=5))
     assert set(head) == set(GUESSER)
     assert 15 < head["SQA"] < 35 and 35 < head["POPE"] < 65 and 550 < head["MME-P"] < 950
+
+
+def test_the_admonition_gives_each_benchmarks_value_chance_and_meaning():
+    found = chance.near_chance({"GQA": 30.0, "POPE": 52.0, "SQA": 80.0},
+                               {"GQA": 25.0, "POPE": 50.0, "SQA": 25.0})
+    text = chance.admonition("toy-x", found, "So AVG-% says little here.")
+    assert text.startswith("```{admonition} toy-x is near chance on GQA, POPE\n"
+                           ":class: warning\n")
+    assert "- GQA 30.0 is near or below chance 25.0" in text
+    assert "- POPE 52.0 is near or below chance 50.0" in text and "SQA" not in text
+    assert text.rstrip().endswith("So AVG-% says little here.\n```")

@@ -95,3 +95,43 @@ def test_the_warning_names_the_line_that_asked_for_the_rows(tmp_path):
         ch.rows(lambda P: [{"model": P.model, "benchmark": "SQA", "metric": "score",
                             "value": 26.0}])
     assert caught[0].filename == __file__
+
+
+def test_the_warning_is_also_shown_as_an_admonition_for_the_page(tmp_path, monkeypatch):
+    """One check, two outputs: the NearChanceWarning for the terminal and a `{warning}` the
+    book hoists to the top of the page (`pages.VALIDITY` marks it), naming value, chance
+    level and what it means for this chapter."""
+    import IPython.display
+
+    from studylib.study.chapter import NEAR_CHANCE_MEANS
+    from studylib.study.pages import VALIDITY
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda data, raw=False, metadata=None: shown.append((data, metadata)))
+    overrides = {"results": str(tmp_path / "results.jsonl"), "checkpoint": str(tmp_path)}
+    ch = open_chapter("01_pruning_comparison", overrides)
+    with pytest.warns(NearChanceWarning, match="SQA 26.0"):
+        ch.rows(lambda P: [{"model": P.model, "benchmark": "SQA", "metric": "score",
+                            "value": 26.0}])
+    [(data, metadata)] = shown
+    text = data["text/markdown"]
+    assert metadata == {VALIDITY: [ch.params.model]}
+    assert text.startswith(f"```{{admonition}} {ch.params.model} is near chance on SQA\n"
+                           ":class: warning\n")
+    assert "SQA 26.0 is near or below chance" in text
+    assert NEAR_CHANCE_MEANS["01_pruning_comparison"] in text
+    shown.clear()
+    with warnings.catch_warnings():  # a teacher well above chance: neither output
+        warnings.simplefilter("error")
+        open_chapter("02_sft_recovery", overrides).rows(
+            lambda P: [{"model": P.model, "benchmark": "SQA", "metric": "score",
+                        "value": 90.0}])
+    assert shown == []
+
+
+def test_every_chapter_says_what_a_teacher_near_chance_means_for_it():
+    from studylib.study.chapter import NEAR_CHANCE_MEANS
+    from studylib.study.params import STUDIES
+
+    assert set(NEAR_CHANCE_MEANS) == {"default", *STUDIES}

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from studylib.errors import StudyError
+from studylib.evaluation import chance
 from studylib.results import ResultsTable
 from studylib.study import book, pages
 
@@ -87,6 +88,37 @@ def test_a_single_run_is_its_notebook(runs):
     assert [c.source for c in cells][-1] == "The teacher's AVG is {glue:text}`avg:.1f`."
     assert cells[3].outputs  # outputs in place, glue and all: myst-nb renders them
     assert not any("{tab-set}" in c.source for c in cells)
+
+
+def _admonition(model: str) -> dict:
+    """The output `Chapter.check_teachers` leaves in a scaffolding cell."""
+    text = chance.admonition(model, {"POPE": "POPE 40.0 is near ..."}, "So ...")
+    return nbformat.v4.new_output("display_data", data={"text/markdown": text},
+                                  metadata={pages.VALIDITY: [model]})
+
+
+@pytest.mark.parametrize("n_runs", [1, 2])
+def test_validity_admonitions_go_under_the_title_once_each(runs, n_runs):
+    root, paths = runs
+    for path in paths:  # both runs flag toy-llava (e.g. chapter 05 judging both), one toy-bunny
+        nb = nbformat.read(path, as_version=4)
+        nb.cells[2].outputs += [_admonition("toy-llava"), _admonition(nb.metadata["papermill"][
+            "parameters"]["overrides"]["model"])]
+        nbformat.write(nb, path)
+    out = pages.chapter_page("02_sft_recovery", paths[:n_runs], root / "runs" / "02.ipynb")
+    cells = nbformat.read(out, as_version=4).cells
+    assert cells[0].source == "# A question"
+    top = cells[1].source
+    assert top.count("{admonition} toy-llava is near chance") == 1
+    assert top.count("{admonition} toy-bunny is near chance") == (n_runs == 2)
+    assert cells[2].source == "Narrative."
+    assert sum("is near chance" in c.source for c in cells if c.cell_type == "markdown") == 1
+
+
+def test_a_page_without_admonitions_keeps_its_first_cell(runs):
+    root, paths = runs
+    out = pages.chapter_page("02_sft_recovery", paths, root / "runs" / "02.ipynb")
+    assert nbformat.read(out, as_version=4).cells[0].source == "# A question\n\nNarrative."
 
 
 def test_runs_of_different_templates_are_refused(runs):

@@ -51,13 +51,15 @@ def run_label(nb, path: Path) -> str:
 
 
 def _glued(nb) -> dict[str, str]:
-    """The values a run glued, as text."""
+    """The values a run glued, as text. A value glued without display (`show.glue`) has its
+    MIME types behind scrapbook's prefix ("application/papermill.record/text/plain")."""
     out = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                out[name] = o.get("data", {}).get("text/plain", "")
+            record = o.get("metadata", {}).get("scrapbook", {})
+            if record.get("name"):
+                text = f"{record.get('mime_prefix', '')}text/plain"
+                out[record["name"]] = o.get("data", {}).get(text, "")
     return out
 
 
@@ -144,6 +146,25 @@ def _tabs(labels: Sequence[str], bodies: Sequence[str]) -> str:
     return f"{tabset}{{tab-set}}\n:sync-group: run\n\n{items}{tabset}\n"
 
 
+# A cell that is one directive (an exercise's solution): its fence, its options, its body.
+DIRECTIVE = re.compile(r"\A(?P<fence>`{3,}|:{3,})(?P<head>\{[\w:-]+\}[^\n]*\n(?::[\w-]+:[^\n]*\n)*)"
+                       r"(?P<body>.*)\n(?P=fence)\s*\Z", flags=re.S)
+
+
+def _glued_tabs(source: str, labels: Sequence[str], glued: Sequence[dict[str, str]]) -> str:
+    """A narrative cell that cites glued numbers, once per run in tabs. A cell that is one
+    directive keeps its frame once, with the tabs inside it (one solution, every run's
+    numbers); a colon fence is made longer than the tabs' own."""
+    framed = DIRECTIVE.match(source.strip())
+    if not framed:
+        return _tabs(labels, [fill_glue(source, g) for g in glued])
+    tabs = _tabs(labels, [fill_glue(framed["body"], g) for g in glued])
+    fence = framed["fence"]
+    if fence[0] == ":":
+        fence = ":" * max(len(fence), *map(len, re.findall(r"^:{3,}", tabs, flags=re.M))) + ":"
+    return f"{fence}{framed['head']}\n{tabs}{fence}\n"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -178,8 +199,8 @@ def chapter_page(study: str, paths: Sequence[Path], out: Path) -> Path:
             continue
         if base.cell_type == "markdown":
             if len(runs) > 1 and GLUE.search(base.source):
-                page.append(nbformat.v4.new_markdown_cell(_tabs(
-                    labels, [fill_glue(base.source, g) for g in glued])))
+                page.append(nbformat.v4.new_markdown_cell(_glued_tabs(
+                    base.source, labels, glued)))
             else:
                 page.append(copy.deepcopy(base))
             continue

@@ -75,6 +75,9 @@ PROBE = r"""
       warnings: Array.from(document.querySelectorAll("div.admonition.warning"))
         .map(w => ({text: w.innerText.trim(), top: w.getBoundingClientRect().top,
                     shown: w.offsetHeight > 0})),
+      exercises: document.querySelectorAll("div.exercise").length,
+      solutions: Array.from(document.querySelectorAll(".solution"))
+        .map(s => s.textContent.replace(/\s+/g, " ").trim()),
       first_result: Math.min(...Array.from(document.querySelectorAll(
         "article figure, article table")).map(e => e.getBoundingClientRect().top), 1e9),
       images: Array.from(document.images).map(i => ({

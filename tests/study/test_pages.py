@@ -35,12 +35,17 @@ def _run(model: str, value: float, *, extra_cell: bool = False) -> nbformat.Note
         v4.new_output("display_data", data={"image/png": PNG}),
         v4.new_output("display_data", data={"text/plain": repr(value)},
                       metadata={"scrapbook": {"name": "avg", "mime_prefix": ""}}),
+        v4.new_output("display_data",  # as show.glue leaves it: not displayed, prefixed
+                      data={"application/papermill.record/text/plain": repr(f"{model} said")},
+                      metadata={"scrapbook": {"name": "said",
+                                              "mime_prefix": "application/papermill.record/"}}),
         v4.new_output("stream", name="stderr", text="NearChanceWarning\n")])
     result.metadata["tags"] = ["hide-input"]
     injected = v4.new_code_cell("overrides = {}")
     injected.metadata["tags"] = ["injected-parameters"]
     nb.cells = [v4.new_markdown_cell("# A question\n\nNarrative."), injected, setup, same, result,
-                v4.new_markdown_cell("The teacher's AVG is {glue:text}`avg:.1f`.")]
+                v4.new_markdown_cell("The teacher's AVG is {glue:text}`avg:.1f`; "
+                                     "{glue:text}`said`.")]
     if extra_cell:
         nb.cells.append(v4.new_code_cell("1"))
     return nb
@@ -78,14 +83,16 @@ def test_one_page_per_study_with_a_tab_per_architecture(runs):
     image = tabs.split("{image} /")[1].split("\n")[0]
     assert (root / image).is_file()  # the image became a file beside the page
     glued = cells[5].source  # the narrative's number, once per run
-    assert "The teacher's AVG is 61.2." in glued and "The teacher's AVG is 48.5." in glued
+    assert "The teacher's AVG is 61.2; toy-llava said." in glued
+    assert "The teacher's AVG is 48.5; toy-bunny said." in glued
 
 
 def test_a_single_run_is_its_notebook(runs):
     root, paths = runs
     out = pages.chapter_page("02_sft_recovery", paths[:1], root / "runs" / "02.ipynb")
     cells = nbformat.read(out, as_version=4).cells
-    assert [c.source for c in cells][-1] == "The teacher's AVG is {glue:text}`avg:.1f`."
+    assert [c.source for c in cells][-1] == ("The teacher's AVG is {glue:text}`avg:.1f`; "
+                                             "{glue:text}`said`.")
     assert cells[3].outputs  # outputs in place, glue and all: myst-nb renders them
     assert not any("{tab-set}" in c.source for c in cells)
 
@@ -119,6 +126,20 @@ def test_a_page_without_admonitions_keeps_its_first_cell(runs):
     root, paths = runs
     out = pages.chapter_page("02_sft_recovery", paths, root / "runs" / "02.ipynb")
     assert nbformat.read(out, as_version=4).cells[0].source == "# A question\n\nNarrative."
+
+
+def test_a_solution_citing_glued_numbers_is_one_solution_with_a_tab_per_run(runs):
+    root, paths = runs
+    solution = "````{solution} ex-1\n:class: dropdown\n\nAVG {glue:text}`avg:.1f`.\n````"
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.append(nbformat.v4.new_markdown_cell(solution))
+        nbformat.write(nb, path)
+    out = pages.chapter_page("02_sft_recovery", paths, root / "runs" / "02.ipynb")
+    last = nbformat.read(out, as_version=4).cells[-1].source
+    assert last.startswith("````{solution} ex-1\n:class: dropdown\n") and last.count("{solution}") == 1
+    assert last.rstrip().endswith("````") and last.count("{tab-item}") == 2
+    assert "AVG 61.2." in last and "AVG 48.5." in last
 
 
 def test_runs_of_different_templates_are_refused(runs):

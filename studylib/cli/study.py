@@ -22,7 +22,7 @@ def cmd_study(args) -> int:
         raise StudyError(f"not a book directory (no _config.yml): {book}")
     sets = params_file.parse_sets(args.set or [])
     files = resolve_files(args.params)
-    jobs = plan(files, args.profile, sets, book, args.results, args.workers)
+    jobs = plan(files, args.profile, sets, book, args.results, args.workers, args.only or ())
     for table in sorted({str(j.params.results) for j in jobs}):
         check_out_file(table, "results table")
     from studylib.results import ResultsTable
@@ -92,6 +92,9 @@ def add_command(sub) -> None:
     p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                    help="override a knob in every run that has it (YAML value: "
                         "ratios=[0.3,0.5])")
+    p.add_argument("--only", nargs="+", metavar="KEY",
+                   help="run only the params entries with these keys (their own, before "
+                        "--set), e.g. --only ratio30")
     p.add_argument("--profile", choices=params_file.PROFILES, default="default",
                    help="smoke: minutes, for CI; default: what `make book` runs; full: the paper's whole grid")
     p.add_argument("--no-build", action="store_true", help="execute runs, skip the book")

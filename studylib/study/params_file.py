@@ -173,12 +173,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def load_study(path: str | os.PathLike, profile: str = "default",
                overrides: Mapping[str, Any] | None = None,
-               strict_overrides: bool = True) -> StudyFile:
+               strict_overrides: bool = True, only: Sequence[str] = ()) -> StudyFile:
     """Read, merge and validate a study file: run = {**defaults, **run, **overrides}.
 
     With a profile other than "default", the file's `profiles.<name>.defaults` update the
     defaults and `profiles.<name>.runs`, when given, replace the runs. Every profile is
-    validated, not only the selected one.
+    validated, not only the selected one. With `only`, the selected profile keeps the runs
+    whose own key (before `overrides`) is one of them: possibly none.
     """
     path = Path(path)
     data = read_yaml(path)
@@ -210,7 +211,7 @@ def load_study(path: str | os.PathLike, profile: str = "default",
         bad = next(k for k in overrides or {} if k not in fields)
         raise StudyError(f"--set: unknown key {bad!r} for study {study}; "
                          f"valid keys: {', '.join(sorted(fields))}")
-    runs = _profile_runs(path, data, study, profile, sets)
+    runs = _profile_runs(path, data, study, profile, sets, only)
     for other in PROFILES:  # a broken profile fails now, not when someone first selects it
         if other != profile:
             _profile_runs(path, data, study, other, {})
@@ -218,8 +219,9 @@ def load_study(path: str | os.PathLike, profile: str = "default",
 
 
 def _profile_runs(path: Path, data: dict[str, Any], study: str, profile: str,
-                  sets: Mapping[str, Any]) -> tuple[StudyParams, ...]:
-    """One profile's runs, each {**defaults, **run, **sets}, validated."""
+                  sets: Mapping[str, Any], only: Sequence[str] = ()) -> tuple[StudyParams, ...]:
+    """One profile's runs, each {**defaults, **run, **sets}, validated; with `only`, those
+    whose own key is in it."""
     profiles = _mapping(data.get("profiles"), f"{path}: profiles")
     chosen = profiles.get(profile) or {}
     # "full" is the default profile with more: the default's knobs, then its own
@@ -236,7 +238,9 @@ def _profile_runs(path: Path, data: dict[str, Any], study: str, profile: str,
         if not isinstance(run, dict):
             raise StudyError(f"{path}: runs[{i}] must be a mapping, got {run!r}")
         where = f"{path}: runs[{i}]" + (f" ({run['key']})" if "key" in run else "") + in_profile
-        merged.append(validate(study, {**defaults, **run, **sets}, where=where))
+        params = validate(study, {**defaults, **run, **sets}, where=where)
+        if not only or validate(study, {**defaults, **run}, where=where).key in only:
+            merged.append(params)
     names = [p.output_name() for p in merged]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

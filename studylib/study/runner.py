@@ -84,8 +84,9 @@ def resolve_files(specs: Sequence[str]) -> list[Path]:
 
 
 def plan(files: Sequence[Path], profile: str, sets: dict[str, Any], book: Path,
-         results: str | None, workers: int) -> list[Job]:
-    """Validate every file first (all-or-nothing), then list the jobs with their outputs."""
+         results: str | None, workers: int, only: Sequence[str] = ()) -> list[Job]:
+    """Validate every file first (all-or-nothing), then list the jobs with their outputs;
+    with `only`, the runs whose own key (before `sets`) is one of them."""
     known = {f.name for cls in P.STUDIES.values() for f in dataclasses.fields(cls)}
     unknown = [k for k in sets if k not in known]
     if unknown:
@@ -97,7 +98,8 @@ def plan(files: Sequence[Path], profile: str, sets: dict[str, Any], book: Path,
     jobs: list[Job] = []
     seen: dict[str, str] = {}
     for path in files:
-        study = params_file.load_study(path, profile=profile, overrides=overrides, strict_overrides=False)
+        study = params_file.load_study(path, profile=profile, overrides=overrides,
+                                       strict_overrides=False, only=only)
         for p in study.runs:
             threads = p.threads if "threads" in sets or workers == 1 else max(1, p.threads // workers)
             p = dataclasses.replace(p, threads=threads)
@@ -109,6 +111,9 @@ def plan(files: Sequence[Path], profile: str, sets: dict[str, Any], book: Path,
                                  f"{seen[rid]} (run_id {rid})")
             seen[rid] = f"{study.study}/{p.output_name()}"
             jobs.append(Job(study.study, study.notebook, p, rid, out, threads))
+    if only and not jobs:
+        raise StudyError(f"--only {' '.join(only)}: no run of {', '.join(map(str, files))} "
+                         f"has that key (profile {profile})")
     used = {f.name for job in jobs for f in dataclasses.fields(job.params)}
     for key in sets:  # a knob of another study: not an error, but likely not what was meant
         if key not in used:

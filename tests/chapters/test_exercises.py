@@ -78,3 +78,21 @@ def test_the_first_ratio_where_a_benchmark_falls_is_found():
                     "and first falls 18.0 points at 45%")
     held = exercises.first_drop(ev[ev.ratio < 0.4], "POPE", 10.0, dict(method="layer"), "l")
     assert "stays within 10 points at every ratio measured, up to 30% (it falls at most 5.0" in held
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_exercise_command_plans_without_error(study, capsys):
+    """The printed command as the runner reads it (`--check`: validated and listed, nothing
+    run): known knobs, no two runs writing one notebook, every checkpoint present."""
+    import shlex
+
+    from clirun import run
+
+    commands = [re.search(r"```bash\n(.*?)\n```", c, flags=re.S).group(1)
+                for c in _cells(study) if c.startswith("````{exercise}")]
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[:2] == [".venv/bin/studylib", "study"]
+        code, out, err = run([*argv[1:], "--check"], capsys)
+        assert code == 0, err
+        assert "__exercise" in out and "warning" not in err, (command, err)

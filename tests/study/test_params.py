@@ -111,6 +111,22 @@ def test_set_applies_to_studies_that_have_the_knob(tmp_path):
     assert jobs[0].out == tmp_path / "book" / "runs" / "00_testbed" / "toy-bunny__a.ipynb"
 
 
+def test_only_selects_runs_by_their_own_key_before_set(tmp_path):
+    """Two entries of one model would write the same notebook under one --set key; --only
+    picks one first (chapter 03's exercises: --only ratio30 --set key=exercise)."""
+    from studylib.study.runner import plan
+
+    two = GOOD + "  - {key: b, model: toy-llava, limit: 13}\n"
+    book = tmp_path / "book"
+    with pytest.raises(StudyError, match="two runs write the same notebook"):
+        plan([write(tmp_path, two)], "default", {"key": "exercise"}, book, None, 1)
+    jobs = plan([write(tmp_path, two)], "default", {"key": "exercise"}, book, None, 1,
+                only=["b"])
+    assert [(j.params.key, j.params.limit) for j in jobs] == [("exercise", 13)]
+    with pytest.raises(StudyError, match="--only c: no run"):
+        plan([write(tmp_path, two)], "default", {}, book, None, 1, only=["c"])
+
+
 def test_unknown_set_key_is_an_error(tmp_path):
     from studylib.study.runner import plan
 

@@ -158,3 +158,39 @@ def error_rates(setup: Setup = Setup(), families: int = 1000, delta: float = 5.0
             ("median se from seeds (points)", float(null.se_seeds.median()), ""),
             ("median se from evaluation (points)", float(null.se_eval.median()), "")]
     return pd.DataFrame(rows, columns=["quantity", "value", "target"])
+
+
+# What chapter 05 and docs/rule_error_rates.py simulate. The settings run from claims whose
+# noise is the seeds' to claims whose noise is the evaluation's (the book's findings span that
+# range: README, "The evidence"); the rules are the study's and the forms it replaced, each as
+# (`rule`, `bound`) of `error_rates`.
+SETTINGS = {
+    "default": Setup(),
+    "seeds paired closely (finding 4)": Setup(seed_sd=0.13, seed_corr=0.97, interaction_sd=0.5),
+    "seeds paired loosely (finding 5)": Setup(seed_sd=0.2, seed_corr=0.5, interaction_sd=0.5),
+    "evaluation-heavy": Setup(seed_sd=0.05, seed_corr=0.9, interaction_sd=0.8),
+}
+RULE_FORMS = {
+    "the study's rule (paired, shared, bounded df)": ("shared", True),
+    "paired, shared, plain Welch-Satterthwaite": ("shared", False),
+    "paired, whole, plain Welch-Satterthwaite": ("whole", False),
+    "unpaired, plain Welch-Satterthwaite (before issue 27)": ("unpaired", False),
+}
+
+
+def rule_table(families: int = 1000, settings: dict[str, Setup] | None = None,
+               rules: dict[str, tuple[str, bool]] | None = None) -> pd.DataFrame:
+    """`error_rates` for every setting and rule: one row each, the quantities as columns,
+    and the seconds each took (`wall_s`)."""
+    import time
+
+    rows = []
+    for setting, setup in (settings or SETTINGS).items():
+        for rule, (form, bound) in (rules or RULE_FORMS).items():
+            start = time.perf_counter()
+            rates = error_rates(setup, families=families, rule=form, bound=bound)
+            rows.append({"setting": setting, "rule": rule,
+                         **dict(zip(rates.quantity, rates.value, strict=True)),
+                         "wall_s": time.perf_counter() - start})
+    return pd.DataFrame(rows)
+

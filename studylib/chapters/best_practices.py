@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import advise, evidence, findings
+from studylib.analysis import advise, evidence, findings, simulate
 from studylib.analysis.paired import PairedNoise
 from studylib.analysis.paper import (
     FINDINGS,
@@ -232,6 +232,29 @@ def noise_budgets(unpaired: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
         "95% half-width, unpaired": before["95% half-width"],
         "95% half-width, paired": after["95% half-width"],
         "median |d|": after["median |d|"]})
+
+
+# The rules chapter 05's simulation table compares: the study's, and issue 15's before it.
+SIMULATED_RULES = ("the study's rule (paired, shared, bounded df)",
+                   "unpaired, plain Welch-Satterthwaite (before issue 27)")
+
+
+def rule_checks(families: int) -> pd.DataFrame:
+    """The verdict rule's error rates on `families` simulated families per setting
+    (`analysis.simulate.rule_table`), beside the rule it replaced, in percent."""
+    table = simulate.rule_table(families, rules={r: simulate.RULE_FORMS[r]
+                                                 for r in SIMULATED_RULES})
+    cols = {"95% CI coverage, null claims": "coverage, null (%)",
+            "95% CI coverage, true difference 5 points": "coverage, d = 5 (%)",
+            "family-wise error under the null (Holm)": "family-wise error (%)"}
+    power = next(c for c in table.columns if c.startswith("power"))
+    out = table[["setting", "rule", *cols, power]].rename(
+        columns={**cols, power: "power, d = 5 (%)"})
+    for c in out.columns[2:]:
+        out[c] = 100 * out[c]
+    out["rule"] = out.rule.map({SIMULATED_RULES[0]: "this study's",
+                                SIMULATED_RULES[1]: "before pairing"})
+    return out
 
 
 def compute(P, ev: pd.DataFrame, verdicts: pd.DataFrame) -> list[dict]:

@@ -171,10 +171,12 @@ class BestPracticesParams(StudyParams):
     studies: tuple[str, ...] = ("00_testbed", "01_pruning_comparison", "02_sft_recovery", "03_kd_ablation",
                                 "04_data_efficiency", "06_generalization")  # chapters read
     archs: tuple[str, ...] = ()  # architectures judged; empty = every one in the table
+    simulation_families: int = 40  # simulated claim families per setting (the rule's checks)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(bool(self.studies), "studies must not be empty")
+        check_at_least(self, simulation_families=10)
 
     @property
     def checkpoint_dir(self) -> Path:

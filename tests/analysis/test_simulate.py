@@ -30,3 +30,13 @@ def test_plain_welch_satterthwaite_breaks_the_promise():
     small by chance buys degrees of freedom, and Holm's 5% is exceeded."""
     rates = simulate.error_rates(simulate.Setup(), families=FAMILIES, bound=False)
     assert rates.set_index("quantity").value.iloc[2] > 0.10
+
+
+def test_chapter_05s_table_has_every_setting_and_the_two_rules_in_percent():
+    from studylib.chapters import best_practices
+
+    table = best_practices.rule_checks(10)
+    assert list(table.setting.unique()) == list(simulate.SETTINGS)
+    assert set(table.rule) == {"this study's", "before pairing"}
+    assert table["coverage, null (%)"].between(0, 100).all()
+    assert (table.filter(like="(%)") > 1).any().any()  # percent, not fractions

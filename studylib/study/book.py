@@ -113,15 +113,18 @@ def results_frame(tables: Sequence[str]):
 
 def write_verdicts(book: Path, df) -> Path:
     """book/runs/_verdicts.md, the landing page's table: per finding of the paper, the newest
-    chapter-05 verdict in the results `df`, what it is on each architecture, and a link to
-    the chapter."""
+    chapter-05 verdict in the results `df`, what it is on each architecture, and the
+    chapter, linked when its page is in the book (a book of one re-run chapter builds too)."""
     from studylib.analysis import findings
 
     rows = df[(df.study == "05_best_practices") & (df.metric == "verdict")] if len(df) else df
     path = book / "runs" / "_verdicts.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if rows.empty:
-        path.write_text("*No verdicts yet: the chapter that judges the findings has not run.*\n")
+    in_book = set(executed_notebooks(book))
+    judged = "05_best_practices"
+    if rows.empty or judged not in in_book:
+        path.write_text("*No verdicts yet: the chapter that judges the findings is not in this "
+                        "book.*\n")
         return path
     rows = rows[rows.run_id == rows.sort_values("timestamp", kind="stable").run_id.iloc[-1]]
     archs = sorted(dict.fromkeys(rows.arch), key=_arch_order)
@@ -137,13 +140,21 @@ def write_verdicts(book: Path, df) -> Path:
                 f"{r.on_arch.iloc[0]} ({int(r.supported.iloc[0])}+ {int(r.contradicted.iloc[0])}−"
                 f" {int(r.ties.iloc[0])}=; d {r.median_d.iloc[0]:+.1f})")
         study = FINDING_CHAPTER[i]
-        entry["chapter"] = f"{{doc}}`{chapter_title(study)} </runs/{study}>`"
+        entry["chapter"] = _chapter_link(study, in_book)
         table.append(entry)
     seeds = sorted({str(x) for x in rows.seeds.dropna() if str(x)})
     note = (f"\nReplicate seeds per claim: {', '.join(seeds)}. d is the median effect in AVG-% "
             "points, positive on the paper's side.\n") if seeds else ""
-    path.write_text(_md_table(table, list(table[0])) + note)
+    rule = (f"\nThe rule, every claim and the noise budget are in "
+            f"{_chapter_link(judged, in_book)}.\n")
+    path.write_text(_md_table(table, list(table[0])) + note + rule)
     return path
+
+
+def _chapter_link(study: str, in_book: set[str]) -> str:
+    """A link to the chapter's page, or its title alone when the page is not in this book."""
+    title = chapter_title(study)
+    return f"{{doc}}`{title} </runs/{study}>`" if study in in_book else f"*{title}*"
 
 
 def _md_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -177,14 +177,30 @@ def test_landing_page_verdicts_come_from_the_newest_chapter_05_run(tmp_path):
                           "on_arch": "opposite"}], {})
     table.record("new", [{**base, "arch": a, "verdict": "replicated", "on_arch": "holds"}
                          for a in ("toy-bunny", "toy-llava")], {})
-    text = book.write_verdicts(tmp_path, book.results_frame([str(tmp_path / "results.jsonl")])).read_text()
+    df = book.results_frame([str(tmp_path / "results.jsonl")])
+    for study in ("05_best_practices", "01_pruning_comparison"):  # the pages in this book
+        (tmp_path / "runs" / study).mkdir(parents=True)
+        (tmp_path / "runs" / study / "toy-llava.ipynb").write_text("{}")
+    text = book.write_verdicts(tmp_path, df).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| 1."))
     assert "**replicated**" in row and "not replicated" not in row
     assert row.index("holds (2+ 0− 0=; d +8.2)") > 0
     assert text.index("toy-llava") < text.index("toy-bunny")  # the book's architecture order
     assert "{doc}`" in row and "/runs/01_pruning_comparison" in row
     assert "| 2. " in text and "not measured" in text
+    assert "</runs/05_best_practices>`" in text.splitlines()[-1]  # the rule's chapter
+    # A chapter whose page is not in this book is named, not linked (its link would break
+    # the build, which treats warnings as errors).
+    row2 = next(line for line in text.splitlines() if line.startswith("| 2."))
+    assert "/runs/02_sft_recovery" not in row2 and "*02 · " in row2
     assert json.dumps(text)  # plain text
+
+
+def test_a_book_without_chapter_05_says_so_on_the_landing_page(tmp_path):
+    (tmp_path / "runs" / "01_pruning_comparison").mkdir(parents=True)
+    (tmp_path / "runs" / "01_pruning_comparison" / "toy-llava.ipynb").write_text("{}")
+    text = book.write_verdicts(tmp_path, book.results_frame([])).read_text()
+    assert "No verdicts yet" in text and "{doc}" not in text
 
 
 def test_two_runs_of_one_architecture_get_their_keys_in_the_tab(runs):

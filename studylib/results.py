@@ -27,6 +27,10 @@ from studylib.errors import StudyError
 from studylib.outputs import atomic_write_text
 
 DEFAULT_TABLE = Path("results") / "results.jsonl"
+# Columns every row of a study has (the stamp, then `StudyParams.common`'s identity): an empty
+# table is a frame with them, so that selecting from it needs no special case.
+COLUMNS = ("run_id", "git_sha", "timestamp", "study", "model", "arch", "method", "ratio",
+           "benchmark", "metric", "value")
 
 
 def run_id(config: Mapping[str, Any]) -> str:
@@ -82,7 +86,8 @@ class ResultsTable:
                              "text)") from None
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows())
+        rows = self.rows()
+        return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(COLUMNS))
 
     def run_ids(self) -> set[str]:
         return {r.get("run_id") for r in self.rows()}

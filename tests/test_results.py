@@ -38,3 +38,11 @@ def test_parallel_writers_lose_nothing(tmp_path):
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     results.atomic_write_text(tmp_path / "x.txt", "hello")
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_an_empty_table_is_a_frame_with_the_columns_every_row_has(tmp_path):
+    # Chapter 05 on a fresh clone (exercise 05a before any other chapter ran) selected
+    # `rows[rows.study.isin(...)]` from a frame without columns and failed.
+    frame = results.ResultsTable(tmp_path / "missing.jsonl").frame()
+    assert frame.empty and {"run_id", "study", "arch", "metric", "value"} <= set(frame.columns)
+    assert frame[frame.study.isin(["01_pruning_comparison"])].empty

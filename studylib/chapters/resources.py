@@ -262,6 +262,10 @@ def latency_table(pairs: pd.DataFrame, arch: str) -> pd.DataFrame:
         "FLOPs ratio": p.flops_ratio, "share of FLOPs cut": p.share_min}).reset_index(drop=True)
 
 
+REGIME_COLUMNS = ["arch", "batch", "models", "share", "share_paired", "share_lo", "share_hi",
+                  "teacher_ms", "fixed_ms", "fixed_pct", "regime"]
+
+
 def regimes(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per (arch, batch): the share of the FLOPs cut achieved, pooled over the pruned models
     (least-squares slope of 1 - time ratio on 1 - FLOPs ratio, through the origin) from the
@@ -282,7 +286,7 @@ def regimes(pairs: pd.DataFrame) -> pd.DataFrame:
                     "share_lo": float(g.share_min.min()), "share_hi": float(g.share_min.max()),
                     "teacher_ms": teacher, "fixed_ms": float(a), "fixed_pct": 100 * a / teacher,
                     "regime": "overhead-bound" if pooled < OVERHEAD_SHARE else "compute-bound"})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=REGIME_COLUMNS)
 
 
 def regime_table(reg: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from studylib.chapters import resources
+from studylib.chapters import exercises, resources
 from studylib.compress import prune
 from studylib.errors import StudyError
 from studylib.study import params_file
@@ -149,6 +149,15 @@ def test_the_run_reads_every_teacher_and_its_fingerprint(tmp_path):
 @pytest.mark.slow
 def test_a_real_architecture_on_the_meta_device():
     P = ResourcesParams(archs=(), real_archs=("llava-1.5-7b",), methods=("width",), ratios=(0.3,))
-    table = resources.table1_7(pd.DataFrame(resources.compute(P)), "llava-1.5-7b")
+    run = pd.DataFrame(resources.compute(P))
+    table = resources.table1_7(run, "llava-1.5-7b")
     assert table["TFLOPs"].tolist() == pytest.approx([8.88, 6.39], abs=0.01)
     assert table["paper TFLOPs"].tolist() == [9.57, 6.89]
+    # The chapter's analysis of a run with no toy teacher (`archs=[]`, exercise 08b): no
+    # latency, so no regimes, and the rest still reads.
+    pairs = resources.latency_pairs(run)
+    reg = resources.regimes(pairs)
+    assert pairs.empty and reg.empty and resources.regime_table(reg).empty
+    assert any("LLaVA-v1.5-7B" in line for line in resources.takeaways(run, reg))
+    resources.fig_resources(resources.relative_frame(run))
+    assert "7B" in exercises.glue_answers("08_resources", run)["ex_params7b"]

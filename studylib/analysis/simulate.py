@@ -25,10 +25,14 @@ as the book does.
 The rule is applied as the study applies it: se_seeds from the per-seed differences,
 se_eval paired by item and counted once (`paired.shared_variance`, here from the
 delta-method covariance of the per-seed item-wise differences of AVG-%, which is what the
-paired bootstrap of `analysis.paired` estimates), Welch-Satterthwaite degrees of freedom
-and a t interval (`stats`), then Holm. `rule="whole"` adds the whole paired variance
-instead and `bound=False` takes plain Welch-Satterthwaite df: the forms the simulation
-showed over-covering, and letting the family-wise error reach 15-26%.
+paired bootstrap of `analysis.paired` estimates), the family's seed variances pooled,
+Welch-Satterthwaite degrees of freedom and a t interval (`stats.family`), then Holm.
+`rule="whole"` adds the whole paired variance instead, `bound=False` takes plain
+Welch-Satterthwaite df, `pool="none"` judges each claim on its own seeds and `pool="limma"`
+pools as limma does, uncapped: the forms the simulation showed over-covering (the whole
+variance; each claim alone, where evaluation noise is a fair share), letting the family-wise
+error reach 15-26% (plain df), or 8-9% where the claims' seed noise differs (limma's).
+`variance_check` says why a rule over-covers: whether its se or its df are off.
 """
 
 from __future__ import annotations
@@ -163,6 +167,25 @@ def error_rates(setup: Setup = Setup(), families: int = 1000, delta: float = 5.0
             ("median se from seeds (points)", float(null.se_seeds.median()), ""),
             ("median se from evaluation (points)", float(null.se_eval.median()), "")]
     return pd.DataFrame(rows, columns=["quantity", "value", "target"])
+
+
+def variance_check(setup: Setup = Setup(), families: int = 1000, seed: int = 1) -> dict:
+    """Is the rule's se right on average? Over all-null families: the mean squared d (its
+    variance, the truth being 0), the mean se_seeds^2 (unbiased for the seed part: the
+    per-seed differences are independent given the items) and the mean se_eval^2, beside
+    the evaluation part the first two imply, and the Welch-Satterthwaite df those true
+    parts give (`oracle_df`)."""
+    rng = np.random.default_rng(seed)
+    null = pd.concat([simulate_family(setup, np.zeros(setup.claims), rng)
+                      for _ in range(families)])
+    var_d, seeds = float((null.d ** 2).mean()), float((null.se_seeds ** 2).mean())
+    evals = float((null.se_eval ** 2).mean())
+    return {"var_d": var_d, "mean_se_seeds2": seeds, "mean_se_eval2": evals,
+            "implied_eval": var_d - seeds, "mean_se2_over_var_d": (seeds + evals) / var_d,
+            "oracle_df": var_d ** 2 / (seeds ** 2 / (setup.seeds - 1)),
+            "median_df_claim_alone": float(np.median(
+                stats.family(null.d, null.se_seeds, np.full(len(null), setup.seeds),
+                             null.se_eval, pool="none")["df"]))}
 
 
 # What chapter 05 and docs/rule_error_rates.py simulate. The settings run from claims whose

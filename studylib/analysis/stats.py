@@ -11,13 +11,25 @@ A retained-performance number has two sources of noise we can estimate:
 
 The two are independent: se = sqrt(se_seeds^2 + se_eval^2), and the 95% CI is
 mean +- t(0.975, df) * se (`RULE`, the sentence the book prints). The degrees of freedom are
-Welch-Satterthwaite's, (u + se_eval^2)^2 / (u^2 / (n - 1)), with the seed variance u taken
-at its upper 97.5% confidence bound, se_seeds^2 (n - 1) / chi2(0.025, n - 1) (infinite
-without seed spread). Plain Welch-Satterthwaite (u = se_seeds^2) let a seed spread that is
-small by chance, as two degrees of freedom often give, buy many degrees of freedom: on
-simulated claims like the book's (`analysis.simulate`) its family-wise error reached
-15-26% against the promised 5%; with the bound it stayed at 1.1-2.8%, with 96-99% coverage
-(`docs/rule-error-rates.json`). The p-value of a
+Welch-Satterthwaite's, (u + se_eval^2)^2 / (u^2 / f), with the seed variance u on f df taken
+at its upper 97.5% confidence bound, u f / chi2(0.025, f) (infinite without seed spread).
+
+The claims of one finding are judged together (`family`): their seed variances (one seed's
+variance, n se_seeds^2, on n - 1 df) are **pooled**, each moderated towards the family's
+df-weighted mean s0^2 as (d0 s0^2 + (n - 1) var) / (d0 + n - 1), on f = n - 1 + d0 df, the
+empirical-Bayes form of limma (Smyth 2004). d0, the prior's df, is Smyth's moment estimate:
+infinite when the claims' variances differ no more than their few df explain, small when
+they differ more; it is capped at `POOL_DF` and f at the family's total df. A claim alone
+(the per-condition CIs of `evidence.summary`, a family of one) keeps d0 = 0, f = n - 1.
+
+Why, measured on simulated claims like the book's (`analysis.simulate`,
+`docs/rule-error-rates.json`, `docs/evidence-power.md`). With three seeds a claim's own
+variance has two df. Plain Welch-Satterthwaite (u unbounded, no pooling) let a spread small by
+chance buy many df: family-wise error 15-26% against Holm's 5%. The bound alone fixed that but
+over-covered (up to 98.5%) wherever evaluation noise is a fair share: se was right on average,
+the df were too few. Pooling lends the df; the bound stays for what pooling leaves. Limma's
+uncapped form (Smyth's log-scale s0^2) broke the 5% when the claims' seed sd differed x0.5-x2;
+the cap and the mean keep it. The p-value of a
 difference is the two-sided t test with the same se and df (`p_value`); the claims of one
 finding are corrected together by Holm's step-down method (`holm`). A missing se_eval (a row
 without a bootstrap CI) counts as zero evaluation noise. Quantiles come from scipy, exactly.
@@ -31,6 +43,8 @@ import numpy as np
 from scipy import special, stats
 
 Z = 1.96  # the normal 97.5% quantile: bootstrap CI <-> standard error
+SEED_BOUND = 0.975  # the seed variance's upper confidence bound that sets the df
+POOL_DF = 8.0  # the most degrees of freedom a family's pooled seed variance lends a claim
 RULE = (
     "The 95% CI of an AVG-% (or of a difference of two) is mean +- t(0.975, df) * se, with "
     "se = sqrt(se_seeds^2 + se_eval^2): se_seeds = sd / sqrt(n) over the n seeds (0 with one "
@@ -38,10 +52,12 @@ RULE = (
     "per-benchmark bootstrap CIs, combined as for AVG), and df the Welch-Satterthwaite "
     "degrees of freedom (u + se_eval^2)^2 / (u^2 / (n - 1)), with the seed variance u at its "
     "upper 97.5% confidence bound se_seeds^2 (n - 1) / chi2(0.025, n - 1), so that a seed "
-    "spread small by chance does not buy degrees of freedom (infinite without seed spread)."
+    "spread small by chance does not buy degrees of freedom (infinite without seed spread). "
+    "The claims of one finding pool their seed variances first: each claim's is moderated "
+    "towards the finding's df-weighted mean as (d0 s0^2 + (n - 1) sd^2) / (d0 + n - 1), with "
+    f"d0 Smyth's (2004) moment estimate of the prior degrees of freedom, at most {POOL_DF:g}, "
+    "and n - 1 + d0 degrees of freedom (at most the finding's total) in place of n - 1."
 )
-SEED_BOUND = 0.975  # the seed variance's upper confidence bound that sets the df
-POOL_DF = 8.0  # the most degrees of freedom a family's pooled seed variance lends a claim
 
 
 def t975(dof: float) -> float:

@@ -53,8 +53,9 @@ RULE = (
     "between two measured ones), the two sides' evaluation noises add as for independent "
     "models, which is conservative for models scored on the same items. A claim measured "
     "on fewer than "
-    f"{MIN_SEEDS} seeds is *untested*. The p-values of all the claims of a finding (every "
-    "architecture and setting) are adjusted together by Holm's method; a claim is "
+    f"{MIN_SEEDS} seeds is *untested*. The tested claims of a finding (every architecture "
+    "and setting) are one family: they pool their seed variances, and their p-values are "
+    "adjusted together by Holm's method; a claim is "
     f"*supported* when its adjusted p < {ALPHA} and d > 0 (the paper's side), "
     f"*contradicted* when its adjusted p < {ALPHA} and d < 0, a *tie* otherwise. On one "
     "architecture a finding *holds* when at least half of its claims are supported and "
@@ -111,7 +112,9 @@ def claims(ev: pd.DataFrame, noise=None) -> pd.DataFrame:
     its Holm-adjusted p-value (`p_holm`, over the finding's claims) and outcome (`RULE`).
 
     `d` is oriented so that d > 0 is the paper's side; `a` and `b` are the two AVG-% (or
-    the AVG-% and the threshold) being compared. With `noise` (`analysis.paired.PairedNoise`)
+    the AVG-% and the threshold) being compared. The CI and p of a tested claim are the
+    rule's on its finding's family, the seed variances pooled (`stats.family`); `se_seeds`
+    stays the claim's own. With `noise` (`analysis.paired.PairedNoise`)
     the evaluation noise of each claim is paired where its rows' items can be read
     (`paired`), as for independent models elsewhere.
     """
@@ -129,8 +132,11 @@ def claims(ev: pd.DataFrame, noise=None) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=[c for c in cols if c not in ("p_holm", "outcome")])
     out["p_holm"] = np.nan
     tested = out.seeds >= MIN_SEEDS
-    for _, g in out[tested].groupby("finding"):
-        out.loc[g.index, "p_holm"] = stats.holm(list(g.p))
+    for _, g in out[tested].groupby("finding"):  # one family: pooled seed variance, Holm
+        judged = stats.family(g.d, g.se_seeds, g.seeds, g.se_eval)
+        out.loc[g.index, ["ci_low", "ci_high", "p"]] = np.c_[g.d - judged["half"],
+                                                              g.d + judged["half"], judged["p"]]
+        out.loc[g.index, "p_holm"] = stats.holm(list(judged["p"]))
     out["outcome"] = [outcome(d, p, n) for d, p, n in zip(out.d, out.p_holm, out.seeds,
                                                           strict=True)]
     return out[cols]

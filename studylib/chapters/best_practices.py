@@ -235,7 +235,7 @@ def noise_budgets(unpaired: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
 
 
 # The rules chapter 05's simulation table compares: the study's, and issue 15's before it.
-SIMULATED_RULES = ("the study's rule (paired, shared, bounded df)",
+SIMULATED_RULES = ("the study's rule (paired, shared, pooled seed variance, bounded df)",
                    "unpaired, plain Welch-Satterthwaite (before issue 27)")
 
 

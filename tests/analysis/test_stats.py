@@ -59,3 +59,55 @@ def test_p_value_matches_scipy_and_holm_steps_down():
 
 def test_se_from_ci_inverts_the_normal_interval():
     assert stats.se_from_ci(48.04, 51.96) == pytest.approx(1.0)
+
+
+def test_seed_prior_is_smyths_method_of_moments():
+    from scipy import special
+
+    # equal spreads, or spreads no further apart than two df explain: one common variance
+    s0, d0 = stats.seed_prior([1.0, 4.0], [2, 2])
+    assert math.isinf(d0) and s0 == pytest.approx(math.exp(math.log(2.0) - special.digamma(1)))
+    # spreads far apart: few prior df, from trigamma(d0 / 2) = the excess spread of log var
+    var = [0.01, 1.0, 100.0]
+    s0, d0 = stats.seed_prior(var, [2, 2, 2])
+    e = [math.log(v) - special.digamma(1) for v in var]
+    excess = (2 * math.log(100.0) ** 2) / 2 - special.polygamma(1, 1)
+    assert special.polygamma(1, d0 / 2) == pytest.approx(excess, rel=1e-6)
+    assert s0 == pytest.approx(math.exp(sum(e) / 3 + special.digamma(d0 / 2) - math.log(d0 / 2)))
+    assert 0 < d0 < 1
+    s0, d0 = stats.seed_prior([1.0, math.nan, 0.0], [2, 2, 2])  # one usable claim: no prior
+    assert math.isnan(s0) and d0 == 0
+
+
+def test_pooled_seed_variance_by_hand():
+    # one common variance (d0 infinite) is capped at POOL_DF = 8: s0^2 the df-weighted mean
+    var, dof = stats.pooled_seed_variance([1.0, 4.0], [2, 2])
+    assert stats.POOL_DF == 8.0
+    assert list(var) == pytest.approx([(8 * 2.5 + 2 * 1) / 10, (8 * 2.5 + 2 * 4) / 10])
+    assert list(dof) == [4, 4]  # 2 + 8, but at most the family's 4
+    # limma's form: Smyth's s0^2, uncapped
+    var, dof = stats.pooled_seed_variance([1.0, 4.0], [2, 2], limit=math.inf, limma=True)
+    assert list(var) == pytest.approx([stats.seed_prior([1.0, 4.0], [2, 2])[0]] * 2)
+    # a claim without seed spread borrows the family's; one without seeds keeps NaN
+    var, dof = stats.pooled_seed_variance([0.0, 1.0, 4.0, math.nan], [2, 2, 2, 0])
+    assert var[0] == pytest.approx(8 * 2.5 / 10) and math.isnan(var[3]) and dof[3] == 0
+    # fewer than two claims with a spread: nothing to pool, the claim's own
+    var, dof = stats.pooled_seed_variance([3.0], [2])
+    assert list(var) == [3.0] and list(dof) == [2]
+
+
+def test_family_without_pooling_is_the_one_claim_rule_and_pooling_lends_df():
+    d, se_s, n, se_e = [3.0, -1.0, 0.5], [1.0, 2.0, 0.5], [3, 3, 3], [0.5, 0.0, 1.0]
+    alone = stats.family(d, se_s, n, se_e, pool="none")
+    for j in range(3):
+        se, df = stats.standard_error(se_s[j], 2, se_e[j])
+        assert alone["se"][j] == pytest.approx(se) and alone["df"][j] == pytest.approx(df)
+        assert alone["p"][j] == pytest.approx(stats.p_value(d[j], se_s[j], 2, se_e[j]))
+        assert alone["half"][j] == pytest.approx(stats.combine(se_s[j], 2, se_e[j]))
+    pooled = stats.family(d, se_s, n, se_e)
+    var, dof = stats.pooled_seed_variance([3 * s ** 2 for s in se_s], [2, 2, 2])
+    assert list(pooled["se_seeds"]) == pytest.approx(list((var / 3) ** 0.5))
+    u = var[1] / 3  # claim 1 has no evaluation noise: t on the pooled df
+    assert pooled["df"][1] == pytest.approx(dof[1]) and dof[1] == 6
+    assert pooled["p"][1] == pytest.approx(2 * stats.stats.t.sf(1.0 / math.sqrt(u), 6))
+    assert (pooled["df"] > alone["df"]).all()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from studylib.chapters import exercises, resources
+from studylib.chapters import exercises, resources, resources_figures
 from studylib.compress import prune
 from studylib.errors import StudyError
 from studylib.study import params_file
@@ -159,5 +159,5 @@ def test_a_real_architecture_on_the_meta_device():
     reg = resources.regimes(pairs)
     assert pairs.empty and reg.empty and resources.regime_table(reg).empty
     assert any("LLaVA-v1.5-7B" in line for line in resources.takeaways(run, reg))
-    resources.fig_resources(resources.relative_frame(run))
+    resources_figures.fig_resources(resources.relative_frame(run))
     assert "7B" in exercises.glue_answers("08_resources", run)["ex_params7b"]

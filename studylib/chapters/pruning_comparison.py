@@ -33,6 +33,8 @@ from studylib.study.params import PruningParams
 from studylib.testbed import instructions
 
 OWN_SCORES = ("none", "bi", "taylor")  # the teacher and each method's own importance
+OWN_SCORE_NAMES = {"layer": "Block Influence", "width": "Taylor importance",
+                   "depth+width": "Block Influence, then Taylor importance"}
 
 
 def compute(P: PruningParams) -> list[dict[str, Any]]:
@@ -211,7 +213,7 @@ def takeaways(run: pd.DataFrame, P: PruningParams) -> list[str]:
         both = mine.index.intersection(base.index)
         if len(both):
             gain = mine[both] - base.loc[both, "AVG-%"]
-            name = {"layer": "Block Influence", "width": "Taylor importance"}[m]
+            name = OWN_SCORE_NAMES[prune.parse_method(m)[0]]
             lines.append(f"{m}: {name} beats random scores at {int((gain > 0).sum())} of "
                          f"{len(gain)} ratios (mean {gain.mean():+.1f} AVG-% points)")
     layer = summ[summ.method == "layer"].sort_values("ratio")

@@ -1,10 +1,12 @@
-"""The paper's five findings and its best practice, judged on our evaluations.
+"""The paper's five findings, and two beyond it, judged on our evaluations.
 
-Every finding of the paper (`paper.FINDINGS`) becomes a list of directed comparisons of
+Every finding of the paper (`paper.FINDINGS`), and the two claims beyond it
+(`analysis.beyond`, findings 6 and 7), becomes a list of directed comparisons of
 AVG-% (`claims`), each supported / contradicted / tied by its 95% CI (`evidence.compare`,
 the study's one CI rule in `stats`), and a verdict per toy architecture (`verdicts`). A
 finding with no data is "not measured", never an error: a chapter whose rows are missing
-simply contributes no claims. `best_practice` sets the paper's Table 3 beside ours.
+simply contributes no claims. The paper's findings are judged on the paper's two pruning
+methods only (`PAPER_METHODS`). `analysis.table3` sets the paper's Table 3 beside ours.
 
 `evaluations`, `coverage` and `headline` live in `studylib.analysis.evidence`; they are
 re-exported here because the notebooks call them as `findings.<name>`.
@@ -19,28 +21,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import stats
+from studylib.analysis import beyond, stats
 from studylib.analysis.evidence import (
-    BENCHMARKS,
-    CONDITION,
     compare,
     coverage,  # noqa: F401  (re-exported for the notebooks)
     evaluations,  # noqa: F401  (re-exported for the notebooks)
     headline,  # noqa: F401  (re-exported for the notebooks)
     matched,
     select,
-    summary,
 )
 from studylib.analysis.paper import (
     FINDINGS,
     PAPER_EVIDENCE,
-    PRESCRIBED_RECIPE,
-    prescribed_method,
 )
-from studylib.evaluation import metrics
 
 ALPHA = 0.05  # family-wise error rate of each finding's claims (Holm)
 MIN_SEEDS = 2  # a claim on fewer paired seeds has no estimate of training variance
+PAPER_METHODS = ("layer", "width")  # the paper's findings compare these (depth+width: 6)
+ALL_FINDINGS = {**FINDINGS, **beyond.STATEMENTS}  # the paper's five, then beyond it
+EVIDENCE = {**PAPER_EVIDENCE, **beyond.EVIDENCE}
 
 RULE = (
     "A claim compares two conditions' AVG-% (or one condition with a threshold) at the same "
@@ -108,7 +107,7 @@ def _fractions(ev: pd.DataFrame) -> list[float | None]:
 
 
 def claims(ev: pd.DataFrame, noise=None) -> pd.DataFrame:
-    """Every claim of the five findings that the evaluations allow, per architecture, with
+    """Every claim of the seven findings that the evaluations allow, per architecture, with
     its Holm-adjusted p-value (`p_holm`, over the finding's claims) and outcome (`RULE`).
 
     `d` is oriented so that d > 0 is the paper's side; `a` and `b` are the two AVG-% (or
@@ -122,11 +121,13 @@ def claims(ev: pd.DataFrame, noise=None) -> pd.DataFrame:
     cmp = functools.partial(compare, noise=noise)
     ev = ev[ev.method != "none"].dropna(subset=["AVG_pct"])
     for arch, e in ev.groupby("arch", sort=True):
-        _finding1(rows, arch, e, cmp)
-        _finding2(rows, arch, e, cmp)
-        _finding3(rows, arch, e, cmp)
-        _finding4(rows, arch, e, cmp)
-        _finding5(rows, arch, e, cmp)
+        paper_e = e[e.method.isin(PAPER_METHODS)]
+        _finding1(rows, arch, paper_e, cmp)
+        _finding2(rows, arch, paper_e, cmp)
+        _finding3(rows, arch, paper_e, cmp)
+        _finding4(rows, arch, paper_e, cmp)
+        _finding5(rows, arch, paper_e, cmp)
+        beyond.claims(functools.partial(_claim, rows), arch, e, cmp)
     cols = ["finding", "arch", "claim", "setting", "a", "b", "d", "ci_low", "ci_high", "seeds",
             "p", "p_holm", "outcome", "se_seeds", "se_eval", "paired"]
     out = pd.DataFrame(rows, columns=[c for c in cols if c not in ("p_holm", "outcome")])
@@ -280,7 +281,7 @@ def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
     largest |d| (`largest_d`) and the seeds per claim. Without any architecture (an empty table) every
     finding is "not measured" under arch "any"."""
     rows = []
-    for i, text in FINDINGS.items():
+    for i, text in ALL_FINDINGS.items():
         mine = claim_table[claim_table.finding == i]
         label = verdict({a: list(mine[mine.arch == a].outcome) for a in archs})
         for arch in archs or ["any"]:
@@ -317,9 +318,9 @@ def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
                     f"/ {r.untested} untested of {r.claims}; median d {r.median_d:+.1f}; "
                     f"seeds {r.seeds})")
         cells.setdefault(r.finding, {})[r.arch] = text
-    return pd.DataFrame([{"finding": i, "the paper": FINDINGS[i],
-                          "paper evidence": PAPER_EVIDENCE[i], "verdict": label.get(i, ""),
-                          **cells.get(i, {})} for i in FINDINGS])
+    return pd.DataFrame([{"finding": i, "the paper": ALL_FINDINGS[i],
+                          "paper evidence": EVIDENCE[i], "verdict": label.get(i, ""),
+                          **cells.get(i, {})} for i in ALL_FINDINGS])
 
 
 def verdict_rows(v: pd.DataFrame) -> list[dict[str, Any]]:
@@ -333,64 +334,3 @@ def verdict_rows(v: pd.DataFrame) -> list[dict[str, Any]]:
                     "ties": r.ties, "untested": r.untested, "on_arch": r.on_arch,
                     "median_d": r.median_d, "seeds": r.seeds})
     return out
-
-
-# --- the best-practice table (paper Table 3) ------------------------------------------------
-
-
-def best_practice(ev: pd.DataFrame, arch: str, paper_model: str | None,
-                  paper: pd.DataFrame | None) -> pd.DataFrame:
-    """Paper Table 3 beside ours, per ratio: the paper's prescription (method + FT + L2)
-    applied to our model, the best recovered setting we measured, and the paper's row."""
-    e = ev[(ev.arch == arch) & (ev.method != "none")].dropna(subset=["AVG_pct"])
-    rec = e[e.recipe != "none"]
-    s = summary(rec, by=[*CONDITION])
-    rows = []
-    ratios = sorted(set(rec.ratio))
-    for r in ratios:
-        at = s[np.isclose(s.ratio, r)].sort_values(["AVG_pct"])
-        presc = at[(at.method == prescribed_method(r)) & (at.recipe == PRESCRIBED_RECIPE)]
-        picks = []
-        if not presc.empty:  # the largest data fraction measured for the prescription
-            picks.append(["ours: paper's prescription",
-                          presc.sort_values("data_fraction").iloc[-1]])
-        best = at.iloc[-1]
-        if picks and picks[0][1].name == best.name:
-            picks[0][0] = "ours: paper's prescription (= best measured)"
-        else:
-            picks.append(["ours: best measured", best])
-        for source, pick in picks:
-            frac = None if pd.isna(pick.data_fraction) else float(pick.data_fraction)
-            g = select(rec, method=pick.method, ratio=float(r), recipe=pick.recipe,
-                       data_fraction=frac)
-            rows.append({"source": source, "model": arch,
-                         "setting": f"{pick.method}+{pick.recipe}"
-                                    + ("" if frac is None else f" ({frac:.0%} data)"),
-                         "ratio": r, **{b: g[b].mean() for b in BENCHMARKS},
-                         "AVG": g.AVG.mean(), "AVG-%": g.AVG_pct.mean(),
-                         "95% CI": f"[{pick.ci_low:.1f}, {pick.ci_high:.1f}]",
-                         "seeds": int(pick.seeds)})
-        if paper is not None and paper_model:
-            prow = paper[(paper.model == paper_model) & np.isclose(paper.ratio, r)]
-            for _, p in prow.iterrows():
-                rows.append({"source": "paper", "model": paper_model, "setting": p.recipe,
-                             "ratio": r, **{b: p[b] for b in BENCHMARKS},
-                             "AVG": p.AVG, "AVG-%": p.AVG_pct, "95% CI": "", "seeds": ""})
-    cols = ["source", "model", "setting", "ratio", *BENCHMARKS, "AVG", "AVG-%", "95% CI",
-            "seeds"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def paper_retention(paper: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Per-benchmark retention of the paper's Table 3 rows (score / unpruned score)."""
-    t = paper[paper.model == model]
-    base = t[t.ratio == 0]
-    if base.empty:
-        return pd.DataFrame()
-    base = base.iloc[0]
-    out = t[t.ratio > 0].copy()
-    for b in BENCHMARKS:
-        out[b] = metrics.pct_of_teacher(out[b], base[b])
-    return out
-
-

@@ -19,6 +19,7 @@ from studylib.analysis.paper import (
     SHORT_PAPER_NAME,
     prescribed_method,
 )
+from studylib.analysis.table3 import best_practice, paper_retention
 from studylib.chapters import show
 from studylib.chapters.plotting import color
 from studylib.study import grid
@@ -34,9 +35,9 @@ def fig_verdicts(v: pd.DataFrame):
     """Findings x (verdict, architectures): the first column is the finding's verdict, then
     one cell per architecture coloured by what the finding is there, with claim counts."""
     archs = list(dict.fromkeys(v.arch)) if not v.empty else []
-    n = len(FINDINGS)
+    n = len(findings.ALL_FINDINGS)
     fig, ax = plt.subplots(figsize=(3.6 + 2.3 * (len(archs) + 1), 0.75 * n + 1.2))
-    for i in FINDINGS:
+    for i in findings.ALL_FINDINGS:
         label = v[v.finding == i].verdict.iloc[0] if archs else "not measured"
         ax.add_patch(plt.Rectangle((0, i - 1), 1, 1, facecolor=VERDICT_COLORS[label],
                                    edgecolor="#999999"))
@@ -53,12 +54,13 @@ def fig_verdicts(v: pd.DataFrame):
     ax.set_ylim(n, 0)
     ax.set_xticks(np.arange(len(archs) + 1) + 0.5, ["verdict", *archs])
     ax.set_yticks(np.arange(n) + 0.5, [textwrap.fill(f"{i}. {t}", 46)
-                                       for i, t in FINDINGS.items()], fontsize=7.5)
+                                       for i, t in findings.ALL_FINDINGS.items()], fontsize=7.5)
     ax.xaxis.tick_top()
     ax.grid(False)
     if not archs:
         ax.text(0.5, n / 2, "no measurements yet", ha="center", va="center")
-    fig.suptitle("The paper's findings on the toy models\n(claims after Holm: + supported, "
+    fig.suptitle("The paper's findings, and two beyond it, on the toy models\n(claims after "
+                 "Holm: + supported, "
                  "- contradicted, = tie, ? untested)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -84,7 +86,7 @@ def fig_spider(ev: pd.DataFrame, arch: str, paper_model: str | None,
     fig, axes = plt.subplots(1, max(len(ratios), 1), subplot_kw={"projection": "polar"},
                              figsize=(3.6 * max(len(ratios), 1), 3.9), squeeze=False)
     axes = axes[0]
-    paper = findings.paper_retention(table3, paper_model) if (
+    paper = paper_retention(table3, paper_model) if (
         table3 is not None and paper_model) else pd.DataFrame()
     labels = list(evidence.BENCHMARKS)
     top, clipped = 110.0, False
@@ -267,13 +269,15 @@ def compute(P, ev: pd.DataFrame, verdicts: pd.DataFrame) -> list[dict]:
 
 def best_practice_table(ev: pd.DataFrame, archs, table3: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 3 (the best practice per setting) beside ours, per architecture."""
-    return pd.concat([findings.best_practice(ev, a, PAPER_MODEL.get(a), table3) for a in archs]
-                     or [findings.best_practice(ev, "", None, None)], ignore_index=True)
+    return pd.concat([best_practice(ev, a, PAPER_MODEL.get(a), table3) for a in archs]
+                     or [best_practice(ev, "", None, None)], ignore_index=True)
 
 
 def glue_counts(verdicts: pd.DataFrame) -> dict[str, int]:
-    """How many findings got each verdict, glued for the prose as `n_<verdict>`."""
-    counts = verdicts.drop_duplicates("finding").verdict.value_counts()
+    """How many of the paper's findings got each verdict, glued for the prose as
+    `n_<verdict>` (the claims beyond the paper are counted in their own rows)."""
+    paper_findings = verdicts[verdicts.finding.isin(list(FINDINGS))]
+    counts = paper_findings.drop_duplicates("finding").verdict.value_counts()
     out = {f"n_{label.replace(' ', '_')}": int(counts.get(label, 0)) for label in findings.LABELS}
     for name, n in out.items():
         show.glue(name, n)

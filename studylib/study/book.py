@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from studylib import machine
+from studylib.analysis import beyond
 from studylib.errors import StudyError
 from studylib.results import ResultsTable, git_sha
 from studylib.study import pages
@@ -45,7 +46,7 @@ STUDY_TITLES = {
 ARCH_ORDER = ("toy-llava", "toy-bunny", "toy-internvl")  # the landing table's columns
 # Which chapter holds the evidence of each of the paper's findings (the landing page links it).
 FINDING_CHAPTER = {1: "01_pruning_comparison", 2: "02_sft_recovery", 3: "02_sft_recovery",
-                   4: "03_kd_ablation", 5: "04_data_efficiency"}
+                   4: "03_kd_ablation", 5: "04_data_efficiency", **beyond.CHAPTERS}
 
 
 def executed_notebooks(book: Path) -> dict[str, list[Path]]:
@@ -129,10 +130,10 @@ def write_verdicts(book: Path, df) -> Path:
     rows = rows[rows.run_id == rows.sort_values("timestamp", kind="stable").run_id.iloc[-1]]
     archs = sorted(dict.fromkeys(rows.arch), key=_arch_order)
     table = []
-    for i, statement in findings.FINDINGS.items():
+    for i, statement in findings.ALL_FINDINGS.items():
         got = rows[rows.benchmark == f"finding {i}"]
         entry = {"the paper's finding": f"{i}. {statement}",
-                 "paper's evidence": findings.PAPER_EVIDENCE[i],
+                 "paper's evidence": findings.EVIDENCE[i],
                  "our verdict": f"**{got.verdict.iloc[0]}**" if len(got) else "not measured"}
         for a in archs:
             r = got[got.arch == a]

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from studylib.analysis import evidence, findings, stats
+from studylib.analysis import evidence, findings, stats, table3
 from studylib.analysis.paper import paper_table
 from studylib.evaluation import metrics
 
@@ -179,7 +179,7 @@ def test_best_practice_puts_the_paper_row_beside_ours():
                                           data_fraction=0.1),
                eval_rows(47.0, method="width", ratio=0.3, recipe="sft", data_fraction=0.1))
     paper = paper_table("table3_best_practice")
-    bp = findings.best_practice(evidence.evaluations(df), "toy-llava", "LLaVA-v1.5-7B", paper)
+    bp = table3.best_practice(evidence.evaluations(df), "toy-llava", "LLaVA-v1.5-7B", paper)
     assert list(bp.source) == ["ours: paper's prescription", "ours: best measured", "paper"]
     assert bp["AVG-%"].tolist()[:2] == pytest.approx([90.0, 94.0])
     assert bp.setting.iloc[2] == "layer+FT+L2"
@@ -203,3 +203,36 @@ def test_the_notebooks_names_stay_importable_from_findings():
     assert findings.evaluations is evidence.evaluations
     assert findings.coverage is evidence.coverage and findings.headline is evidence.headline
     assert stats.RULE in findings.RULE
+
+
+def _recovered(avgs, method, recipe, achieved, ratio=0.3, study="03_kd_ablation"):
+    """One recovered condition over three seeds (AVG on the paper's scale per seed)."""
+    return [[{**r, "ratio_achieved": achieved}
+             for r in eval_rows(avg, study=study, method=method, ratio=ratio, recipe=recipe,
+                                data_fraction=0.05, seed=seed, half_ci=0.5)]
+            for seed, avg in enumerate(avgs)]
+
+
+def test_the_two_claims_beyond_the_paper_are_judged_by_the_same_rule():
+    rows = [eval_rows(50.0, study="03_kd_ablation")]
+    rows += _recovered([45.0, 46.0, 45.5], "depth+width@0.5", "sft", 0.30)
+    rows += _recovered([40.0, 40.5, 40.2], "layer", "sft", 0.333)
+    rows += _recovered([44.8, 46.1, 45.2], "width", "sft", 0.30)
+    rows += _recovered([41.0, 41.5, 41.2], "layer", "sft+srkl", 0.333)
+    rows += _recovered([44.0, 44.5, 44.2], "layer", "sft+rkl", 0.333)
+    c = findings.claims(evidence.evaluations(pd.DataFrame([r for g in rows for r in g])))
+    six = c[c.finding == 6].set_index("claim")
+    assert set(six.index) == {"depth+width@0.5 > layer (recovered)",
+                              "depth+width@0.5 > width (recovered)"}
+    assert six.loc["depth+width@0.5 > layer (recovered)", "d"] == pytest.approx(10.6, abs=0.1)
+    assert six.loc["depth+width@0.5 > layer (recovered)", "outcome"] == "supported"
+    assert six.loc["depth+width@0.5 > width (recovered)", "outcome"] == "tie"
+    assert "achieved: mix 30.0%, layer 33.3%" in six.loc["depth+width@0.5 > layer (recovered)",
+                                                          "setting"]
+    seven = c[c.finding == 7]
+    assert list(seven.claim) == ["SFT+SRKL >= SFT+RKL"] and seven.outcome.iloc[0] == "contradicted"
+    # The paper's findings see the paper's methods only: no claim of theirs names the mix.
+    assert not c[c.finding <= 5].setting.str.contains("depth").any()
+    v = findings.verdicts(c, ["toy-llava"])
+    assert list(v.finding) == [1, 2, 3, 4, 5, 6, 7]
+    assert findings.verdict_table(v).loc[5, "the paper"].startswith("Beyond the paper")

@@ -38,13 +38,21 @@ MATCH_TOL = 0.005  # achieved ratios closer than this are compared as they are (
 # --- from rows to evaluations -------------------------------------------------------------
 
 
+def _run_model(models: pd.Series) -> str:
+    own = models[models != "chance"]
+    return own.iloc[0] if len(own) else models.iloc[0]
+
+
 def latest_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Keep, per executed notebook (study, model, key), only its newest run: a rerun with
-    new parameters or a retrained teacher replaces the old rows instead of mixing with them."""
+    new parameters or a retrained teacher replaces the old rows instead of mixing with them.
+    A run's model is its first row's other than the random guesser's (chapter 01 records
+    "chance" rows first: taken as the model, two architectures' runs of one key were one
+    notebook, and only the newer one counted)."""
     if df.empty or not {"study", "model", "key", "timestamp", "run_id"} <= set(df.columns):
         return df
     runs = df.groupby("run_id", sort=False).agg(study=("study", "first"),
-                                                model=("model", "first"),
+                                                model=("model", _run_model),
                                                 key=("key", "first"),
                                                 timestamp=("timestamp", "max"))
     runs = runs.reset_index()

@@ -236,3 +236,16 @@ def test_the_two_claims_beyond_the_paper_are_judged_by_the_same_rule():
     v = findings.verdicts(c, ["toy-llava"])
     assert list(v.finding) == [1, 2, 3, 4, 5, 6, 7]
     assert findings.verdict_table(v).loc[5, "the paper"].startswith("Beyond the paper")
+
+
+def test_two_architectures_runs_of_one_key_both_count_though_chance_rows_come_first():
+    # Chapter 01 records a random guesser's rows (model "chance") before the model's own;
+    # the newest-run rule once took "chance" as both runs' model and kept one architecture.
+    chance = [{**r, "model": "chance"} for r in eval_rows(25.0)]
+    llava = [{**r, "run_id": "a", "timestamp": "2025-01-01"} for r in
+             chance + eval_rows(50.0) + eval_rows(40.0, method="width", ratio=0.3)]
+    bunny = [{**r, "run_id": "b", "arch": "toy-bunny", "timestamp": "2025-01-02"} for r in
+             chance + eval_rows(60.0, arch="toy-bunny")
+             + eval_rows(30.0, method="width", ratio=0.3, arch="toy-bunny")]
+    ev = evidence.evaluations(pd.DataFrame(llava + bunny))
+    assert set(ev.arch) == {"toy-llava", "toy-bunny"}

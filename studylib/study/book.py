@@ -118,11 +118,11 @@ def write_verdicts(book: Path, df) -> Path:
     chapter, linked when its page is in the book (a book of one re-run chapter builds too)."""
     from studylib.analysis import findings
 
-    rows = df[(df.study == "05_best_practices") & (df.metric == "verdict")] if len(df) else df
+    judged = "05_best_practices"  # the chapter whose rows hold the verdicts
+    rows = df[(df.study == judged) & (df.metric == "verdict")] if len(df) else df
     path = book / "runs" / "_verdicts.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     in_book = set(executed_notebooks(book))
-    judged = "05_best_practices"
     if rows.empty or judged not in in_book:
         path.write_text("*No verdicts yet: the chapter that judges the findings is not in this "
                         "book.*\n")

@@ -51,3 +51,23 @@ def training_arguments(out_dir: str, *, epochs: float, batch_size: int, lr: floa
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)
+
+
+def fit_stage(model, records, collator, losses: LossLog, *, seed: int, epochs: float,
+              batch_size: int, lr: float, logging_steps: int, bf16: bool,
+              step_offset: int = 0, callbacks=(), in_order: bool = False):
+    """One training stage with the HF Trainer (one cosine schedule); the loss log continues
+    across stages. `in_order`: the Trainer reads the records as given, for batches composed
+    beforehand (`testbed.plan.balanced_batches`)."""
+    import tempfile
+
+    from transformers import Trainer
+
+    losses.step_offset = step_offset
+    extra = {"train_sampling_strategy": "sequential"} if in_order else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        args = training_arguments(tmp, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                  logging_steps=logging_steps, bf16=bf16, **extra)
+        trainer = Trainer(model=model, args=args, train_dataset=records, data_collator=collator,
+                          callbacks=[losses.callback, *callbacks])
+        return trainer.train()

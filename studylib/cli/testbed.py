@@ -35,15 +35,28 @@ def cmd_eval(args) -> int:
 
 def cmd_teacher(args) -> int:
     from studylib.evaluation.evaluate import evaluate, option_lookup_accuracy
-    from studylib.testbed.teachers import train_teacher
+    from studylib.testbed import plan
+    from studylib.testbed.teachers import continue_teacher, read_summary, train_teacher
 
     def option_lookup(model, processor):
         return option_lookup_accuracy(model, processor, split="val")
 
+    text = plan.PLANS[args.arch] if args.plan == "v3" else args.plan
+    if text:
+        plan.parse(text)  # a bad plan fails before any work
+    if args.start_from:
+        if not text:
+            raise StudyError("--from continues a saved teacher through a plan: give --plan")
+        if read_summary(args.start_from)["arch"] != args.arch:
+            raise StudyError(f"{args.start_from} is not a {args.arch} teacher")
     out = check_out_dir(args.out, args.overwrite)
-    summary = train_teacher(args.arch, out, size=args.size, seed=args.seed,
-                            evaluate=None if args.no_eval else evaluate,
-                            probes=None if args.no_eval else {"option_lookup": option_lookup})
+    scoring = dict(evaluate=None if args.no_eval else evaluate,
+                   probes=None if args.no_eval else {"option_lookup": option_lookup})
+    if args.start_from:
+        summary = continue_teacher(args.start_from, out, text, seed=args.plan_seed, **scoring)
+    else:
+        summary = train_teacher(args.arch, out, size=args.size, seed=args.seed, plan=text,
+                                plan_seed=args.plan_seed, **scoring)
     short = {k: v for k, v in summary.items() if k not in ("loss_log", "eval")}
     print(json.dumps(short, indent=2, default=str))
     if "eval" in summary:
@@ -91,6 +104,12 @@ def add_command(sub) -> None:
     p.add_argument("--size", default="default", choices=("default", "micro"))
     p.add_argument("--seed", type=argtypes.seed_int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--plan", help="stages after the recipe's (studylib.testbed.plan), e.g. "
+                   "'lookup:250:lr=2e-4,mix:300'; 'v3': the architecture's plan.PLANS entry")
+    p.add_argument("--plan-seed", type=argtypes.seed_int, default=0,
+                   help="data seed of the plan's stages")
+    p.add_argument("--from", dest="start_from", metavar="DIR",
+                   help="continue this saved teacher through --plan instead of training anew")
     p.add_argument("--no-eval", action="store_true", help="skip the benchmark run at the end")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_teacher)

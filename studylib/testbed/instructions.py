@@ -15,6 +15,7 @@ from studylib.testbed.questions import (
 )
 from studylib.testbed.shapes import (
     LETTER,
+    LETTERS,
     MME_C_SUBTASKS,
     MME_P_SUBTASKS,
     POPE_SPLITS,
@@ -116,6 +117,34 @@ def binding_set(n: int, seed: int = 0) -> list[dict[str, Any]]:
         records.append({"id": f"binding-{seed}-{i}",
                         "conversations": [{"from": "human", "value": f"{q}\n{LETTER}"},
                                           {"from": "gpt", "value": a}]})
+    return records
+
+
+def open_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    """n records of SQA/MMMU family questions asked the way the cloze formulation scores
+    them: the question without its options, answered by the right option's text. Taught in
+    a stage of its own and replayed in the last mix, it is the SQA/MMMU lever of testbed v3
+    (docs/testbed-recipe-search.md, conclusion 6). No question comes twice in a record,
+    whose answer would then be in the text."""
+    rng = random.Random(seed)
+    families = SQA_FAMILIES + MMMU_FAMILIES
+    records = []
+    for i in range(n):
+        scene = make_scene(TRAIN_SEED_BASE + seed * n + i)
+        conv, tries = [], 0
+        while len(conv) < 2 * turns:
+            qa, tries = rng.choice(families)(scene, rng), tries + 1
+            if qa is None:
+                continue
+            q, letter, extra = qa
+            q = q.split("\nOptions:")[0]
+            if tries < 50 and any(q in c["value"] for c in conv[0::2]):
+                continue
+            conv.append({"from": "human", "value": ("" if conv else "<image>\n")
+                         + f"{q}\n{SHORT_ANSWER}"})
+            conv.append({"from": "gpt", "value": extra["options"][LETTERS.index(letter)]})
+        records.append({"id": f"open-{scene.seed}", "image": image_name(scene.seed),
+                        "conversations": conv})
     return records
 
 

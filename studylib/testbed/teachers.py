@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -41,8 +40,10 @@ from studylib import machine, models
 from studylib.errors import StudyError
 from studylib.testbed import fingerprint, instructions, toy
 from studylib.testbed.data import ConversationCollator
+from studylib.testbed.plan import parse as parse_plan
+from studylib.testbed.plan import run as run_plan
 from studylib.testbed.vision_pretrain import pretrain_vision
-from studylib.training import LossLog, training_arguments
+from studylib.training import LossLog, fit_stage
 
 # Teacher recipe per size. Each stage's keys: n_images (n for binding), epochs, batch_size,
 # lr; lookup and instruct also turns, caption_rate and mix (question kinds, merged into
@@ -183,8 +184,8 @@ def data_sha256(data: dict[str, list[dict[str, Any]]]) -> str:
 
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
                   evaluate: Callable | None = None, stop_after: str | None = None,
-                  probes: Mapping[str, Callable] | None = None,
-                  **recipe_overrides) -> dict[str, Any]:
+                  probes: Mapping[str, Callable] | None = None, plan: str | None = None,
+                  plan_seed: int = 0, **recipe_overrides) -> dict[str, Any]:
     """Train a toy MLLM from scratch (vision, align, binding, instruct) and save it to `out`
     (None: save nothing, return the summary).
 
@@ -194,7 +195,9 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     "prefix_checksums". With `stop_after` (one of STAGES), training ends
     `fingerprint.CHECKSUM_STEP` steps into that stage, saves nothing, and returns only
     `{"prefix_checksums": ...}`, to compare with the full run's. `recipe_overrides` change
-    the size's recipe (`instruct=dict(lr=1e-3)`).
+    the size's recipe (`instruct=dict(lr=1e-3)`). `plan` (a `studylib.testbed.plan` string,
+    e.g. `plan.PLANS[arch]`) adds its stages after the recipe's, with data seed `plan_seed`,
+    in TRAINING_DTYPE, as `continue_teacher` adds them to a saved teacher.
 
     `evaluate(model, processor, ...)` (the CLI passes `studylib.evaluation.evaluate.evaluate`;
     the testbed sits below evaluation) scores the learning curves and the trained teacher;
@@ -205,6 +208,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     if stop_after is not None and stop_after not in STAGES:
         raise StudyError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     recipe = _recipe(size, recipe_overrides)
+    stages = parse_plan(plan) if plan else []  # a bad plan fails before any training
     checksums: dict[str, Any] = {}
 
     def checksum(stage: str):
@@ -233,7 +237,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     for stage, records in data.items():
         t0, offset = time.perf_counter(), sum(steps.values())
         hp = recipe[stage]
-        steps[stage] = _fit(model, records, collator, losses, seed=seed, epochs=hp["epochs"],
+        steps[stage] = fit_stage(model, records, collator, losses, seed=seed, epochs=hp["epochs"],
                             batch_size=hp["batch_size"], lr=hp["lr"],
                             bf16=recipe["dtype"] == "bfloat16",
                             logging_steps=recipe["logging_steps"], step_offset=offset,
@@ -242,6 +246,9 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         stage_wall[stage] = round(time.perf_counter() - t0, 1)
         if stop_after == stage:
             return {"prefix_checksums": checksums}
+    plan_log = run_plan(model, collator, losses, stages, plan_seed, curves=curves,
+                        step_offset=sum(steps.values()), bf16=TRAINING_DTYPE == "bfloat16",
+                        logging_steps=recipe["logging_steps"])
     llm_wall = time.perf_counter() - llm_start
     wall = time.perf_counter() - start
     model.eval()
@@ -264,6 +271,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
         "prefix_checksums": checksums,
         "data_sha256": data_sha256(data),
+        **({"plans": [_plan_summary(plan, plan_seed, plan_log)]} if plan else {}),
         "loss_log": losses.rows,
         "curves": curves.points,
         "parameters": models.parameter_counts(model),
@@ -278,19 +286,56 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     return summary
 
 
-def _fit(model, records, collator, losses: LossLog, *, seed: int, epochs: float,
-         batch_size: int, lr: float, logging_steps: int, bf16: bool, step_offset: int = 0,
-         callbacks=()):
-    """One training stage with the HF Trainer; the loss log continues across stages."""
-    from transformers import Trainer
+def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed: int = 0,
+                     evaluate: Callable | None = None,
+                     probes: Mapping[str, Callable] | None = None) -> dict[str, Any]:
+    """A saved teacher trained further through `plan`'s stages (data seed `seed`, vision
+    tower frozen, TRAINING_DTYPE), saved to `out` (None: save nothing) with its source's
+    training summary extended: "continued_from", "plans" (each plan's stage log), the curves and
+    loss log continued past the source's last step, and a new "eval".
 
-    losses.step_offset = step_offset
-    with tempfile.TemporaryDirectory() as tmp:
-        args = training_arguments(tmp, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                  logging_steps=logging_steps, bf16=bf16)
-        trainer = Trainer(model=model, args=args, train_dataset=records, data_collator=collator,
-                          callbacks=[losses.callback, *callbacks])
-        return trainer.train()
+    On the machine that trained `source`, `train_teacher(..., plan=plan, plan_seed=seed)`
+    trains the same weights from scratch.
+    """
+    stages = parse_plan(plan)
+    source_summary = read_summary(source)
+    recipe = source_summary["recipe"]
+    model, processor = models.load(source)
+    model.model.vision_tower.requires_grad_(False)
+    collator = ConversationCollator(processor, config=model.config)
+    losses = LossLog()
+    curves = Curves(evaluate, processor, recipe["curve_every"], recipe["curve_limit"], probes)
+    start = time.perf_counter()
+    earlier = source_summary.get("plans", [])
+    offset = sum(source_summary["steps"].values()) + sum(p["steps"] for p in earlier)
+    log = run_plan(model, collator, losses, stages, seed, curves=curves, step_offset=offset,
+                   bf16=TRAINING_DTYPE == "bfloat16", logging_steps=recipe["logging_steps"])
+    model.eval()
+    summary = {**source_summary,
+               "continued_from": {"path": str(source),
+                                  "wall_time_s": source_summary["wall_time_s"],
+                                  "eval": source_summary.get("eval")},
+               "plans": [*earlier, _plan_summary(plan, seed, log)],
+               "machine": machine.signature(),
+               "wall_time_s": round(source_summary["wall_time_s"]
+                                    + time.perf_counter() - start, 1),
+               "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
+               "loss_log": source_summary["loss_log"] + losses.rows,
+               "curves": source_summary["curves"] + curves.points}
+    if evaluate is not None:
+        report = evaluate(model, processor)
+        summary["eval"] = report.summary()
+        summary["eval_wall_time_s"] = round(report.wall_time, 1)
+    if out is not None:
+        models.save(model, processor, out, extra={"training_summary.json": summary},
+                    command="teacher")
+    return summary
+
+
+def _plan_summary(plan: str, seed: int, log: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"text": plan, "seed": seed, "dtype": TRAINING_DTYPE, "stages": log,
+            "steps": sum(s["steps_done"] for s in log),
+            "wall_time_s": round(sum(s["wall_s"] for s in log), 1)}
 
 
 def _count_tokens(collator: ConversationCollator, records) -> int:

@@ -1,0 +1,188 @@
+"""Continuation plans: short training stages after a teacher's recipe (testbed v3, issue 26).
+
+A plan is comma-separated stages `kind:steps[:key=value...]`, e.g.
+
+    lookup:250:balanced=1:lr=2e-4,mix:300,open:150,mix:300:open=0.25
+
+Kinds (`KINDS`): `lookup` (POPE and MME's lookup subtasks), `mix` (the instruct mix with
+binding and lookup replayed), `gqa`, `mc` (SQA + MMMU families with letters), `binding`
+(text-only "which option says X?"), `mme` (all MME subtasks), `yesno` (POPE, lookups and MME)
+and `open` (SQA/MMMU families answered by the option's text, `instructions.open_set`).
+No stage has descriptions unless `caption=` says so: a description as turn 1 lets every
+later answer be read from the text (docs/testbed-recipe-search.md).
+
+Keys: `lr`, `bs` (batch size), `turns`, `caption` (description rate), `balanced` (1: every
+batch has as many "yes" as "no" answers, fed in order; 2: every *record* balanced, which
+gives away each record's last yes/no answer, probe P04), `open` (the share of a stage's
+records replaced by `open` records) and `w.<kind>` (a mix weight, e.g. `w.gqa=1`).
+
+Each stage is one cosine schedule of `steps` optimizer steps; stage i draws its records,
+and seeds its Trainer, with `seed + 1000 * i`. The plans of `PLANS` are the ones measured
+by docs/teacher_probe.py, which runs this same loop from a committed teacher.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from studylib.errors import StudyError
+from studylib.testbed import instructions, shapes
+from studylib.training import LossLog, fit_stage
+
+ZERO = dict.fromkeys(instructions.MIX, 0)
+KINDS: dict[str, dict[str, float] | None] = {  # kind -> its question mix (None: own records)
+    "lookup": {**ZERO, "pope": 1, "lookup": 2},
+    "mix": {**instructions.MIX, "binding": 1, "lookup": 1},
+    "gqa": {**ZERO, "gqa": 1},
+    "mc": {**ZERO, "sqa": 1, "mmmu": 1},
+    "binding": None,
+    "mme": {**ZERO, "mme": 1},
+    "yesno": {**ZERO, "pope": 1, "lookup": 1, "mme": 2},
+    "open": None,
+}
+# Stage settings unless a key says otherwise: issue 26's fact 3 (batch 16, lr 5e-4, no
+# descriptions), four turns per record.
+DEFAULTS: dict[str, float] = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0, open=0.0)
+STAGE_SEED_STRIDE = 1000
+
+# The candidate plans of testbed v3 per architecture, each measured from the committed
+# teacher on two data seeds (docs/testbed-recipe-search.md, probes P24-P34).
+PLANS: dict[str, str] = {
+    "toy-bunny": "lookup:250:balanced=1:lr=2e-4,mix:300,open:150,mix:300:open=0.25",  # P26, P32
+    "toy-llava": "lookup:800:balanced=1,mix:300,open:150,mix:300:open=0.25",  # P31
+    "toy-internvl": "lookup:800:balanced=1:lr=2e-4,mix:300,open:150,mix:300:open=0.25",  # P30
+}
+
+
+def parse(plan: str) -> list[dict[str, Any]]:
+    """The stages of a plan string, each {"kind", "steps", "mix", **DEFAULTS}; a malformed
+    plan raises StudyError naming the part at fault."""
+    stages = []
+    for part in plan.split(","):
+        kind, *rest = part.strip().split(":")
+        if kind not in KINDS:
+            raise StudyError(f"unknown stage kind {kind!r} in {part!r}; choose from "
+                             f"{', '.join(KINDS)}")
+        if not rest or not rest[0].isdigit() or int(rest[0]) < 1:
+            raise StudyError(f"stage {part!r} needs a positive step count: {kind}:STEPS")
+        stage = {"kind": kind, "steps": int(rest[0]), **DEFAULTS, "mix": dict(KINDS[kind] or {})}
+        for kv in rest[1:]:
+            key, _, value = kv.partition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                raise StudyError(f"stage {part!r}: {kv!r} is not key=number") from None
+            if key.startswith("w.") and key[2:] in instructions.MIX:
+                stage["mix"][key[2:]] = number
+            elif key in DEFAULTS:
+                stage[key] = type(DEFAULTS[key])(number)
+            else:
+                raise StudyError(f"stage {part!r}: unknown key {key!r}; use "
+                                 f"{', '.join(DEFAULTS)} or w.<{'|'.join(instructions.MIX)}>")
+        if stage["balanced"] not in (0, 1, 2) or not 0 <= stage["open"] < 1:
+            raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2 and open in [0, 1)")
+        stages.append(stage)
+    return stages
+
+
+def yes_no_balance(record: dict[str, Any]) -> int:
+    """#yes - #no answers of a record's yes/no turns."""
+    turns = record["conversations"]
+    return sum((a["value"] == "yes") - (a["value"] == "no")
+               for q, a in zip(turns[0::2], turns[1::2], strict=True)
+               if q["value"].endswith(shapes.YES_NO))
+
+
+def stage_records(stage: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """steps * bs records for the stage, in the order the Trainer is to read them when
+    `balanced` is 1."""
+    n = stage["steps"] * stage["bs"]
+    if stage["kind"] == "binding":
+        return instructions.binding_set(n, seed=seed)
+    if stage["kind"] == "open":
+        return instructions.open_set(n, stage["turns"], seed)
+    if stage["open"]:
+        n_open = round(n * stage["open"])
+        rest = stage_records({**stage, "open": 0.0, "steps": 1, "bs": n - n_open}, seed)
+        mixed = rest + instructions.open_set(n_open, stage["turns"], seed + 500)
+        random.Random(seed).shuffle(mixed)
+        return mixed
+    records, chunk = [], seed
+    while len(records) < n:  # balanced=2: draw more scenes until n balanced records
+        batch = instructions.instruction_set(n, turns=stage["turns"], seed=chunk,
+                                             caption_rate=stage["caption"], mix=stage["mix"])
+        records += [r for r in batch if stage["balanced"] != 2 or yes_no_balance(r) == 0]
+        chunk += 100_000
+    random.Random(seed).shuffle(records)  # balanced draws are scene-ordered
+    if stage["balanced"] == 1:
+        more = instructions.instruction_set(n // 2, turns=stage["turns"], seed=chunk,
+                                            caption_rate=stage["caption"], mix=stage["mix"])
+        return balanced_batches(records + more, stage["bs"], n, seed)
+    return records[:n]
+
+
+def balanced_batches(records: list[dict], bs: int, n: int, seed: int) -> list[dict]:
+    """n records in batches of bs with as many "yes" as "no" answers each: units of one
+    record with balance 0 or two with opposite balances, packed into batches, batch order
+    shuffled (the Trainer then reads them in order)."""
+    by_d: dict[int, list[dict]] = {}
+    for r in records:
+        by_d.setdefault(yes_no_balance(r), []).append(r)
+    units = [[r] for r in by_d.pop(0, [])]
+    for d in sorted(k for k in by_d if k > 0):
+        units += [[a, b] for a, b in zip(by_d[d], by_d.get(-d, []), strict=False)]
+    rng = random.Random(seed)
+    rng.shuffle(units)
+    pairs, singles = [u for u in units if len(u) == 2], [u for u in units if len(u) == 1]
+    k = round(bs * 2 * len(pairs) / (2 * len(pairs) + len(singles)) / 2)  # pairs per batch
+    batches = []
+    while len(batches) * bs < n:
+        take = max(min(k, len(pairs)), (bs - len(singles) + 1) // 2)
+        if take > len(pairs) or take > bs // 2:
+            raise StudyError("not enough records to balance the batches; draw more")
+        batch = [r for _ in range(take) for r in pairs.pop()]
+        batch += [singles.pop()[0] for _ in range(bs - len(batch))]
+        rng.shuffle(batch)
+        batches.append(batch)
+    return [r for b in batches for r in b][:n]
+
+
+def composition(records: list[dict]) -> dict[str, float]:
+    """Answer turns by format (yes/no, short answer, letter, caption) and the yes share."""
+    counts = {"yes/no": 0, "short": 0, "letter": 0, "caption": 0, "yes": 0}
+    for r in records:
+        turns = r["conversations"]
+        for q, a in zip(turns[0::2], turns[1::2], strict=True):
+            kind = ("yes/no" if q["value"].endswith(shapes.YES_NO) else
+                    "letter" if q["value"].endswith(shapes.LETTER) else
+                    "short" if q["value"].endswith(shapes.SHORT_ANSWER) else "caption")
+            counts[kind] += 1
+            counts["yes"] += a["value"] == "yes"
+    counts["yes_share"] = round(counts["yes"] / max(1, counts["yes/no"]), 3)
+    return counts
+
+
+def run(model, collator, losses: LossLog, stages: list[dict[str, Any]], seed: int, *,
+        curves=None, step_offset: int = 0, bf16: bool = False,
+        logging_steps: int = 10) -> list[dict[str, Any]]:
+    """Train `model` through the stages in turn (vision tower frozen by the caller); one log
+    entry per stage: its settings, data seed, record count, composition, steps and wall s.
+    `curves` (a `teachers.Curves`) scores the model along the way."""
+    log, step = [], step_offset
+    for i, stage in enumerate(stages):
+        data_seed = seed + STAGE_SEED_STRIDE * i
+        records = stage_records(stage, data_seed)
+        t0 = time.perf_counter()
+        callbacks = [curves.callback(stage["kind"], step)] if curves is not None else []
+        out = fit_stage(model, records, collator, losses, seed=data_seed, epochs=1,
+                        batch_size=stage["bs"], lr=stage["lr"], bf16=bf16,
+                        logging_steps=logging_steps, step_offset=step, callbacks=callbacks,
+                        in_order=stage["balanced"] == 1)
+        step += out.global_step
+        log.append({**stage, "data_seed": data_seed, "records": len(records),
+                    "composition": composition(records), "steps_done": out.global_step,
+                    "wall_s": round(time.perf_counter() - t0, 1)})
+        print(f"[stage] {log[-1]}", flush=True)
+    return log

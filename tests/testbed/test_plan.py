@@ -1,0 +1,109 @@
+"""Continuation plans (testbed v3): the grammar, the records each stage draws, and a plan
+run on a saved teacher equal to the same plan run inside training from scratch."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from clirun import run
+
+from studylib import models
+from studylib.errors import StudyError
+from studylib.testbed import plan, shapes, teachers
+
+
+def test_a_plan_parses_into_stages_with_defaults_and_overrides():
+    lookup, mix = plan.parse("lookup:250:balanced=1:lr=2e-4, mix:300:open=0.25:w.gqa=8")
+    assert lookup["kind"] == "lookup" and lookup["steps"] == 250
+    assert lookup["lr"] == 2e-4 and lookup["balanced"] == 1 and lookup["bs"] == 16
+    assert lookup["caption"] == 0.0 and lookup["mix"] == plan.KINDS["lookup"]
+    assert mix["open"] == 0.25 and mix["mix"]["gqa"] == 8 and mix["lr"] == 5e-4
+    assert plan.KINDS["mix"]["gqa"] != 8  # not mutated
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("look:100", "unknown stage kind 'look'"),
+    ("lookup", "needs a positive step count"),
+    ("lookup:0", "needs a positive step count"),
+    ("lookup:10:lr=fast", "'lr=fast' is not key=number"),
+    ("lookup:10:speed=2", "unknown key 'speed'"),
+    ("lookup:10:w.cats=1", "unknown key 'w.cats'"),
+    ("lookup:10:balanced=3", "balanced is 0, 1 or 2"),
+    ("mix:10:open=1", "open in [0, 1)"),
+])
+def test_a_malformed_plan_is_refused_naming_its_part(text, needle):
+    with pytest.raises(StudyError, match=re.escape(needle)):
+        plan.parse(text)
+
+
+def test_every_plan_of_the_v3_candidates_parses():
+    assert set(plan.PLANS) == {"toy-llava", "toy-bunny", "toy-internvl"}
+    for text in plan.PLANS.values():
+        assert plan.parse(text)[0]["kind"] == "lookup"
+
+
+def test_balanced_batches_hold_as_many_yes_as_no_answers():
+    (stage,) = plan.parse("lookup:6:balanced=1:bs=8")
+    records = plan.stage_records(stage, seed=21)
+    assert len(records) == 48
+    batches = [records[i:i + 8] for i in range(0, 48, 8)]
+    assert all(sum(plan.yes_no_balance(r) for r in b) == 0 for b in batches)
+    unbalanced = plan.stage_records({**stage, "balanced": 0}, seed=21)
+    assert any(sum(plan.yes_no_balance(r) for r in unbalanced[i:i + 8]) for i in range(0, 48, 8))
+
+
+def test_stages_have_no_descriptions_and_open_records_answer_with_the_option_text():
+    (mix,) = plan.parse("mix:4:bs=10:open=0.5")
+    records = plan.stage_records(mix, seed=3)
+    assert len(records) == 40 and plan.composition(records)["caption"] == 0
+    opened = [r for r in records if r["id"].startswith("open-")]
+    assert len(opened) == 20
+    for r in opened:
+        questions, answers = r["conversations"][0::2], r["conversations"][1::2]
+        assert all(q["value"].endswith(shapes.SHORT_ANSWER) and "Options:" not in q["value"]
+                   for q in questions)
+        assert all(a["value"] not in shapes.LETTERS for a in answers)
+    assert plan.stage_records(mix, seed=3) == records  # a pure function of stage and seed
+
+
+def _flat(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values()])
+
+
+def test_a_continued_teacher_equals_one_trained_with_the_plan(tmp_path):
+    """`continue_teacher` on a saved teacher = `train_teacher(plan=...)` from scratch: the
+    committed v3 teachers can be made either way."""
+    text = "lookup:3:balanced=1:bs=8,open:2:bs=4,mix:2:bs=8:open=0.25"
+    small = dict(instruct={"n_images": 32})
+    teachers.train_teacher("toy-llava", tmp_path / "base", size="micro", seed=1, **small)
+    whole = teachers.train_teacher("toy-llava", tmp_path / "whole", size="micro", seed=1,
+                                   plan=text, plan_seed=21, **small)
+    cont = teachers.continue_teacher(tmp_path / "base", tmp_path / "cont", text, seed=21)
+    (log,) = whole["plans"]
+    assert [s["steps_done"] for s in log["stages"]] == [3, 2, 2] and log["steps"] == 7
+    assert cont["plans"][0]["stages"][0]["composition"] == log["stages"][0]["composition"]
+    assert cont["continued_from"]["path"] == str(tmp_path / "base")
+    assert cont["loss_log"][-1]["step"] == whole["loss_log"][-1]["step"]
+    a, _ = models.load(tmp_path / "whole")
+    b, _ = models.load(tmp_path / "cont")
+    assert torch.equal(_flat(a), _flat(b))
+    base, _ = models.load(tmp_path / "base")
+    assert not torch.equal(_flat(a), _flat(base))
+    again = teachers.continue_teacher(tmp_path / "cont", None, "mix:1:bs=4", seed=5)
+    assert [p["steps"] for p in again["plans"]] == [7, 1]
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--plan", "lookup:ten"], "needs a positive step count"),
+    (["--from", "{teacher}"], "--from continues a saved teacher through a plan: give --plan"),
+    (["--from", "{teacher}", "--plan", "mix:1", "--arch", "toy-llava"],
+     "is not a toy-llava teacher"),
+])
+def test_the_teacher_command_refuses_a_bad_plan_before_any_work(tmp_path, capsys, extra, needle):
+    teacher = Path(__file__).resolve().parents[2] / "teachers" / "toy-bunny"
+    argv = ["teacher", "--arch", "toy-bunny", "--out", str(tmp_path / "out"),
+            *[a.format(teacher=teacher) for a in extra]]  # argparse: the last --arch wins
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err, err[-300:]
+    assert not (tmp_path / "out").exists()

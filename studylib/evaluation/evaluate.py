@@ -188,6 +188,16 @@ def option_lookup_accuracy(model, processor, n: int = 200, split: str = "test",
                              for a, (_, letter, _) in zip(answers, qas, strict=True)])
 
 
+def lookup_accuracy(model, processor, limit: int = 80, split: str = "val") -> float:
+    """POPE accuracy (%) on `limit` items: whether yes/no lookups are read from the image,
+    the skill that a teacher's `lookup` stage teaches (`testbed.plan`'s `until=` gate).
+    A constant "yes" or "no" scores 50, where F1 would read 67 or 0."""
+    scores = evaluate(model, processor, benchmarks=("POPE",), limit=limit, split=split,
+                      progress=False).scores
+    return float(scores[(scores.benchmark == "POPE") & (scores.metric == "accuracy")]
+                 .value.iloc[0])
+
+
 def shuffled_images(items: Sequence[suite.Item], seed: int = 0) -> list:
     """Each item's image replaced by another item's scene: a seeded derangement of the
     scenes (the items' scenes in a random cycle, each taking the next one's image), so no

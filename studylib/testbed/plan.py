@@ -14,7 +14,11 @@ later answer be read from the text (docs/testbed-recipe-search.md).
 Keys: `lr`, `bs` (batch size), `turns`, `caption` (description rate), `balanced` (1: every
 batch has as many "yes" as "no" answers, fed in order; 2: every *record* balanced, which
 gives away each record's last yes/no answer, probe P04), `open` (the share of a stage's
-records replaced by `open` records) and `w.<kind>` (a mix weight, e.g. `w.gqa=1`).
+records replaced by `open` records), `w.<kind>` (a mix weight, e.g. `w.gqa=1`) and
+`until` (stop the stage once the yes/no lookup is learned: POPE accuracy on the validation
+scenes >= until, checked every `check` steps; `steps` is then the most it may take). A
+skill's emergence varies with the data draw (probes P28-P33: 400-800 steps on toy-llava),
+so a fixed length either misses it or saturates POPE.
 
 Each stage is one cosine schedule of `steps` optimizer steps; stage i draws its records,
 and seeds its Trainer, with `seed + 1000 * i`. The plans of `PLANS` are the ones measured
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from studylib.errors import StudyError
@@ -44,7 +49,8 @@ KINDS: dict[str, dict[str, float] | None] = {  # kind -> its question mix (None:
 }
 # Stage settings unless a key says otherwise: issue 26's fact 3 (batch 16, lr 5e-4, no
 # descriptions), four turns per record.
-DEFAULTS: dict[str, float] = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0, open=0.0)
+DEFAULTS: dict[str, float] = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0, open=0.0,
+                                  until=0.0, check=50)
 STAGE_SEED_STRIDE = 1000
 
 # The candidate plans of testbed v3 per architecture, each measured from the committed
@@ -83,6 +89,8 @@ def parse(plan: str) -> list[dict[str, Any]]:
                                  f"{', '.join(DEFAULTS)} or w.<{'|'.join(instructions.MIX)}>")
         if stage["balanced"] not in (0, 1, 2) or not 0 <= stage["open"] < 1:
             raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2 and open in [0, 1)")
+        if not 0 <= stage["until"] <= 100 or stage["check"] < 1:
+            raise StudyError(f"stage {part!r}: until is a POPE accuracy in [0, 100], check >= 1")
         stages.append(stage)
     return stages
 
@@ -164,18 +172,49 @@ def composition(records: list[dict]) -> dict[str, float]:
     return counts
 
 
+def require_skill(stages: list[dict[str, Any]], skill: Callable | None) -> None:
+    """Refuse, before any training, `until` stages with no skill to check."""
+    if skill is None and any(s["until"] for s in stages):
+        raise StudyError("a stage with until= needs a skill to check (skill=)")
+
+
+def _gate(stage: dict[str, Any], skill: Callable, passed: list):
+    """A Trainer callback ending the stage once `skill(model)` >= the stage's `until`."""
+    from transformers import TrainerCallback
+
+    class _Until(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % stage["check"] == 0:
+                was_training = model.training
+                value = skill(model)
+                model.train(was_training)
+                print(f"[until] step {state.global_step}: {value:.1f} "
+                      f"(until {stage['until']:g})", flush=True)
+                if value >= stage["until"]:
+                    passed.append({"step": state.global_step, "value": value})
+                    control.should_training_stop = True
+
+    return _Until()
+
+
 def run(model, collator, losses: LossLog, stages: list[dict[str, Any]], seed: int, *,
-        curves=None, step_offset: int = 0, bf16: bool = False,
+        curves=None, skill: Callable | None = None, step_offset: int = 0, bf16: bool = False,
         logging_steps: int = 10) -> list[dict[str, Any]]:
     """Train `model` through the stages in turn (vision tower frozen by the caller); one log
-    entry per stage: its settings, data seed, record count, composition, steps and wall s.
-    `curves` (a `teachers.Curves`) scores the model along the way."""
+    entry per stage: its settings, data seed, record count, composition, steps and wall s
+    (and, for an `until` stage, "passed": the step and value that ended it, or None).
+    `curves` (a `teachers.Curves`) scores the model along the way; `skill(model)` is the
+    gate of `until` stages (`evaluation.evaluate.lookup_accuracy`)."""
+    require_skill(stages, skill)
     log, step = [], step_offset
     for i, stage in enumerate(stages):
         data_seed = seed + STAGE_SEED_STRIDE * i
         records = stage_records(stage, data_seed)
         t0 = time.perf_counter()
         callbacks = [curves.callback(stage["kind"], step)] if curves is not None else []
+        passed: list[dict[str, float]] = []
+        if stage["until"]:
+            callbacks.append(_gate(stage, skill, passed))
         out = fit_stage(model, records, collator, losses, seed=data_seed, epochs=1,
                         batch_size=stage["bs"], lr=stage["lr"], bf16=bf16,
                         logging_steps=logging_steps, step_offset=step, callbacks=callbacks,
@@ -183,6 +222,7 @@ def run(model, collator, losses: LossLog, stages: list[dict[str, Any]], seed: in
         step += out.global_step
         log.append({**stage, "data_seed": data_seed, "records": len(records),
                     "composition": composition(records), "steps_done": out.global_step,
-                    "wall_s": round(time.perf_counter() - t0, 1)})
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                    **({"passed": passed[0] if passed else None} if stage["until"] else {})})
         print(f"[stage] {log[-1]}", flush=True)
     return log

@@ -31,6 +31,7 @@ def test_a_plan_parses_into_stages_with_defaults_and_overrides():
     ("lookup:10:w.cats=1", "unknown key 'w.cats'"),
     ("lookup:10:balanced=3", "balanced is 0, 1 or 2"),
     ("mix:10:open=1", "open in [0, 1)"),
+    ("lookup:10:until=101", "until is a POPE accuracy in [0, 100]"),
 ])
 def test_a_malformed_plan_is_refused_naming_its_part(text, needle):
     with pytest.raises(StudyError, match=re.escape(needle)):
@@ -107,3 +108,28 @@ def test_the_teacher_command_refuses_a_bad_plan_before_any_work(tmp_path, capsys
     code, out, err = run(argv, capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and needle in err, err[-300:]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_until_stage_ends_when_its_skill_is_there(tmp_path):
+    teachers.train_teacher("toy-llava", tmp_path / "base", size="micro", seed=1,
+                           instruct={"n_images": 32})
+    checked = []
+
+    def skill(model, processor):
+        checked.append(model.training)
+        model.eval()  # as evaluation does; the gate must put training mode back
+        return [40.0, 60.0, 90.0, 95.0][len(checked) - 1]
+
+    summary = teachers.continue_teacher(tmp_path / "base", None,
+                                        "lookup:20:bs=4:until=85:check=3,mix:2:bs=4", seed=0,
+                                        skill=skill)
+    lookup, mix = summary["plans"][0]["stages"]
+    assert lookup["steps_done"] == 9 and lookup["passed"] == {"step": 9, "value": 90.0}
+    assert mix["steps_done"] == 2 and "passed" not in mix
+    assert len(checked) == 3 and all(checked)
+    never = teachers.continue_teacher(tmp_path / "base", None, "lookup:4:bs=4:until=85:check=2",
+                                      seed=0, skill=lambda m, p: 10.0)
+    assert never["plans"][0]["stages"][0]["passed"] is None
+    assert never["plans"][0]["stages"][0]["steps_done"] == 4
+    with pytest.raises(StudyError, match="needs a skill"):
+        teachers.train_teacher("toy-llava", None, size="micro", plan="lookup:4:until=80")

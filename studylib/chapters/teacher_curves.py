@@ -17,7 +17,8 @@ from studylib.chapters.plotting import color
 from studylib.evaluation import metrics
 from studylib.testbed import shapes, teachers
 
-STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "lookup": "#f7efe5", "instruct": "#ffffff"}
+STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "lookup": "#f7efe5", "instruct": "#ffffff",
+                "+lookup": "#f7efe5", "+mix": "#ffffff", "+open": "#eef7e5", "+mme": "#f3e5f7"}
 
 
 def training_summary(checkpoint: str | Path) -> dict | None:
@@ -29,12 +30,15 @@ def training_summary(checkpoint: str | Path) -> dict | None:
 
 
 def training_table(summary: dict) -> pd.DataFrame:
-    """Per stage: optimizer steps, wall time; plus the totals (tokens, tokens/s, threads)."""
-    rows = [{"stage": stage, "steps": steps,
-             "wall time (s)": summary.get("stage_wall_time_s", {}).get(stage)}
-            for stage, steps in summary.get("steps", {}).items()]
-    rows.append({"stage": "total (LLM stages)", "steps": sum(summary.get("steps", {}).values()),
-                 "wall time (s)": summary.get("llm_stage_wall_time_s")})
+    """Per stage (a plan's stages as "+<kind>"): optimizer steps, wall time; plus the totals
+    (tokens, tokens/s, threads; tokens count the recipe's stages)."""
+    stages = teachers.stage_steps(summary)
+    rows = [{"stage": stage, "steps": steps, "wall time (s)": wall}
+            for stage, steps, wall in stages]
+    plans = summary.get("plans", [])
+    rows.append({"stage": "total (LLM stages)", "steps": sum(steps for _, steps, _ in stages),
+                 "wall time (s)": (summary.get("llm_stage_wall_time_s") or 0)
+                 + sum(p["wall_time_s"] for p in plans)})
     table = pd.DataFrame(rows)
     table.attrs["note"] = (f"{summary.get('tokens', 0):,} tokens at "
                            f"{summary.get('tokens_per_s', 0):,}/s on "
@@ -78,7 +82,7 @@ def fig_learning_curves(summary: dict, chance: dict[str, float] | None = None):
     names = [*shapes.BENCHMARKS, "AVG", *([probe] if probe else [])]
     fig, axes = plt.subplots(2, 4, figsize=(11, 4.6), sharex=True)
     bounds, start = [], 0
-    for stage, steps in summary.get("steps", {}).items():
+    for stage, steps, _ in teachers.stage_steps(summary):
         bounds.append((stage, start, start + steps))
         start += steps
     for ax, name in zip(axes.flat, names, strict=False):

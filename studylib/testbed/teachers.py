@@ -250,11 +250,11 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         stage_wall[stage] = round(time.perf_counter() - t0, 1)
         if stop_after == stage:
             return {"prefix_checksums": checksums}
+    llm_wall = time.perf_counter() - llm_start  # the recipe's stages (tokens_per_s)
     plan_log = run_plan(model, collator, losses, stages, plan_seed, curves=curves,
                         skill=_bind(skill, processor),
                         step_offset=sum(steps.values()), bf16=TRAINING_DTYPE == "bfloat16",
                         logging_steps=recipe["logging_steps"])
-    llm_wall = time.perf_counter() - llm_start
     wall = time.perf_counter() - start
     model.eval()
     tokens = sum(_count_tokens(collator, records) * recipe[stage]["epochs"]
@@ -351,6 +351,16 @@ def _plan_summary(plan: str, seed: int, log: list[dict[str, Any]]) -> dict[str, 
 
 def _count_tokens(collator: ConversationCollator, records) -> int:
     return sum(len(collator.encode(r)[0]) for r in records)
+
+
+def stage_steps(summary: dict[str, Any]) -> list[tuple[str, int, float | None]]:
+    """(stage, optimizer steps, wall s) of every LLM stage in training order: the recipe's,
+    then each plan's (named "+<kind>", e.g. "+lookup")."""
+    walls = summary.get("stage_wall_time_s", {})
+    rows = [(stage, steps, walls.get(stage)) for stage, steps in summary.get("steps", {}).items()]
+    for plan in summary.get("plans", []):
+        rows += [(f"+{s['kind']}", s["steps_done"], s["wall_s"]) for s in plan["stages"]]
+    return rows
 
 
 def read_summary(path: str | Path) -> dict[str, Any]:

@@ -71,3 +71,21 @@ def test_a_checkpoint_without_a_summary_has_no_curves(tmp_path):
 def test_key_points_reach_the_final_value_at_the_latest_at_the_end(fraction):
     points = teacher_curves.key_points(SUMMARY, fraction)
     assert (points.filter(like="step at").iloc[:, 0] <= 50).all()
+
+
+def test_a_plan_after_the_recipe_gets_its_stages_in_the_table_and_the_shading():
+    """A v3 teacher (`teachers.continue_teacher`) lists its plan's stages as "+<kind>" after
+    the recipe's, with their steps and wall time, and the figure shades them."""
+    plan = {"steps": 12, "wall_time_s": 9.0, "stages": [
+        {"kind": "lookup", "steps_done": 8, "wall_s": 5.0},
+        {"kind": "mme", "steps_done": 4, "wall_s": 4.0}]}
+    summary = {**SUMMARY, "plans": [plan], "curves": [*SUMMARY["curves"], {
+        "stage": "mme", "step": 62, "GQA": 45.0, "POPE": 90.0, "MME-P": 1300.0, "AVG": 55.0}]}
+    table = teacher_curves.training_table(summary)
+    assert list(table.stage) == ["align", "binding", "instruct", "+lookup", "+mme",
+                                 "total (LLM stages)"]
+    assert table.steps.iloc[-1] == 62 and table["wall time (s)"].iloc[-1] == 15.0
+    fig = teacher_curves.fig_learning_curves(summary, chance=metrics.CHANCE)
+    spans = [(round(p.get_x()), round(p.get_x() + p.get_width())) for p in fig.axes[0].patches]
+    assert spans[-2:] == [(50, 58), (58, 62)]
+    plt.close(fig)

@@ -93,6 +93,9 @@ def test_a_continued_teacher_equals_one_trained_with_the_plan(tmp_path):
     assert not torch.equal(_flat(a), _flat(base))
     again = teachers.continue_teacher(tmp_path / "cont", None, "mix:1:bs=4", seed=5)
     assert [p["steps"] for p in again["plans"]] == [7, 1]
+    names = [(name, steps) for name, steps, _ in teachers.stage_steps(again)]
+    assert names[-4:] == [("+lookup", 3), ("+open", 2), ("+mix", 2), ("+mix", 1)]
+    assert again["curves"] == whole["curves"] == []  # the micro recipe scores no curves
 
 
 @pytest.mark.parametrize("extra, needle", [

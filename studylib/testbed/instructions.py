@@ -9,6 +9,8 @@ from studylib.testbed.questions import (
     GQA_FAMILIES,
     MMMU_FAMILIES,
     SQA_FAMILIES,
+    gqa_position,
+    gqa_size,
     mme_pair,
     option_lookup,
     pope_item,
@@ -144,6 +146,37 @@ def open_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
                          + f"{q}\n{SHORT_ANSWER}"})
             conv.append({"from": "gpt", "value": extra["options"][LETTERS.index(letter)]})
         records.append({"id": f"open-{scene.seed}", "image": image_name(scene.seed),
+                        "conversations": conv})
+    return records
+
+
+SPATIAL_SUBTASKS = ("position", "left_right", "above_below", "size")
+
+
+def spatial_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    """n records of the questions no teacher had learned by the end of its plan (probe P34's
+    profile: GQA position 10%, MME position, left/right, above/below and size at 50%): where
+    an object is, how large it is, and how two objects lie, asked as GQA (short answer) and
+    MME (yes/no, "yes" and "no" equally often). No question comes twice in a record."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        scene = make_scene(TRAIN_SEED_BASE + seed * n + i)
+        conv, tries = [], 0
+        while len(conv) < 2 * turns:
+            tries += 1
+            if rng.random() < 1 / 3:
+                qa = rng.choice((gqa_position, gqa_size))(scene, rng)
+                q, a = (None, None) if qa is None else (f"{qa[0]}\n{SHORT_ANSWER}", qa[1])
+            else:
+                pair = mme_pair(scene, rng, rng.choice(SPATIAL_SUBTASKS))
+                a = rng.choice(("yes", "no"))
+                q = None if pair is None else f"{pair[0] if a == 'yes' else pair[1]}\n{YES_NO}"
+            if q is None or (tries < 50 and any(q in c["value"] for c in conv[0::2])):
+                continue
+            conv.append({"from": "human", "value": ("" if conv else "<image>\n") + q})
+            conv.append({"from": "gpt", "value": a})
+        records.append({"id": f"spatial-{scene.seed}", "image": image_name(scene.seed),
                         "conversations": conv})
     return records
 

@@ -7,14 +7,16 @@ A plan is comma-separated stages `kind:steps[:key=value...]`, e.g.
 Kinds (`KINDS`): `lookup` (POPE and MME's lookup subtasks), `mix` (the instruct mix with
 binding and lookup replayed), `gqa`, `mc` (SQA + MMMU families with letters), `binding`
 (text-only "which option says X?"), `mme` (all MME subtasks), `yesno` (POPE, lookups and MME)
-and `open` (SQA/MMMU families answered by the option's text, `instructions.open_set`).
+`open` (SQA/MMMU families answered by the option's text, `instructions.open_set`) and
+`spatial` (where an object is, its size, left/right and above/below, as GQA and MME ask;
+`instructions.spatial_set`).
 No stage has descriptions unless `caption=` says so: a description as turn 1 lets every
 later answer be read from the text (docs/testbed-recipe-search.md).
 
 Keys: `lr`, `bs` (batch size), `turns`, `caption` (description rate), `balanced` (1: every
 batch has as many "yes" as "no" answers, fed in order; 2: every *record* balanced, which
-gives away each record's last yes/no answer, probe P04), `open` (the share of a stage's
-records replaced by `open` records), `w.<kind>` (a mix weight, e.g. `w.gqa=1`) and
+gives away each record's last yes/no answer, probe P04), `open` and `spatial` (the share
+of a stage's records replaced by records of that kind), `w.<kind>` (a mix weight, e.g. `w.gqa=1`) and
 `until` (stop the stage once the yes/no lookup is learned: POPE accuracy on the validation
 scenes >= until, checked every `check` steps; `steps` is then the most it may take). A
 skill's emergence varies with the data draw (probes P28-P33: 400-800 steps on toy-llava),
@@ -46,11 +48,16 @@ KINDS: dict[str, dict[str, float] | None] = {  # kind -> its question mix (None:
     "mme": {**ZERO, "mme": 1},
     "yesno": {**ZERO, "pope": 1, "lookup": 1, "mme": 2},
     "open": None,
+    "spatial": None,
+}
+OWN_RECORDS = {  # kinds with records of their own: builder, and the seed offset of a share
+    "open": (instructions.open_set, 500),
+    "spatial": (instructions.spatial_set, 600),
 }
 # Stage settings unless a key says otherwise: issue 26's fact 3 (batch 16, lr 5e-4, no
 # descriptions), four turns per record.
 DEFAULTS: dict[str, float] = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0, open=0.0,
-                                  until=0.0, check=50)
+                                  spatial=0.0, until=0.0, check=50)
 STAGE_SEED_STRIDE = 1000
 
 # The candidate plans of testbed v3 per architecture, each measured from the committed
@@ -87,8 +94,9 @@ def parse(plan: str) -> list[dict[str, Any]]:
             else:
                 raise StudyError(f"stage {part!r}: unknown key {key!r}; use "
                                  f"{', '.join(DEFAULTS)} or w.<{'|'.join(instructions.MIX)}>")
-        if stage["balanced"] not in (0, 1, 2) or not 0 <= stage["open"] < 1:
-            raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2 and open in [0, 1)")
+        if stage["balanced"] not in (0, 1, 2) or not 0 <= stage["open"] + stage["spatial"] < 1:
+            raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2, and open + spatial "
+                             "in [0, 1)")
         if not 0 <= stage["until"] <= 100 or stage["check"] < 1:
             raise StudyError(f"stage {part!r}: until is a POPE accuracy in [0, 100], check >= 1")
         stages.append(stage)
@@ -109,12 +117,14 @@ def stage_records(stage: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     n = stage["steps"] * stage["bs"]
     if stage["kind"] == "binding":
         return instructions.binding_set(n, seed=seed)
-    if stage["kind"] == "open":
-        return instructions.open_set(n, stage["turns"], seed)
-    if stage["open"]:
-        n_open = round(n * stage["open"])
-        rest = stage_records({**stage, "open": 0.0, "steps": 1, "bs": n - n_open}, seed)
-        mixed = rest + instructions.open_set(n_open, stage["turns"], seed + 500)
+    if stage["kind"] in OWN_RECORDS:
+        return OWN_RECORDS[stage["kind"]][0](n, stage["turns"], seed)
+    shares = {k: round(n * stage[k]) for k in OWN_RECORDS if stage[k]}
+    if shares:  # a share of the records replaced by records of those kinds
+        rest = stage_records({**stage, **dict.fromkeys(shares, 0.0), "steps": 1,
+                              "bs": n - sum(shares.values())}, seed)
+        mixed = rest + [r for k, m in shares.items()
+                        for r in OWN_RECORDS[k][0](m, stage["turns"], seed + OWN_RECORDS[k][1])]
         random.Random(seed).shuffle(mixed)
         return mixed
     records, chunk = [], seed

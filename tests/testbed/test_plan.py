@@ -30,7 +30,7 @@ def test_a_plan_parses_into_stages_with_defaults_and_overrides():
     ("lookup:10:speed=2", "unknown key 'speed'"),
     ("lookup:10:w.cats=1", "unknown key 'w.cats'"),
     ("lookup:10:balanced=3", "balanced is 0, 1 or 2"),
-    ("mix:10:open=1", "open in [0, 1)"),
+    ("mix:10:open=1", "open + spatial in [0, 1)"),
     ("lookup:10:until=101", "until is a POPE accuracy in [0, 100]"),
 ])
 def test_a_malformed_plan_is_refused_naming_its_part(text, needle):
@@ -136,3 +136,19 @@ def test_an_until_stage_ends_when_its_skill_is_there(tmp_path):
     assert never["plans"][0]["stages"][0]["steps_done"] == 4
     with pytest.raises(StudyError, match="needs a skill"):
         teachers.train_teacher("toy-llava", None, size="micro", plan="lookup:4:until=80")
+
+
+def test_a_spatial_stage_asks_where_how_large_and_how_two_objects_lie():
+    (stage,) = plan.parse("spatial:5:bs=8")
+    records = plan.stage_records(stage, seed=4)
+    assert len(records) == 40 and all(r["id"].startswith("spatial-") for r in records)
+    counts = plan.composition(records)
+    assert counts["letter"] == counts["caption"] == 0 and counts["short"] > 0
+    assert 0.35 < counts["yes_share"] < 0.65
+    asked = " ".join(c["value"] for r in records for c in r["conversations"][0::2])
+    assert all(w in asked for w in ("Where is", "What size", "left of", "above", "cell?"))
+    (mix,) = plan.parse("mix:4:bs=10:open=0.2:spatial=0.3")
+    kinds = [r["id"].split("-")[0] for r in plan.stage_records(mix, seed=3)]
+    assert (kinds.count("open"), kinds.count("spatial"), len(kinds)) == (8, 12, 40)
+    with pytest.raises(StudyError, match="open \\+ spatial in \\[0, 1\\)"):
+        plan.parse("mix:4:open=0.5:spatial=0.5")

@@ -187,12 +187,14 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=80, help="val items per benchmark")
     p.add_argument("--from", dest="start_from", help="a saved probe to continue (else teachers/)")
     p.add_argument("--save", help="save the final model here (e.g. runs/probe26/<name>)")
+    p.add_argument("--train-tower", action="store_true",
+                   help="train the vision tower too (a diagnostic: teachers keep it frozen)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     stages = plan.parse(a.plan)
     source = a.start_from or str(ROOT / "teachers" / a.teacher)
     model, processor = models.load(source)
-    model.model.vision_tower.requires_grad_(False)  # frozen, as in teacher training
+    model.model.vision_tower.requires_grad_(a.train_tower)  # frozen, as in teacher training
     start = time.perf_counter()
     curves = ProbeCurves(a.every, a.limit, processor, start)
     collator, losses = ConversationCollator(processor, config=model.config), LossLog()
@@ -203,6 +205,7 @@ def main(argv=None):
         models.save(model, processor, ROOT / a.save, command="teacher")
     result = {"name": a.name, "teacher": a.teacher, "from": source, "plan": a.plan,
               "seed": a.seed, "every": a.every, "limit": a.limit, "dtype": "float32",
+              "train_tower": a.train_tower,
               "command": "docs/teacher_probe.py " + shlex.join(argv),
               "machine": machine.signature(1), "stages": log,
               "wall_s": round(time.perf_counter() - start, 1),

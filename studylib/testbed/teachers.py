@@ -281,14 +281,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         "curves": curves.points,
         "parameters": models.parameter_counts(model),
     }
-    if evaluate is not None:
-        report = evaluate(model, processor)
-        summary["eval"] = report.summary()
-        summary["eval_wall_time_s"] = round(report.wall_time, 1)
-    if out is not None:
-        models.save(model, processor, out, extra={"training_summary.json": summary},
-                    command="teacher")
-    return summary
+    return _finish(model, processor, summary, evaluate, out)
 
 
 def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed: int = 0,
@@ -297,8 +290,8 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
                      skill: Callable | None = None) -> dict[str, Any]:
     """A saved teacher trained further through `plan`'s stages (data seed `seed`, vision
     tower frozen, TRAINING_DTYPE), saved to `out` (None: save nothing) with its source's
-    training summary extended: "continued_from", "plans" (each plan's stage log), the curves and
-    loss log continued past the source's last step, and a new "eval".
+    training summary extended: "continued_from", "plans" (each plan's stage log), the
+    curves and loss log continued past the source's last step, and a new "eval".
 
     On the machine that trained `source`, `train_teacher(..., plan=plan, plan_seed=seed)`
     trains the same weights from scratch.
@@ -329,6 +322,13 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
                "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
                "loss_log": source_summary["loss_log"] + losses.rows,
                "curves": source_summary["curves"] + curves.points}
+    return _finish(model, processor, summary, evaluate, out)
+
+
+def _finish(model, processor, summary: dict[str, Any], evaluate: Callable | None,
+            out: str | Path | None) -> dict[str, Any]:
+    """Score the trained teacher on the test split (when `evaluate` is given) and save it
+    with its summary (when `out` is)."""
     if evaluate is not None:
         report = evaluate(model, processor)
         summary["eval"] = report.summary()

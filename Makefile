@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup browser lock test test-fast reproduce-teachers book pdf lab teachers lint clean lmms-env \
+.PHONY: setup browser lock test test-fast reproduce-teachers book pdf lab teachers teachers-v3 lint clean lmms-env \
         lmms-check chain-check
 
 setup: $(STAMP)
@@ -85,6 +85,13 @@ teachers: setup
 	$(PY) -m studylib.cli --threads 1 teacher --arch toy-llava --out teachers/toy-llava --overwrite
 	$(PY) -m studylib.cli --threads 1 teacher --arch toy-bunny --out teachers/toy-bunny --overwrite
 	$(PY) -m studylib.cli --threads 1 teacher --arch toy-internvl --out teachers/toy-internvl --overwrite
+
+# Testbed v3 (issue 26; not the committed teachers yet): the recipe, then each
+# architecture's plan (studylib/testbed/plan.py, PLANS and V3_SEED), into runs/teachers-v3.
+teachers-v3: setup
+	for arch in toy-llava toy-bunny toy-internvl; do \
+	  $(PY) -m studylib.cli --threads 1 teacher --arch $$arch --plan v3 \
+	    --out runs/teachers-v3/$$arch --overwrite || exit 1; done
 
 # Two 1-thread kernels by default (measured 1.6-1.9x faster than one 2-thread one).
 # `make book PROFILE=smoke` for the CI-sized book, `make book PROFILE=full` for the paper's

@@ -42,6 +42,8 @@ def cmd_teacher(args) -> int:
         return option_lookup_accuracy(model, processor, split="val")
 
     text = plan.PLANS[args.arch] if args.plan == "v3" else args.plan
+    seed = args.plan_seed if args.plan_seed is not None else (
+        plan.V3_SEED if args.plan == "v3" else 0)
     if text:
         plan.parse(text)  # a bad plan fails before any work
     if args.start_from:
@@ -53,10 +55,10 @@ def cmd_teacher(args) -> int:
     scoring = dict(evaluate=None if args.no_eval else evaluate, skill=lookup_accuracy,
                    probes=None if args.no_eval else {"option_lookup": option_lookup})
     if args.start_from:
-        summary = continue_teacher(args.start_from, out, text, seed=args.plan_seed, **scoring)
+        summary = continue_teacher(args.start_from, out, text, seed=seed, **scoring)
     else:
         summary = train_teacher(args.arch, out, size=args.size, seed=args.seed, plan=text,
-                                plan_seed=args.plan_seed, **scoring)
+                                plan_seed=seed, **scoring)
     short = {k: v for k, v in summary.items() if k not in ("loss_log", "eval")}
     print(json.dumps(short, indent=2, default=str))
     if "eval" in summary:
@@ -106,8 +108,8 @@ def add_command(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--plan", help="stages after the recipe's (studylib.testbed.plan), e.g. "
                    "'lookup:250:lr=2e-4,mix:300'; 'v3': the architecture's plan.PLANS entry")
-    p.add_argument("--plan-seed", type=argtypes.seed_int, default=0,
-                   help="data seed of the plan's stages")
+    p.add_argument("--plan-seed", type=argtypes.seed_int,
+                   help="data seed of the plan's stages (default: plan.V3_SEED for v3, else 0)")
     p.add_argument("--from", dest="start_from", metavar="DIR",
                    help="continue this saved teacher through --plan instead of training anew")
     p.add_argument("--no-eval", action="store_true", help="skip the benchmark run at the end")

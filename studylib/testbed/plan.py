@@ -73,6 +73,7 @@ PLANS: dict[str, str] = {
     "toy-internvl": ("lookup:1600:balanced=1:lr=2e-4:until=85,mix:300,open:150,mme:300,"
                      "mix:300:open=0.25"),  # P36, P39
 }
+V3_SEED = 21  # the data seed of `studylib teacher --plan v3` (most probes ran on 7 and 21)
 
 
 def parse(plan: str) -> list[dict[str, Any]]:

@@ -325,6 +325,20 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
     return _finish(model, processor, summary, evaluate, out)
 
 
+def retrain_arguments(summary: dict[str, Any]) -> dict[str, Any]:
+    """The `train_teacher` arguments that retrain the teacher of `summary` from scratch:
+    size, seed, and its plan (a v3 teacher trained with one). A continued teacher
+    (`continue_teacher`) has no such arguments: its source is another checkpoint."""
+    if "continued_from" in summary:
+        raise StudyError(f"this teacher was continued from {summary['continued_from']['path']}:"
+                         " retrain that one and continue it (studylib teacher --from)")
+    plans = summary.get("plans", [])
+    if len(plans) > 1:
+        raise StudyError("a teacher trained from scratch has at most one plan")
+    plan = {"plan": plans[0]["text"], "plan_seed": plans[0]["seed"]} if plans else {}
+    return {"size": summary["size"], "seed": summary["seed"], **plan}
+
+
 def _finish(model, processor, summary: dict[str, Any], evaluate: Callable | None,
             out: str | Path | None) -> dict[str, Any]:
     """Score the trained teacher on the test split (when `evaluate` is given) and save it

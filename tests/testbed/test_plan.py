@@ -152,3 +152,12 @@ def test_a_spatial_stage_asks_where_how_large_and_how_two_objects_lie():
     assert (kinds.count("open"), kinds.count("spatial"), len(kinds)) == (8, 12, 40)
     with pytest.raises(StudyError, match="open \\+ spatial in \\[0, 1\\)"):
         plan.parse("mix:4:open=0.5:spatial=0.5")
+
+
+def test_retrain_arguments_carry_a_plan_and_refuse_a_continued_teacher():
+    base = {"size": "default", "seed": 0}
+    assert teachers.retrain_arguments(base) == base
+    planned = {**base, "plans": [{"text": "mix:3", "seed": 21}]}
+    assert teachers.retrain_arguments(planned) == {**base, "plan": "mix:3", "plan_seed": 21}
+    with pytest.raises(StudyError, match="continued from teachers/x"):
+        teachers.retrain_arguments({**planned, "continued_from": {"path": "teachers/x"}})

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from studylib import machine
+from studylib.evaluation import evaluate
 from studylib.testbed import fingerprint, teachers, toy
 from studylib.testbed.teachers import STAGES, train_teacher
 
@@ -97,8 +98,9 @@ class _Teacher:
             pytest.skip(f"bit-for-bit retraining needs the recording machine "
                         f"{summary['machine']}; this is {machine.signature()}")
         threads(summary["machine"]["threads"])
-        got_summary = train_teacher(self.arch, tmp_path / self.arch, size=summary["size"],
-                                    seed=summary["seed"])
+        got_summary = train_teacher(self.arch, tmp_path / self.arch,
+                                    skill=evaluate.lookup_accuracy,
+                                    **teachers.retrain_arguments(summary))
         want = load_file(committed / "model.safetensors")
         got = load_file(tmp_path / self.arch / "model.safetensors")
         assert want.keys() == got.keys()

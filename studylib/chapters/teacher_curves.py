@@ -18,7 +18,8 @@ from studylib.evaluation import metrics
 from studylib.testbed import shapes, teachers
 
 STAGE_SHADES = {"align": "#f2f2f2", "binding": "#e5eef7", "lookup": "#f7efe5", "instruct": "#ffffff",
-                "+lookup": "#f7efe5", "+mix": "#ffffff", "+open": "#eef7e5", "+mme": "#f3e5f7"}
+                "+lookup": "#f7efe5", "+mix": "#ffffff", "+open": "#eef7e5", "+mme": "#f3e5f7",
+                "+spatial": "#e5f7f3"}
 
 
 def training_summary(checkpoint: str | Path) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from studylib.testbed.questions import (
@@ -122,32 +123,41 @@ def binding_set(n: int, seed: int = 0) -> list[dict[str, Any]]:
     return records
 
 
-def open_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
-    """n records of SQA/MMMU family questions asked the way the cloze formulation scores
-    them: the question without its options, answered by the right option's text. Taught in
-    a stage of its own and replayed in the last mix, it is the SQA/MMMU lever of testbed v3
-    (docs/testbed-recipe-search.md, conclusion 6). No question comes twice in a record,
-    whose answer would then be in the text."""
+def _asked(n: int, turns: int, seed: int, prefix: str,
+           ask: Callable[[Scene, random.Random], tuple[str, str] | None]) -> list[dict[str, Any]]:
+    """n records of `turns` turns each, every turn `ask(scene, rng)` -> (question with its
+    prompt suffix, answer), or None to draw again. No question comes twice in a record,
+    whose answer would then be in the text (given up after 50 draws)."""
     rng = random.Random(seed)
-    families = SQA_FAMILIES + MMMU_FAMILIES
     records = []
     for i in range(n):
         scene = make_scene(TRAIN_SEED_BASE + seed * n + i)
         conv, tries = [], 0
         while len(conv) < 2 * turns:
-            qa, tries = rng.choice(families)(scene, rng), tries + 1
-            if qa is None:
+            qa, tries = ask(scene, rng), tries + 1
+            if qa is None or (tries < 50 and any(qa[0] in c["value"] for c in conv[0::2])):
                 continue
-            q, letter, extra = qa
-            q = q.split("\nOptions:")[0]
-            if tries < 50 and any(q in c["value"] for c in conv[0::2]):
-                continue
-            conv.append({"from": "human", "value": ("" if conv else "<image>\n")
-                         + f"{q}\n{SHORT_ANSWER}"})
-            conv.append({"from": "gpt", "value": extra["options"][LETTERS.index(letter)]})
-        records.append({"id": f"open-{scene.seed}", "image": image_name(scene.seed),
+            conv.append({"from": "human", "value": ("" if conv else "<image>\n") + qa[0]})
+            conv.append({"from": "gpt", "value": qa[1]})
+        records.append({"id": f"{prefix}-{scene.seed}", "image": image_name(scene.seed),
                         "conversations": conv})
     return records
+
+
+def open_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    """n records of SQA/MMMU family questions asked the way the cloze formulation scores
+    them: the question without its options, answered by the right option's text. Taught in
+    a stage of its own and replayed in the last mix, it is the SQA/MMMU lever of testbed v3
+    (docs/testbed-recipe-search.md, conclusion 6)."""
+    def ask(scene, rng):
+        qa = rng.choice(SQA_FAMILIES + MMMU_FAMILIES)(scene, rng)
+        if qa is None:
+            return None
+        q, letter, extra = qa
+        return (f"{q.split(chr(10) + 'Options:')[0]}\n{SHORT_ANSWER}",
+                extra["options"][LETTERS.index(letter)])
+
+    return _asked(n, turns, seed, "open", ask)
 
 
 SPATIAL_SUBTASKS = ("position", "left_right", "above_below", "size")
@@ -156,29 +166,19 @@ SPATIAL_SUBTASKS = ("position", "left_right", "above_below", "size")
 def spatial_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
     """n records of the questions no teacher had learned by the end of its plan (probe P34's
     profile: GQA position 10%, MME position, left/right, above/below and size at 50%): where
-    an object is, how large it is, and how two objects lie, asked as GQA (short answer) and
-    MME (yes/no, "yes" and "no" equally often). No question comes twice in a record."""
-    rng = random.Random(seed)
-    records = []
-    for i in range(n):
-        scene = make_scene(TRAIN_SEED_BASE + seed * n + i)
-        conv, tries = [], 0
-        while len(conv) < 2 * turns:
-            tries += 1
-            if rng.random() < 1 / 3:
-                qa = rng.choice((gqa_position, gqa_size))(scene, rng)
-                q, a = (None, None) if qa is None else (f"{qa[0]}\n{SHORT_ANSWER}", qa[1])
-            else:
-                pair = mme_pair(scene, rng, rng.choice(SPATIAL_SUBTASKS))
-                a = rng.choice(("yes", "no"))
-                q = None if pair is None else f"{pair[0] if a == 'yes' else pair[1]}\n{YES_NO}"
-            if q is None or (tries < 50 and any(q in c["value"] for c in conv[0::2])):
-                continue
-            conv.append({"from": "human", "value": ("" if conv else "<image>\n") + q})
-            conv.append({"from": "gpt", "value": a})
-        records.append({"id": f"spatial-{scene.seed}", "image": image_name(scene.seed),
-                        "conversations": conv})
-    return records
+    an object is, how large it is, and how two objects lie, asked as GQA (short answer, a
+    third of the turns) and MME (yes/no, "yes" and "no" equally often)."""
+    def ask(scene, rng):
+        if rng.random() < 1 / 3:
+            qa = rng.choice((gqa_position, gqa_size))(scene, rng)
+            return None if qa is None else (f"{qa[0]}\n{SHORT_ANSWER}", qa[1])
+        pair = mme_pair(scene, rng, rng.choice(SPATIAL_SUBTASKS))
+        answer = rng.choice(("yes", "no"))
+        if pair is None:
+            return None
+        return f"{pair[0] if answer == 'yes' else pair[1]}\n{YES_NO}", answer
+
+    return _asked(n, turns, seed, "spatial", ask)
 
 
 def calibration_sample(n: int, seed: int = 0) -> list[dict[str, Any]]:

@@ -16,8 +16,8 @@ later answer be read from the text (docs/testbed-recipe-search.md).
 Keys: `lr`, `bs` (batch size), `turns`, `caption` (description rate), `balanced` (1: every
 batch has as many "yes" as "no" answers, fed in order; 2: every *record* balanced, which
 gives away each record's last yes/no answer, probe P04), `open` and `spatial` (the share
-of a stage's records replaced by records of that kind), `w.<kind>` (a mix weight, e.g. `w.gqa=1`) and
-`until` (stop the stage once the yes/no lookup is learned: POPE accuracy on the validation
+of a stage's records replaced by records of that kind), `w.<kind>` (a mix weight, e.g.
+`w.gqa=1`) and `until` (stop the stage once the yes/no lookup is learned: POPE accuracy on the validation
 scenes >= until, checked every `check` steps; `steps` is then the most it may take). A
 skill's emergence varies with the data draw (probes P28-P33: 400-800 steps on toy-llava),
 so a fixed length either misses it or saturates POPE.

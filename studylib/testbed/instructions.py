@@ -163,13 +163,14 @@ def open_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
 SPATIAL_SUBTASKS = ("position", "left_right", "above_below", "size")
 
 
-def spatial_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+def spatial_set(n: int, turns: int = 4, seed: int = 0,
+                short_share: float = 1 / 3) -> list[dict[str, Any]]:
     """n records of the questions no teacher had learned by the end of its plan (probe P34's
     profile: GQA position 10%, MME position, left/right, above/below and size at 50%): where
-    an object is, how large it is, and how two objects lie, asked as GQA (short answer, a
-    third of the turns) and MME (yes/no, "yes" and "no" equally often)."""
+    an object is, how large it is, and how two objects lie, asked as GQA (short answer,
+    `short_share` of the turns) and MME (yes/no, "yes" and "no" equally often)."""
     def ask(scene, rng):
-        if rng.random() < 1 / 3:
+        if rng.random() < short_share:
             qa = rng.choice((gqa_position, gqa_size))(scene, rng)
             return None if qa is None else (f"{qa[0]}\n{SHORT_ANSWER}", qa[1])
         pair = mme_pair(scene, rng, rng.choice(SPATIAL_SUBTASKS))

@@ -9,14 +9,14 @@ binding and lookup replayed), `gqa`, `mc` (SQA + MMMU families with letters), `b
 (text-only "which option says X?"), `mme` (all MME subtasks), `yesno` (POPE, lookups and MME)
 `open` (SQA/MMMU families answered by the option's text, `instructions.open_set`) and
 `spatial` (where an object is, its size, left/right and above/below, as GQA and MME ask;
-`instructions.spatial_set`).
+`instructions.spatial_set`) and `spatialyn` (the same, MME's yes/no form only).
 No stage has descriptions unless `caption=` says so: a description as turn 1 lets every
 later answer be read from the text (docs/testbed-recipe-search.md).
 
 Keys: `lr`, `bs` (batch size), `turns`, `caption` (description rate), `balanced` (1: every
 batch has as many "yes" as "no" answers, fed in order; 2: every *record* balanced, which
-gives away each record's last yes/no answer, probe P04), `open` and `spatial` (the share
-of a stage's records replaced by records of that kind), `w.<kind>` (a mix weight, e.g.
+gives away each record's last yes/no answer, probe P04), `open`, `spatial` and
+`spatialyn` (the share of a stage's records replaced by records of that kind), `w.<kind>` (a mix weight, e.g.
 `w.gqa=1`) and `until` (stop the stage once the yes/no lookup is learned: POPE accuracy on the validation
 scenes >= until, checked every `check` steps; `steps` is then the most it may take). A
 skill's emergence varies with the data draw (probes P28-P33: 400-800 steps on toy-llava),
@@ -29,6 +29,7 @@ by docs/teacher_probe.py, which runs this same loop from a committed teacher.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -49,15 +50,17 @@ KINDS: dict[str, dict[str, float] | None] = {  # kind -> its question mix (None:
     "yesno": {**ZERO, "pope": 1, "lookup": 1, "mme": 2},
     "open": None,
     "spatial": None,
+    "spatialyn": None,
 }
 OWN_RECORDS = {  # kinds with records of their own: builder, and the seed offset of a share
     "open": (instructions.open_set, 500),
     "spatial": (instructions.spatial_set, 600),
+    "spatialyn": (functools.partial(instructions.spatial_set, short_share=0.0), 700),
 }
 # Stage settings unless a key says otherwise: issue 26's fact 3 (batch 16, lr 5e-4, no
 # descriptions), four turns per record.
 DEFAULTS: dict[str, float] = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0, open=0.0,
-                                  spatial=0.0, until=0.0, check=50)
+                                  spatial=0.0, spatialyn=0.0, until=0.0, check=50)
 STAGE_SEED_STRIDE = 1000
 
 # The candidate plans of testbed v3 per architecture, each measured from the committed
@@ -101,9 +104,10 @@ def parse(plan: str) -> list[dict[str, Any]]:
             else:
                 raise StudyError(f"stage {part!r}: unknown key {key!r}; use "
                                  f"{', '.join(DEFAULTS)} or w.<{'|'.join(instructions.MIX)}>")
-        if stage["balanced"] not in (0, 1, 2) or not 0 <= stage["open"] + stage["spatial"] < 1:
-            raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2, and open + spatial "
-                             "in [0, 1)")
+        shares = sum(stage[k] for k in OWN_RECORDS)
+        if stage["balanced"] not in (0, 1, 2) or not 0 <= shares < 1:
+            raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2, and "
+                             f"{' + '.join(OWN_RECORDS)} in [0, 1)")
         if not 0 <= stage["until"] <= 100 or stage["check"] < 1:
             raise StudyError(f"stage {part!r}: until is a POPE accuracy in [0, 100], check >= 1")
         stages.append(stage)

@@ -30,7 +30,7 @@ def test_a_plan_parses_into_stages_with_defaults_and_overrides():
     ("lookup:10:speed=2", "unknown key 'speed'"),
     ("lookup:10:w.cats=1", "unknown key 'w.cats'"),
     ("lookup:10:balanced=3", "balanced is 0, 1 or 2"),
-    ("mix:10:open=1", "open + spatial in [0, 1)"),
+    ("mix:10:open=1", "open + spatial + spatialyn in [0, 1)"),
     ("lookup:10:until=101", "until is a POPE accuracy in [0, 100]"),
 ])
 def test_a_malformed_plan_is_refused_naming_its_part(text, needle):
@@ -150,7 +150,10 @@ def test_a_spatial_stage_asks_where_how_large_and_how_two_objects_lie():
     (mix,) = plan.parse("mix:4:bs=10:open=0.2:spatial=0.3")
     kinds = [r["id"].split("-")[0] for r in plan.stage_records(mix, seed=3)]
     assert (kinds.count("open"), kinds.count("spatial"), len(kinds)) == (8, 12, 40)
-    with pytest.raises(StudyError, match="open \\+ spatial in \\[0, 1\\)"):
+    (yes_no,) = plan.parse("spatialyn:2:bs=8")
+    only = plan.composition(plan.stage_records(yes_no, seed=4))
+    assert only["short"] == 0 and only["yes/no"] == 64
+    with pytest.raises(StudyError, match="open \\+ spatial \\+ spatialyn in \\[0, 1\\)"):
         plan.parse("mix:4:open=0.5:spatial=0.5")
 
 

@@ -36,6 +36,8 @@ from studylib.testbed.shapes import (
 # stage of its own, then replays them in the full mix so that they are not forgotten.
 MIX = {"gqa": 4, "sqa": 2, "pope": 2, "mme": 4, "mmmu": 2, "binding": 0, "lookup": 0}
 LOOKUP_SUBTASKS = ("existence", "color", "position")
+ZERO_MIX = dict.fromkeys(MIX, 0)  # a mix of none: add the kinds a stage asks
+LOOKUP_MIX = {**ZERO_MIX, "pope": 1, "lookup": 2}  # the lookup stage's (teachers, plans)
 
 
 def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float]) -> tuple[str, str]:

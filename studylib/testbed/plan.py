@@ -39,9 +39,9 @@ from studylib.errors import StudyError
 from studylib.testbed import instructions, shapes
 from studylib.training import LossLog, fit_stage
 
-ZERO = dict.fromkeys(instructions.MIX, 0)
+ZERO = instructions.ZERO_MIX
 KINDS: dict[str, dict[str, float] | None] = {  # kind -> its question mix (None: own records)
-    "lookup": {**ZERO, "pope": 1, "lookup": 2},
+    "lookup": instructions.LOOKUP_MIX,
     "mix": {**instructions.MIX, "binding": 1, "lookup": 1},
     "gqa": {**ZERO, "gqa": 1},
     "mc": {**ZERO, "sqa": 1, "mmmu": 1},

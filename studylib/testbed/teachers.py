@@ -52,7 +52,6 @@ from studylib.training import LossLog, fit_stage
 # them (README, "The teachers"): descriptions in the lookup stage (caption_rate 0.5) kept
 # the yes/no lookup from being learned; without them (0.0) 300-500 steps taught it. The next
 # recipe to try is lookup caption_rate 0.0, which means retraining the teachers.
-ZERO_MIX = dict.fromkeys(instructions.MIX, 0)
 
 # The dtype teachers train in on every machine: float32. Measured on one toy-llava training
 # step (`studylib.testbed.speed.DTYPE_COST`, README "CPU kinds"): bf16 autocast costs 7.5x
@@ -70,7 +69,7 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
         align=dict(n_images=8000, epochs=1, batch_size=16, lr=5e-4),
         binding=dict(n=9600, epochs=1, batch_size=16, lr=3e-4),
         lookup=dict(n_images=8000, turns=4, epochs=1, batch_size=16, lr=5e-4,
-                    caption_rate=0.5, mix={**ZERO_MIX, "pope": 1, "lookup": 2}),
+                    caption_rate=0.5, mix=instructions.LOOKUP_MIX),
         instruct=dict(n_images=12000, turns=4, epochs=2, batch_size=8, lr=5e-4,
                       caption_rate=0.5, mix={"binding": 1, "lookup": 1})),
     "micro": dict(
@@ -79,7 +78,7 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
         align=dict(n_images=256, epochs=1, batch_size=16, lr=3e-3),
         binding=dict(n=128, epochs=1, batch_size=16, lr=3e-3),
         lookup=dict(n_images=128, turns=3, epochs=1, batch_size=16, lr=3e-3,
-                    caption_rate=0.5, mix={**ZERO_MIX, "pope": 1, "lookup": 2}),
+                    caption_rate=0.5, mix=instructions.LOOKUP_MIX),
         instruct=dict(n_images=600, turns=3, epochs=1, batch_size=16, lr=3e-3,
                       caption_rate=1.0, mix={"binding": 1, "lookup": 1})),
 }

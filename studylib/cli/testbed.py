@@ -34,7 +34,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_teacher(args) -> int:
-    from studylib.evaluation.evaluate import evaluate, lookup_accuracy, option_lookup_accuracy
+    from studylib.evaluation.evaluate import SKILLS, evaluate, option_lookup_accuracy
     from studylib.testbed import plan
     from studylib.testbed.teachers import continue_teacher, read_summary, train_teacher
 
@@ -52,7 +52,7 @@ def cmd_teacher(args) -> int:
         if read_summary(args.start_from)["arch"] != args.arch:
             raise StudyError(f"{args.start_from} is not a {args.arch} teacher")
     out = check_out_dir(args.out, args.overwrite)
-    scoring = dict(evaluate=None if args.no_eval else evaluate, skill=lookup_accuracy,
+    scoring = dict(evaluate=None if args.no_eval else evaluate, skills=SKILLS,
                    probes=None if args.no_eval else {"option_lookup": option_lookup})
     if args.start_from:
         summary = continue_teacher(args.start_from, out, text, seed=seed, **scoring)

@@ -198,6 +198,22 @@ def lookup_accuracy(model, processor, limit: int = 80, split: str = "val") -> fl
                  .value.iloc[0])
 
 
+def spatial_accuracy(model, processor, limit: int = 80, split: str = "val") -> float:
+    """GQA accuracy (%) on the first `limit` items of its position and size families: where
+    an object is and how large, the skill a teacher's `spatial` stage teaches after a
+    plateau whose length moves with the draw (docs/testbed-recipe-search.md, P44 and P49).
+    Before that stage the teachers scored 10-20 (position) and 50-60 (size)."""
+    items = [it for it in suite.benchmark("GQA", split=split)
+             if it.subset in ("position", "size")][:limit]
+    table, _ = score("GQA", items, generate_answers(model, processor, items, progress=False))
+    return 100 * float(table.correct.mean())
+
+
+# The skill each kind of plan stage teaches: what `until=` checks (`testbed.plan`).
+SKILLS: dict[str, Callable[..., float]] = {"lookup": lookup_accuracy,
+                                           "spatial": spatial_accuracy}
+
+
 def shuffled_images(items: Sequence[suite.Item], seed: int = 0) -> list:
     """Each item's image replaced by another item's scene: a seeded derangement of the
     scenes (the items' scenes in a random cycle, each taking the next one's image), so no

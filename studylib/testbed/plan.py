@@ -17,10 +17,11 @@ Keys: `lr`, `bs` (batch size), `turns`, `caption` (description rate), `balanced`
 batch has as many "yes" as "no" answers, fed in order; 2: every *record* balanced, which
 gives away each record's last yes/no answer, probe P04), `open`, `spatial` and
 `spatialyn` (the share of a stage's records replaced by records of that kind), `w.<kind>` (a mix weight, e.g.
-`w.gqa=1`) and `until` (stop the stage once the yes/no lookup is learned: POPE accuracy on the validation
-scenes >= until, checked every `check` steps; `steps` is then the most it may take). A
-skill's emergence varies with the data draw (probes P28-P33: 400-800 steps on toy-llava),
-so a fixed length either misses it or saturates POPE.
+`w.gqa=1`) and `until` (stop the stage once its skill is learned: the skill of the stage's
+kind, e.g. POPE accuracy on the validation scenes for `lookup`, >= until, checked every
+`check` steps; `steps` is then the most it may take). A skill's emergence varies with the
+data draw (probes P28-P33: 400-800 steps for the lookup on toy-llava; P44 and P49: the
+spatial stage's plateau), so a fixed length either misses it or saturates it.
 
 Each stage is one cosine schedule of `steps` optimizer steps; stage i draws its records,
 and seeds its Trainer, with `seed + 1000 * i`. The plans of `PLANS` are the ones measured
@@ -32,7 +33,7 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from studylib.errors import StudyError
@@ -193,10 +194,12 @@ def composition(records: list[dict]) -> dict[str, float]:
     return counts
 
 
-def require_skill(stages: list[dict[str, Any]], skill: Callable | None) -> None:
-    """Refuse, before any training, `until` stages with no skill to check."""
-    if skill is None and any(s["until"] for s in stages):
-        raise StudyError("a stage with until= needs a skill to check (skill=)")
+def require_skill(stages: list[dict[str, Any]], skills: Mapping[str, Callable] | None) -> None:
+    """Refuse, before any training, an `until` stage whose kind has no skill to check."""
+    for s in stages:
+        if s["until"] and s["kind"] not in (skills or {}):
+            raise StudyError(f"a {s['kind']} stage with until= needs a skill to check; "
+                             f"skills are given for: {', '.join(skills or {}) or 'none'}")
 
 
 def _gate(stage: dict[str, Any], skill: Callable, passed: list):
@@ -219,14 +222,15 @@ def _gate(stage: dict[str, Any], skill: Callable, passed: list):
 
 
 def run(model, collator, losses: LossLog, stages: list[dict[str, Any]], seed: int, *,
-        curves=None, skill: Callable | None = None, step_offset: int = 0, bf16: bool = False,
+        curves=None, skills: Mapping[str, Callable] | None = None, step_offset: int = 0,
+        bf16: bool = False,
         logging_steps: int = 10) -> list[dict[str, Any]]:
     """Train `model` through the stages in turn (vision tower frozen by the caller); one log
     entry per stage: its settings, data seed, record count, composition, steps and wall s
     (and, for an `until` stage, "passed": the step and value that ended it, or None).
-    `curves` (a `teachers.Curves`) scores the model along the way; `skill(model)` is the
-    gate of `until` stages (`evaluation.evaluate.lookup_accuracy`)."""
-    require_skill(stages, skill)
+    `curves` (a `teachers.Curves`) scores the model along the way; `skills[kind](model)` is
+    the gate of that kind's `until` stages (`evaluation.evaluate.SKILLS`)."""
+    require_skill(stages, skills)
     log, step = [], step_offset
     for i, stage in enumerate(stages):
         data_seed = seed + STAGE_SEED_STRIDE * i
@@ -235,7 +239,7 @@ def run(model, collator, losses: LossLog, stages: list[dict[str, Any]], seed: in
         callbacks = [curves.callback(stage["kind"], step)] if curves is not None else []
         passed: list[dict[str, float]] = []
         if stage["until"]:
-            callbacks.append(_gate(stage, skill, passed))
+            callbacks.append(_gate(stage, skills[stage["kind"]], passed))
         out = fit_stage(model, records, collator, losses, seed=data_seed, epochs=1,
                         batch_size=stage["bs"], lr=stage["lr"], bf16=bf16,
                         logging_steps=logging_steps, step_offset=step, callbacks=callbacks,

@@ -185,7 +185,7 @@ def data_sha256(data: dict[str, list[dict[str, Any]]]) -> str:
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
                   evaluate: Callable | None = None, stop_after: str | None = None,
                   probes: Mapping[str, Callable] | None = None, plan: str | None = None,
-                  plan_seed: int = 0, skill: Callable | None = None,
+                  plan_seed: int = 0, skills: Mapping[str, Callable] | None = None,
                   **recipe_overrides) -> dict[str, Any]:
     """Train a toy MLLM from scratch (vision, align, binding, instruct) and save it to `out`
     (None: save nothing, return the summary).
@@ -198,8 +198,8 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     `{"prefix_checksums": ...}`, to compare with the full run's. `recipe_overrides` change
     the size's recipe (`instruct=dict(lr=1e-3)`). `plan` (a `studylib.testbed.plan` string,
     e.g. `plan.PLANS[arch]`) adds its stages after the recipe's, with data seed `plan_seed`,
-    in TRAINING_DTYPE, as `continue_teacher` adds them to a saved teacher; `skill(model,
-    processor)` gates its `until=` stages (the CLI passes `evaluate.lookup_accuracy`).
+    in TRAINING_DTYPE, as `continue_teacher` adds them to a saved teacher; `skills[kind](model,
+    processor)` gates its `until=` stages of that kind (the CLI passes `evaluate.SKILLS`).
 
     `evaluate(model, processor, ...)` (the CLI passes `studylib.evaluation.evaluate.evaluate`;
     the testbed sits below evaluation) scores the learning curves and the trained teacher;
@@ -211,7 +211,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         raise StudyError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     recipe = _recipe(size, recipe_overrides)
     stages = parse_plan(plan) if plan else []  # a bad plan fails before any training
-    require_skill(stages, skill)
+    require_skill(stages, skills)
     checksums: dict[str, Any] = {}
 
     def checksum(stage: str):
@@ -251,7 +251,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
             return {"prefix_checksums": checksums}
     llm_wall = time.perf_counter() - llm_start  # the recipe's stages (tokens_per_s)
     plan_log = run_plan(model, collator, losses, stages, plan_seed, curves=curves,
-                        skill=_bind(skill, processor),
+                        skills=_bind(skills, processor),
                         step_offset=sum(steps.values()), bf16=TRAINING_DTYPE == "bfloat16",
                         logging_steps=recipe["logging_steps"])
     wall = time.perf_counter() - start
@@ -286,7 +286,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
 def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed: int = 0,
                      evaluate: Callable | None = None,
                      probes: Mapping[str, Callable] | None = None,
-                     skill: Callable | None = None) -> dict[str, Any]:
+                     skills: Mapping[str, Callable] | None = None) -> dict[str, Any]:
     """A saved teacher trained further through `plan`'s stages (data seed `seed`, vision
     tower frozen, TRAINING_DTYPE), saved to `out` (None: save nothing) with its source's
     training summary extended: "continued_from", "plans" (each plan's stage log), the
@@ -307,7 +307,7 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
     earlier = source_summary.get("plans", [])
     offset = sum(source_summary["steps"].values()) + sum(p["steps"] for p in earlier)
     log = run_plan(model, collator, losses, stages, seed, curves=curves,
-                   skill=_bind(skill, processor), step_offset=offset,
+                   skills=_bind(skills, processor), step_offset=offset,
                    bf16=TRAINING_DTYPE == "bfloat16", logging_steps=recipe["logging_steps"])
     model.eval()
     summary = {**source_summary,
@@ -352,8 +352,10 @@ def _finish(model, processor, summary: dict[str, Any], evaluate: Callable | None
     return summary
 
 
-def _bind(skill: Callable | None, processor) -> Callable | None:
-    return None if skill is None else lambda model: skill(model, processor)
+def _bind(skills: Mapping[str, Callable] | None, processor) -> dict[str, Callable]:
+    """Each skill(model, processor) as skill(model), the form `plan.run` calls."""
+    return {kind: (lambda model, f=skill: f(model, processor))
+            for kind, skill in (skills or {}).items()}
 
 
 def _plan_summary(plan: str, seed: int, log: list[dict[str, Any]]) -> dict[str, Any]:

@@ -10,7 +10,10 @@ from clirun import run
 
 from studylib import models
 from studylib.errors import StudyError
-from studylib.testbed import plan, shapes, teachers
+from studylib.evaluation import evaluate, metrics
+from studylib.testbed import plan, shapes, suite, teachers
+
+TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
 
 
 def test_a_plan_parses_into_stages_with_defaults_and_overrides():
@@ -105,7 +108,7 @@ def test_a_continued_teacher_equals_one_trained_with_the_plan(tmp_path):
      "is not a toy-llava teacher"),
 ])
 def test_the_teacher_command_refuses_a_bad_plan_before_any_work(tmp_path, capsys, extra, needle):
-    teacher = Path(__file__).resolve().parents[2] / "teachers" / "toy-bunny"
+    teacher = TEACHERS / "toy-bunny"
     argv = ["teacher", "--arch", "toy-bunny", "--out", str(tmp_path / "out"),
             *[a.format(teacher=teacher) for a in extra]]  # argparse: the last --arch wins
     code, out, err = run(argv, capsys)
@@ -125,17 +128,53 @@ def test_an_until_stage_ends_when_its_skill_is_there(tmp_path):
 
     summary = teachers.continue_teacher(tmp_path / "base", None,
                                         "lookup:20:bs=4:until=85:check=3,mix:2:bs=4", seed=0,
-                                        skill=skill)
+                                        skills={"lookup": skill})
     lookup, mix = summary["plans"][0]["stages"]
     assert lookup["steps_done"] == 9 and lookup["passed"] == {"step": 9, "value": 90.0}
     assert mix["steps_done"] == 2 and "passed" not in mix
     assert len(checked) == 3 and all(checked)
     never = teachers.continue_teacher(tmp_path / "base", None, "lookup:4:bs=4:until=85:check=2",
-                                      seed=0, skill=lambda m, p: 10.0)
+                                      seed=0, skills={"lookup": lambda m, p: 10.0})
     assert never["plans"][0]["stages"][0]["passed"] is None
     assert never["plans"][0]["stages"][0]["steps_done"] == 4
-    with pytest.raises(StudyError, match="needs a skill"):
+    with pytest.raises(StudyError, match="a lookup stage with until= needs a skill"):
         teachers.train_teacher("toy-llava", None, size="micro", plan="lookup:4:until=80")
+
+
+def test_each_until_stage_is_gated_by_the_skill_of_its_kind(tmp_path):
+    teachers.train_teacher("toy-llava", tmp_path / "base", size="micro", seed=1,
+                           instruct={"n_images": 32})
+    asked = []
+
+    def skill(kind, values):
+        def check(model, processor):
+            asked.append(kind)
+            return values[sum(k == kind for k in asked) - 1]
+        return check
+
+    summary = teachers.continue_teacher(
+        tmp_path / "base", None, "lookup:6:bs=4:until=85:check=2,spatial:8:bs=4:until=60:check=2",
+        seed=0, skills={"lookup": skill("lookup", [90.0]),
+                        "spatial": skill("spatial", [20.0, 30.0, 70.0])})
+    lookup, spatial = summary["plans"][0]["stages"]
+    assert asked == ["lookup", "spatial", "spatial", "spatial"]
+    assert lookup["passed"] == {"step": 2, "value": 90.0} and lookup["steps_done"] == 2
+    assert spatial["passed"] == {"step": 6, "value": 70.0} and spatial["steps_done"] == 6
+    with pytest.raises(StudyError, match="a spatial stage with until= needs a skill"):
+        teachers.continue_teacher(tmp_path / "base", None, "spatial:4:until=50", seed=0,
+                                  skills={"lookup": skill("lookup", [90.0])})
+
+
+def test_the_spatial_skill_reads_gqa_position_and_size_only():
+    model, processor = models.load(TEACHERS / "toy-bunny")
+    items = [it for it in suite.benchmark("GQA", split="val") if it.subset in ("position", "size")]
+    first = items[:12]
+    answers = evaluate.generate_answers(model, processor, first, progress=False)
+    expected = 100 * sum(metrics.is_correct("GQA", a, it.answer)
+                         for a, it in zip(answers, first, strict=True)) / len(first)
+    assert evaluate.spatial_accuracy(model, processor, limit=12) == pytest.approx(expected)
+    assert {it.subset for it in first} == {"position", "size"}
+    assert set(evaluate.SKILLS) <= set(plan.KINDS)
 
 
 def test_a_spatial_stage_asks_where_how_large_and_how_two_objects_lie():

@@ -99,7 +99,7 @@ class _Teacher:
                         f"{summary['machine']}; this is {machine.signature()}")
         threads(summary["machine"]["threads"])
         got_summary = train_teacher(self.arch, tmp_path / self.arch,
-                                    skill=evaluate.lookup_accuracy,
+                                    skills=evaluate.SKILLS,
                                     **teachers.retrain_arguments(summary))
         want = load_file(committed / "model.safetensors")
         got = load_file(tmp_path / self.arch / "model.safetensors")

@@ -209,9 +209,19 @@ def spatial_accuracy(model, processor, limit: int = 80, split: str = "val") -> f
     return 100 * float(table.correct.mean())
 
 
+def mme_accuracy(model, processor, limit: int = 80, split: str = "val") -> float:
+    """MME-P accuracy (%) on `limit` items, every subtask: whether its yes/no checks of
+    binding, counting and place are read from the image, the skill of a teacher's `mme`
+    stage. Chance 50; toy-bunny's P45 end: 74 on 300 items (docs/testbed-recipe-search.md)."""
+    items = evaluate(model, processor, benchmarks=("MME-P",), limit=limit, split=split,
+                     progress=False).items
+    return 100 * float(items.correct.mean())
+
+
 # The skill each kind of plan stage teaches: what `until=` checks (`testbed.plan`).
 SKILLS: dict[str, Callable[..., float]] = {"lookup": lookup_accuracy,
-                                           "spatial": spatial_accuracy}
+                                           "spatial": spatial_accuracy,
+                                           "mme": mme_accuracy}
 
 
 def shuffled_images(items: Sequence[suite.Item], seed: int = 0) -> list:

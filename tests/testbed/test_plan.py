@@ -165,7 +165,7 @@ def test_each_until_stage_is_gated_by_the_skill_of_its_kind(tmp_path):
                                   skills={"lookup": skill("lookup", [90.0])})
 
 
-def test_the_spatial_skill_reads_gqa_position_and_size_only():
+def test_the_spatial_skill_reads_gqa_position_and_size_only_and_the_mme_skill_all_of_mme_p():
     model, processor = models.load(TEACHERS / "toy-bunny")
     items = [it for it in suite.benchmark("GQA", split="val") if it.subset in ("position", "size")]
     first = items[:12]
@@ -175,6 +175,10 @@ def test_the_spatial_skill_reads_gqa_position_and_size_only():
     assert evaluate.spatial_accuracy(model, processor, limit=12) == pytest.approx(expected)
     assert {it.subset for it in first} == {"position", "size"}
     assert set(evaluate.SKILLS) <= set(plan.KINDS)
+    mme = evaluate.evaluate(model, processor, benchmarks=("MME-P",), limit=20, split="val",
+                            progress=False).items
+    assert evaluate.mme_accuracy(model, processor, limit=20) == pytest.approx(
+        100 * mme.correct.mean())
 
 
 def test_a_spatial_stage_asks_where_how_large_and_how_two_objects_lie():

@@ -79,8 +79,9 @@ def show(path: str) -> str:
         lines.append(f"| {pt['step']} | {pt['stage']} | " + " | ".join(cells)
                      + f" | {pt['wall_s']:.0f} |")
     stages = "; ".join(f"{s['kind']} {s['steps_done']} steps ({s['wall_s']:.0f} s, "
-                       f"{s['composition']['yes/no']} yes/no turns, yes share "
-                       f"{s['composition']['yes_share']})" for s in r["stages"])
+                       f"{s['composition']['yes/no']} yes/no turns"
+                       + (f" drawn for {s['steps']} steps" if s["steps_done"] < s["steps"] else "")
+                       + f", yes share {s['composition']['yes_share']})" for s in r["stages"])
     return (f"`{r['command']}`\n\nfrom `{Path(r['from']).name}`, {stages}; total "
             f"{r['wall_s']:.0f} s on 1 thread.\n\n" + "\n".join(lines))
 

@@ -223,8 +223,7 @@ def _gate(stage: dict[str, Any], skill: Callable, passed: list):
 
 def run(model, collator, losses: LossLog, stages: list[dict[str, Any]], seed: int, *,
         curves=None, skills: Mapping[str, Callable] | None = None, step_offset: int = 0,
-        bf16: bool = False,
-        logging_steps: int = 10) -> list[dict[str, Any]]:
+        bf16: bool = False, logging_steps: int = 10) -> list[dict[str, Any]]:
     """Train `model` through the stages in turn (vision tower frozen by the caller); one log
     entry per stage: its settings, data seed, record count, composition, steps and wall s
     (and, for an `until` stage, "passed": the step and value that ended it, or None).

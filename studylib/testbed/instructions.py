@@ -32,10 +32,13 @@ from studylib.testbed.shapes import (
 
 # How often each kind of question is drawn for an instruction turn. "binding" is the text-only
 # "which option says X?" warm-up (`questions.option_lookup`); "lookup" the yes/no questions
-# answered by one lookup (MME's LOOKUP_SUBTASKS). Teacher training concentrates each in a
-# stage of its own, then replays them in the full mix so that they are not forgotten.
-MIX = {"gqa": 4, "sqa": 2, "pope": 2, "mme": 4, "mmmu": 2, "binding": 0, "lookup": 0}
+# answered by one lookup (MME's LOOKUP_SUBTASKS), "mmerest" MME's other subtasks. Teacher
+# training concentrates each in a stage of its own, then replays them in the full mix so that
+# they are not forgotten. A kind of weight 0 last in the mix leaves every draw unchanged.
+MIX = {"gqa": 4, "sqa": 2, "pope": 2, "mme": 4, "mmmu": 2, "binding": 0, "lookup": 0,
+       "mmerest": 0}
 LOOKUP_SUBTASKS = ("existence", "color", "position")
+REST_SUBTASKS = tuple(s for s in MME_P_SUBTASKS + MME_C_SUBTASKS if s not in LOOKUP_SUBTASKS)
 ZERO_MIX = dict.fromkeys(MIX, 0)  # a mix of none: add the kinds a stage asks
 LOOKUP_MIX = {**ZERO_MIX, "pope": 1, "lookup": 2}  # the lookup stage's (teachers, plans)
 
@@ -56,8 +59,8 @@ def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float]) -> tu
             split = rng.choice(POPE_SPLITS)
             qa, suffix = pope_item(scene, rng, split, rng.random() < 0.5), YES_NO
         else:
-            subtask = rng.choice(LOOKUP_SUBTASKS if kind == "lookup"
-                                 else MME_P_SUBTASKS + MME_C_SUBTASKS)
+            subtask = rng.choice({"lookup": LOOKUP_SUBTASKS, "mmerest": REST_SUBTASKS}.get(
+                kind, MME_P_SUBTASKS + MME_C_SUBTASKS))
             pair = mme_pair(scene, rng, subtask)
             if pair is None:
                 continue

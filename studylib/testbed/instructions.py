@@ -32,11 +32,12 @@ from studylib.testbed.shapes import (
 
 # How often each kind of question is drawn for an instruction turn. "binding" is the text-only
 # "which option says X?" warm-up (`questions.option_lookup`); "lookup" the yes/no questions
-# answered by one lookup (MME's LOOKUP_SUBTASKS), "mmerest" MME's other subtasks. Teacher
-# training concentrates each in a stage of its own, then replays them in the full mix so that
-# they are not forgotten. A kind of weight 0 last in the mix leaves every draw unchanged.
-MIX = {"gqa": 4, "sqa": 2, "pope": 2, "mme": 4, "mmmu": 2, "binding": 0, "lookup": 0,
-       "mmerest": 0}
+# answered by one lookup (MME's LOOKUP_SUBTASKS). Teacher training concentrates each in a
+# stage of its own, then replays them in the full mix so that they are not forgotten. The
+# committed teachers' recipes record MIX, so a new kind joins MIX_KINDS only (a plan's
+# `w.<kind>`): "mmerest", MME's subtasks other than the lookups (probe P62).
+MIX = {"gqa": 4, "sqa": 2, "pope": 2, "mme": 4, "mmmu": 2, "binding": 0, "lookup": 0}
+MIX_KINDS = (*MIX, "mmerest")
 LOOKUP_SUBTASKS = ("existence", "color", "position")
 REST_SUBTASKS = tuple(s for s in MME_P_SUBTASKS + MME_C_SUBTASKS if s not in LOOKUP_SUBTASKS)
 ZERO_MIX = dict.fromkeys(MIX, 0)  # a mix of none: add the kinds a stage asks

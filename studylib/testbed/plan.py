@@ -98,13 +98,13 @@ def parse(plan: str) -> list[dict[str, Any]]:
                 number = float(value)
             except ValueError:
                 raise StudyError(f"stage {part!r}: {kv!r} is not key=number") from None
-            if key.startswith("w.") and key[2:] in instructions.MIX:
+            if key.startswith("w.") and key[2:] in instructions.MIX_KINDS:
                 stage["mix"][key[2:]] = number
             elif key in DEFAULTS:
                 stage[key] = type(DEFAULTS[key])(number)
             else:
                 raise StudyError(f"stage {part!r}: unknown key {key!r}; use "
-                                 f"{', '.join(DEFAULTS)} or w.<{'|'.join(instructions.MIX)}>")
+                                 f"{', '.join(DEFAULTS)} or w.<{'|'.join(instructions.MIX_KINDS)}>")
         shares = sum(stage[k] for k in OWN_RECORDS)
         if stage["balanced"] not in (0, 1, 2) or not 0 <= shares < 1:
             raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2, and "

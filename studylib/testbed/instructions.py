@@ -39,7 +39,9 @@ from studylib.testbed.shapes import (
 MIX = {"gqa": 4, "sqa": 2, "pope": 2, "mme": 4, "mmmu": 2, "binding": 0, "lookup": 0}
 MIX_KINDS = (*MIX, "mmerest")
 LOOKUP_SUBTASKS = ("existence", "color", "position")
-REST_SUBTASKS = tuple(s for s in MME_P_SUBTASKS + MME_C_SUBTASKS if s not in LOOKUP_SUBTASKS)
+MME_SUBTASKS = MME_P_SUBTASKS + MME_C_SUBTASKS
+SUBTASKS = {"mme": MME_SUBTASKS, "lookup": LOOKUP_SUBTASKS,  # the MME subtasks of a kind
+            "mmerest": tuple(s for s in MME_SUBTASKS if s not in LOOKUP_SUBTASKS)}
 ZERO_MIX = dict.fromkeys(MIX, 0)  # a mix of none: add the kinds a stage asks
 LOOKUP_MIX = {**ZERO_MIX, "pope": 1, "lookup": 2}  # the lookup stage's (teachers, plans)
 
@@ -60,8 +62,7 @@ def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float]) -> tu
             split = rng.choice(POPE_SPLITS)
             qa, suffix = pope_item(scene, rng, split, rng.random() < 0.5), YES_NO
         else:
-            subtask = rng.choice({"lookup": LOOKUP_SUBTASKS, "mmerest": REST_SUBTASKS}.get(
-                kind, MME_P_SUBTASKS + MME_C_SUBTASKS))
+            subtask = rng.choice(SUBTASKS[kind])
             pair = mme_pair(scene, rng, subtask)
             if pair is None:
                 continue

@@ -14,7 +14,10 @@ letters kept as "<benchmark> (letter)", plus the share of "yes" answers on POPE 
 `teacher_probe.py show docs/probes/<name>.json` prints a probe as the log's markdown table,
 `teacher_probe.py summary` one row per probe, `teacher_probe.py control DIR` the
 shuffled-image control of saved weights, `profile DIR` the accuracy per GQA family and MME-P
-subtask, `position DIR` a linear probe of each image token's grid cell.
+subtask, `position DIR` a linear probe of each image token's grid cell, `hidden DIR` the
+accuracy per benchmark on scenes with and without a partly hidden object. `--occlusion S`
+(any command) sets the world: the share of objects hidden in the benchmarks' scenes and in
+the plan's (`shapes.OCCLUSION`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 
 from studylib import machine, models
 from studylib.evaluation import evaluate, metrics
-from studylib.testbed import plan, shapes, teachers
+from studylib.testbed import plan, shapes, suite, teachers
 from studylib.testbed.data import ConversationCollator
 from studylib.training import LossLog
 
@@ -162,8 +165,28 @@ def position(path: str, n: int = 300) -> str:
     return f"{path}: the cell of an image token, read linearly from the LLM's input: {acc:.1f}%"
 
 
+def hidden(path: str, limit: int) -> str:
+    """Accuracy per benchmark on the val items whose scene has a partly hidden object
+    (`shapes.occluders`) and on those in full view: where occlusion costs a teacher."""
+    torch.set_num_threads(1)
+    model, processor = models.load(path)
+    items = evaluate.evaluate(model, processor, limit=limit, split="val", progress=False).items
+    scenes = {it.id: it for b in shapes.BENCHMARKS for it in suite.benchmark(b, split="val")}
+    items["hidden"] = [any(shapes.occluders(shapes.make_scene(scenes[i].scene_seed),
+                                            shapes.OCCLUSION)) for i in items.id]
+    acc = items.groupby(["benchmark", "hidden"]).correct.agg(["mean", "count"])
+    return "| benchmark | an object hidden | accuracy | items |\n|---|---|---|---|\n" + "\n".join(
+        f"| {b} | {'yes' if h else 'no'} | {100 * r['mean']:.1f} | {r['count']} |"
+        for (b, h), r in acc.iterrows())
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    command = "docs/teacher_probe.py " + shlex.join(argv)
+    world = argparse.ArgumentParser(add_help=False)
+    world.add_argument("--occlusion", type=float, default=shapes.OCCLUSION)
+    known, argv = world.parse_known_args(argv)
+    shapes.OCCLUSION = known.occlusion  # the benchmarks' world, and the plan's default
     if argv[:1] == ["show"]:
         print(show(argv[1]))
         return
@@ -175,6 +198,9 @@ def main(argv=None):
         return
     if argv[:1] == ["position"]:  # position DIR: is the cell in the image tokens?
         print(position(argv[1]))
+        return
+    if argv[:1] == ["hidden"]:  # hidden DIR [LIMIT]: accuracy with / without occluders
+        print(hidden(argv[1], int(argv[2]) if len(argv) > 2 else 300))
         return
     if argv[:1] == ["control"]:  # control DIR [LIMIT]: real vs shuffled images, val split
         print(control(argv[1], int(argv[2]) if len(argv) > 2 else 80))
@@ -207,8 +233,8 @@ def main(argv=None):
         models.save(model, processor, ROOT / a.save, command="teacher")
     result = {"name": a.name, "teacher": a.teacher, "from": source, "plan": a.plan,
               "seed": a.seed, "every": a.every, "limit": a.limit, "dtype": "float32",
-              "train_tower": a.train_tower,
-              "command": "docs/teacher_probe.py " + shlex.join(argv),
+              "train_tower": a.train_tower, "occlusion": shapes.OCCLUSION,
+              "command": command,
               "machine": machine.signature(1), "stages": log,
               "wall_s": round(time.perf_counter() - start, 1),
               "curves": curves.points, "loss": losses.rows}

@@ -19,7 +19,7 @@ import pandas as pd
 
 from studylib import models
 from studylib.study import cells, grid
-from studylib.testbed import shapes, suite
+from studylib.testbed import suite
 
 COLUMNS = ["item", "benchmark", "subset", "scene_seed", "question", "answer", "model",
            "prediction", "correct"]
@@ -176,8 +176,7 @@ def fig_generations(ex: pd.DataFrame, *, wrap: int = 27, title: str | None = Non
     for col, item in enumerate(items, start=1):
         row = first.loc[item]
         img = fig.add_subplot(gs[0, col])
-        img.imshow(shapes.render(shapes.make_scene(int(row.scene_seed))),
-                   interpolation="nearest")
+        img.imshow(_items(row.benchmark)[item].image, interpolation="nearest")
         img.set_xticks([])
         img.set_yticks([])
         img.set_title(" · ".join(x for x in (row.benchmark, row.subset) if x), fontsize=9,

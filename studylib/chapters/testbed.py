@@ -33,8 +33,10 @@ def fig_example_scenes(n: int = 6, seed: int = 0):
     for ax in axes.flat:
         ax.axis("off")
     for ax, scene in zip(axes.flat, scenes, strict=False):
-        ax.imshow(shapes.render(scene), interpolation="nearest")
-        ax.set_title(f"{len(scene.objects)} objects", fontsize=8, fontweight="normal")
+        ax.imshow(shapes.render(scene, shapes.OCCLUSION), interpolation="nearest")
+        hidden = sum(h is not None for h in shapes.occluders(scene, shapes.OCCLUSION))
+        ax.set_title(f"{len(scene.objects)} objects" + (f", {hidden} partly hidden" if hidden
+                     else ""), fontsize=8, fontweight="normal")
     fig.suptitle("ShapesWorld scenes (48 x 48 px, a 3 x 3 grid)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -78,7 +78,8 @@ def cmd_data(args) -> int:
     out = check_out_dir(args.out, args.overwrite)
     if args.images > MAX_DATA_IMAGES:
         raise StudyError(f"--images {args.images} is more than {MAX_DATA_IMAGES:,}")
-    records = instructions.instruction_set(args.images, turns=args.turns, seed=args.seed)
+    records = instructions.instruction_set(args.images, turns=args.turns, seed=args.seed,
+                                           occlusion=shapes.OCCLUSION)  # the benchmarks' world
     with atomic_dir(out, "data") as tmp:
         for rec in records:
             path = tmp / rec["image"]

@@ -233,7 +233,7 @@ def shuffled_images(items: Sequence[suite.Item], seed: int = 0) -> list:
         raise StudyError(f"shuffling images needs at least two scenes, got {len(scenes)}")
     random.Random(seed).shuffle(scenes)
     other = {s: scenes[(k + 1) % len(scenes)] for k, s in enumerate(scenes)}
-    return [shapes.render(shapes.make_scene(other[it.scene_seed])) for it in items]
+    return [it.image_of(other[it.scene_seed]) for it in items]
 
 
 def score(benchmark: str, items: Sequence[suite.Item], predictions: Sequence[str],

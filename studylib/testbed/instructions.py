@@ -88,7 +88,8 @@ def caption(scene: Scene) -> str:
 
 
 def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: float = 0.5,
-                    mix: dict[str, float] | None = None) -> list[dict[str, Any]]:
+                    mix: dict[str, float] | None = None,
+                    occlusion: float = 0.0) -> list[dict[str, Any]]:
     """LLaVA-format conversations over training scenes (seeds disjoint from benchmarks).
 
     Each record: {"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."},
@@ -96,7 +97,8 @@ def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: 
     as in LLaVA-v1.5-mix665k. `image` names the scene ("shapesworld/<seed>.png"). With
     probability `caption_rate` the first turn asks for a description of every object, the
     dense grounding signal that LLaVA's captioning data gives. `mix` weights the question
-    kinds (default `MIX`).
+    kinds (default `MIX`); `occlusion` is the share of objects partly hidden in the images
+    (`shapes.occluders`), named in the image's path.
     """
     mix = {**MIX, **(mix or {})}
     rng = random.Random(seed)
@@ -112,7 +114,7 @@ def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: 
                 q, a = _any_question(scene, rng, mix)
             conv.append({"from": "human", "value": ("<image>\n" if t == 0 else "") + q})
             conv.append({"from": "gpt", "value": a})
-        records.append({"id": f"shapes-{scene.seed}", "image": image_name(scene.seed),
+        records.append({"id": f"shapes-{scene.seed}", "image": image_name(scene.seed, occlusion),
                         "conversations": conv})
     return records
 
@@ -131,7 +133,8 @@ def binding_set(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def _asked(n: int, turns: int, seed: int, prefix: str,
-           ask: Callable[[Scene, random.Random], tuple[str, str] | None]) -> list[dict[str, Any]]:
+           ask: Callable[[Scene, random.Random], tuple[str, str] | None],
+           occlusion: float = 0.0) -> list[dict[str, Any]]:
     """n records of `turns` turns each, every turn `ask(scene, rng)` -> (question with its
     prompt suffix, answer), or None to draw again. No question comes twice in a record,
     whose answer would then be in the text (given up after 50 draws)."""
@@ -146,12 +149,13 @@ def _asked(n: int, turns: int, seed: int, prefix: str,
                 continue
             conv.append({"from": "human", "value": ("" if conv else "<image>\n") + qa[0]})
             conv.append({"from": "gpt", "value": qa[1]})
-        records.append({"id": f"{prefix}-{scene.seed}", "image": image_name(scene.seed),
+        records.append({"id": f"{prefix}-{scene.seed}", "image": image_name(scene.seed, occlusion),
                         "conversations": conv})
     return records
 
 
-def open_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+def open_set(n: int, turns: int = 4, seed: int = 0,
+             occlusion: float = 0.0) -> list[dict[str, Any]]:
     """n records of SQA/MMMU family questions asked the way the cloze formulation scores
     them: the question without its options, answered by the right option's text. Taught in
     a stage of its own and replayed in the last mix, it is the SQA/MMMU lever of testbed v3
@@ -164,14 +168,14 @@ def open_set(n: int, turns: int = 4, seed: int = 0) -> list[dict[str, Any]]:
         return (f"{q.split(chr(10) + 'Options:')[0]}\n{SHORT_ANSWER}",
                 extra["options"][LETTERS.index(letter)])
 
-    return _asked(n, turns, seed, "open", ask)
+    return _asked(n, turns, seed, "open", ask, occlusion)
 
 
 SPATIAL_SUBTASKS = ("position", "left_right", "above_below", "size")
 
 
-def spatial_set(n: int, turns: int = 4, seed: int = 0,
-                short_share: float = 1 / 3) -> list[dict[str, Any]]:
+def spatial_set(n: int, turns: int = 4, seed: int = 0, short_share: float = 1 / 3,
+                occlusion: float = 0.0) -> list[dict[str, Any]]:
     """n records of the questions no teacher had learned by the end of its plan (probe P34's
     profile: GQA position 10%, MME position, left/right, above/below and size at 50%): where
     an object is, how large it is, and how two objects lie, asked as GQA (short answer,
@@ -186,7 +190,7 @@ def spatial_set(n: int, turns: int = 4, seed: int = 0,
             return None
         return f"{pair[0] if answer == 'yes' else pair[1]}\n{YES_NO}", answer
 
-    return _asked(n, turns, seed, "spatial", ask)
+    return _asked(n, turns, seed, "spatial", ask, occlusion)
 
 
 def calibration_sample(n: int, seed: int = 0) -> list[dict[str, Any]]:

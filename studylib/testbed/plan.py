@@ -62,6 +62,12 @@ OWN_RECORDS = {  # kinds with records of their own: builder, and the seed offset
 # descriptions), four turns per record.
 DEFAULTS: dict[str, float] = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0, open=0.0,
                                   spatial=0.0, spatialyn=0.0, until=0.0, check=50)
+
+
+def defaults() -> dict[str, float]:
+    """DEFAULTS, and the share of objects hidden in the stage's images: the benchmarks'
+    world (`shapes.OCCLUSION`, read when a plan is parsed) unless `occlusion=` says otherwise."""
+    return {**DEFAULTS, "occlusion": shapes.OCCLUSION}
 STAGE_SEED_STRIDE = 1000
 
 # The candidate plans of testbed v3 per architecture, each measured from the committed
@@ -91,7 +97,8 @@ def parse(plan: str) -> list[dict[str, Any]]:
                              f"{', '.join(KINDS)}")
         if not rest or not rest[0].isdigit() or int(rest[0]) < 1:
             raise StudyError(f"stage {part!r} needs a positive step count: {kind}:STEPS")
-        stage = {"kind": kind, "steps": int(rest[0]), **DEFAULTS, "mix": dict(KINDS[kind] or {})}
+        known = defaults()
+        stage = {"kind": kind, "steps": int(rest[0]), **known, "mix": dict(KINDS[kind] or {})}
         for kv in rest[1:]:
             key, _, value = kv.partition("=")
             try:
@@ -100,17 +107,19 @@ def parse(plan: str) -> list[dict[str, Any]]:
                 raise StudyError(f"stage {part!r}: {kv!r} is not key=number") from None
             if key.startswith("w.") and key[2:] in instructions.MIX_KINDS:
                 stage["mix"][key[2:]] = number
-            elif key in DEFAULTS:
-                stage[key] = type(DEFAULTS[key])(number)
+            elif key in known:
+                stage[key] = type(known[key])(number)
             else:
                 raise StudyError(f"stage {part!r}: unknown key {key!r}; use "
-                                 f"{', '.join(DEFAULTS)} or w.<{'|'.join(instructions.MIX_KINDS)}>")
+                                 f"{', '.join(known)} or w.<{'|'.join(instructions.MIX_KINDS)}>")
         shares = sum(stage[k] for k in OWN_RECORDS)
         if stage["balanced"] not in (0, 1, 2) or not 0 <= shares < 1:
             raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2, and "
                              f"{' + '.join(OWN_RECORDS)} in [0, 1)")
         if not 0 <= stage["until"] <= 100 or stage["check"] < 1:
             raise StudyError(f"stage {part!r}: until is a POPE accuracy in [0, 100], check >= 1")
+        if not 0 <= stage["occlusion"] < 1:
+            raise StudyError(f"stage {part!r}: occlusion is a share of objects in [0, 1)")
         stages.append(stage)
     return stages
 
@@ -130,25 +139,29 @@ def stage_records(stage: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     if stage["kind"] == "binding":
         return instructions.binding_set(n, seed=seed)
     if stage["kind"] in OWN_RECORDS:
-        return OWN_RECORDS[stage["kind"]][0](n, stage["turns"], seed)
+        return OWN_RECORDS[stage["kind"]][0](n, stage["turns"], seed,
+                                             occlusion=stage["occlusion"])
     shares = {k: round(n * stage[k]) for k in OWN_RECORDS if stage[k]}
     if shares:  # a share of the records replaced by records of those kinds
         rest = stage_records({**stage, **dict.fromkeys(shares, 0.0), "steps": 1,
                               "bs": n - sum(shares.values())}, seed)
         mixed = rest + [r for k, m in shares.items()
-                        for r in OWN_RECORDS[k][0](m, stage["turns"], seed + OWN_RECORDS[k][1])]
+                        for r in OWN_RECORDS[k][0](m, stage["turns"], seed + OWN_RECORDS[k][1],
+                                                   occlusion=stage["occlusion"])]
         random.Random(seed).shuffle(mixed)
         return mixed
     records, chunk = [], seed
     while len(records) < n:  # balanced=2: draw more scenes until n balanced records
         batch = instructions.instruction_set(n, turns=stage["turns"], seed=chunk,
-                                             caption_rate=stage["caption"], mix=stage["mix"])
+                                             caption_rate=stage["caption"], mix=stage["mix"],
+                                             occlusion=stage["occlusion"])
         records += [r for r in batch if stage["balanced"] != 2 or yes_no_balance(r) == 0]
         chunk += 100_000
     random.Random(seed).shuffle(records)  # balanced draws are scene-ordered
     if stage["balanced"] == 1:
         more = instructions.instruction_set(n // 2, turns=stage["turns"], seed=chunk,
-                                            caption_rate=stage["caption"], mix=stage["mix"])
+                                            caption_rate=stage["caption"], mix=stage["mix"],
+                                            occlusion=stage["occlusion"])
         return balanced_batches(records + more, stage["bs"], n, seed)
     return records[:n]
 

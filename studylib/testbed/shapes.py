@@ -80,6 +80,16 @@ SHORT_ANSWER = "Answer the question using a single word or phrase."
 YES_NO = "Please answer yes or no."
 LETTER = "Answer with the option's letter from the given choices directly."
 
+# Occlusion (testbed v3): a share of the objects partly hidden behind a grey occluder, as
+# real benchmark images hide objects behind others. The scene graph, and so every question and
+# answer, is unchanged: a hidden object is still there. OCCLUSION is the share in the
+# benchmarks' scenes and the default of a v3 plan's training scenes; the recipe that trains a
+# teacher before its plan renders without occluders (`render(occlusion=0.0)`).
+OCCLUSION = 0.0
+OCCLUDER_RGB = (120, 120, 120)  # a grey no shape has
+OCCLUDER_COVER = (0.4, 0.7)  # the share of an object's extent hidden, from one side
+SIDES = ("top", "bottom", "left", "right")
+
 TRAIN_SEED_BASE = 0  # train scenes use seeds [0, 10**6)
 BENCH_SEED_BASE = 10**7  # benchmark scenes use seeds [10**7, ...): disjoint from train
 
@@ -162,29 +172,60 @@ def _mask(shape: str, radius: float, cx: float, cy: float) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def render(scene: Scene) -> Image.Image:
-    """Rasterise a scene to a 48 x 48 RGB image (deterministic in the scene's seed)."""
+def occluders(scene: Scene, occlusion: float) -> list[tuple[str, float] | None]:
+    """Per object, the (side, covered share) of its occluder, or None if it is in full view.
+
+    Drawn from a stream of its own, so the scene graph is the same in every world, and each
+    object's draw is the same at every share (a larger share hides a superset of objects)."""
+    rng = random.Random(f"occlusion-{scene.seed}")
+    out: list[tuple[str, float] | None] = []
+    for _ in scene.objects:
+        u, side, cover = rng.random(), rng.choice(SIDES), rng.uniform(*OCCLUDER_COVER)
+        out.append((side, cover) if u < occlusion else None)
+    return out
+
+
+def _occluder_mask(side: str, cover: float, radius: float, cx: float,
+                   cy: float) -> np.ndarray:
+    """A grey band across the object, from one side over `cover` of its extent."""
+    y, x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32) + 0.5
+    half = radius + 1.5  # a little wider than the object
+    # depth into the object from the occluded side, and position across it
+    depth = {"top": y - cy, "bottom": cy - y, "left": x - cx, "right": cx - x}[side]
+    across = x - cx if side in ("top", "bottom") else y - cy
+    return (np.abs(across) <= half) & (depth >= -half) & (depth <= 2 * radius * cover - radius)
+
+
+def render(scene: Scene, occlusion: float = 0.0) -> Image.Image:
+    """Rasterise a scene to a 48 x 48 RGB image (deterministic in the scene's seed), with
+    a share `occlusion` of its objects partly hidden (`occluders`)."""
     rng = np.random.default_rng(scene.seed)
     img = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 30.0, dtype=np.float32)
-    for o in scene.objects:
+    for o, hidden in zip(scene.objects, occluders(scene, occlusion), strict=True):
         radius = 7.0 if o.size == "large" else 4.0
         jitter = rng.integers(-1, 2, size=2)
         cx = o.col * CELL + CELL / 2 + jitter[0]
         cy = o.row * CELL + CELL / 2 + jitter[1]
         shade = rng.uniform(0.85, 1.0)
         img[_mask(o.shape, radius, cx, cy)] = np.array(RGB[o.color], dtype=np.float32) * shade
+        if hidden:
+            img[_occluder_mask(*hidden, radius, cx, cy)] = np.array(OCCLUDER_RGB, np.float32)
     if scene.noise:
         img += rng.normal(0.0, scene.noise, img.shape)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
 
 
-def image_name(seed: int) -> str:
-    return f"shapesworld/{seed:08d}.png"
+def image_name(seed: int, occlusion: float = 0.0) -> str:
+    """The path a record names its image by: the world's occlusion, in percent, is a folder
+    ("shapesworld/occluded-20/00000123.png"); a scene in full view has none."""
+    world = f"occluded-{round(100 * occlusion):02d}/" if occlusion else ""
+    return f"shapesworld/{world}{seed:08d}.png"
 
 
 def load_image(name: str) -> Image.Image:
     """Render the image a record names; the `image` field is a path in LLaVA's format."""
-    stem = name.rsplit("/", 1)[-1].split(".")[0]
-    return render(make_scene(int(stem)))
+    folder, stem = (["", *name.split("/")])[-2:]
+    occlusion = int(folder.split("-")[1]) / 100 if folder.startswith("occluded-") else 0.0
+    return render(make_scene(int(stem.split(".")[0])), occlusion)
 
 

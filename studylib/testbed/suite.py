@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from PIL import Image
 
+from studylib.testbed import shapes
 from studylib.testbed.questions import (
     GQA_FAMILIES,
     MMMU_FAMILIES,
@@ -43,6 +44,7 @@ class Item:
     subset: str = ""  # POPE split or MME subtask
     group: str = ""
     options: tuple[str, ...] = ()  # SQA, MMMU: the option texts behind letters A-D
+    occlusion: float = 0.0  # the share of objects hidden in its world (`shapes.occluders`)
 
     @property
     def prompt(self) -> str:
@@ -50,7 +52,11 @@ class Item:
 
     @property
     def image(self) -> Image.Image:
-        return render(make_scene(self.scene_seed))
+        return self.image_of(self.scene_seed)
+
+    def image_of(self, scene_seed: int) -> Image.Image:
+        """A scene rendered in this item's world (the shuffle control shows another's)."""
+        return render(make_scene(scene_seed), self.occlusion)
 
 
 # Benchmark sizes: large enough for a +-2-4 point 95% CI, small enough to score in seconds.
@@ -123,11 +129,18 @@ def _mme(name: str, subtasks, images: int, base: int) -> list[Item]:
 SPLIT_OFFSETS = {"test": 0, "val": 5 * 10**5}
 
 
-def benchmark(name: str, size: int | None = None, split: str = "test") -> list[Item]:
-    """The items of one benchmark analogue, fixed for a given size and split."""
+def benchmark(name: str, size: int | None = None, split: str = "test",
+              occlusion: float | None = None) -> list[Item]:
+    """The items of one benchmark analogue, fixed for a given size and split, in the world
+    of `occlusion` (default `shapes.OCCLUSION`): the questions are the same in every world."""
+    items = _items(name, size or BENCHMARK_SIZES[name], split)
+    occlusion = shapes.OCCLUSION if occlusion is None else occlusion
+    return [dataclasses.replace(it, occlusion=occlusion) for it in items] if occlusion else items
+
+
+def _items(name: str, size: int, split: str) -> list[Item]:
     if split not in SPLIT_OFFSETS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLIT_OFFSETS)}")
-    size = size or BENCHMARK_SIZES[name]
     # each benchmark (and split) its own scenes
     offset = BENCH_SEED_BASE + 10**6 * BENCHMARKS.index(name) + SPLIT_OFFSETS[split]
     if name == "GQA":

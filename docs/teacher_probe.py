@@ -227,7 +227,8 @@ def main(argv=None):
     collator, losses = ConversationCollator(processor, config=model.config), LossLog()
     curves.record(model, "start", 0)
     log = plan.run(model, collator, losses, stages, a.seed, curves=curves,
-                   skills={kind: (lambda m, f=skill: f(m, processor, limit=a.limit))
+                   skills={kind: (lambda m, occlusion, f=skill: f(m, processor, limit=a.limit,
+                                                                 occlusion=occlusion))
                            for kind, skill in evaluate.SKILLS.items()})
     if a.save:
         models.save(model, processor, ROOT / a.save, command="teacher")

@@ -188,33 +188,37 @@ def option_lookup_accuracy(model, processor, n: int = 200, split: str = "test",
                              for a, (_, letter, _) in zip(answers, qas, strict=True)])
 
 
-def lookup_accuracy(model, processor, limit: int = 80, split: str = "val") -> float:
+def lookup_accuracy(model, processor, limit: int = 80, split: str = "val",
+                    occlusion: float | None = None) -> float:
     """POPE accuracy (%) on `limit` items: whether yes/no lookups are read from the image,
     the skill that a teacher's `lookup` stage teaches (`testbed.plan`'s `until=` gate).
-    A constant "yes" or "no" scores 50, where F1 would read 67 or 0."""
+    A constant "yes" or "no" scores 50, where F1 would read 67 or 0. `occlusion`: the
+    world of the scenes (default the benchmarks', `shapes.OCCLUSION`), as for every skill."""
     scores = evaluate(model, processor, benchmarks=("POPE",), limit=limit, split=split,
-                      progress=False).scores
+                      progress=False, occlusion=occlusion).scores
     return float(scores[(scores.benchmark == "POPE") & (scores.metric == "accuracy")]
                  .value.iloc[0])
 
 
-def spatial_accuracy(model, processor, limit: int = 80, split: str = "val") -> float:
+def spatial_accuracy(model, processor, limit: int = 80, split: str = "val",
+                     occlusion: float | None = None) -> float:
     """GQA accuracy (%) on the first `limit` items of its position and size families: where
     an object is and how large, the skill a teacher's `spatial` stage teaches after a
     plateau whose length moves with the draw (docs/testbed-recipe-search.md, P44 and P49).
     Before that stage the teachers scored 10-20 (position) and 50-60 (size)."""
-    items = [it for it in suite.benchmark("GQA", split=split)
+    items = [it for it in suite.benchmark("GQA", split=split, occlusion=occlusion)
              if it.subset in ("position", "size")][:limit]
     table, _ = score("GQA", items, generate_answers(model, processor, items, progress=False))
     return 100 * float(table.correct.mean())
 
 
-def mme_accuracy(model, processor, limit: int = 80, split: str = "val") -> float:
+def mme_accuracy(model, processor, limit: int = 80, split: str = "val",
+                 occlusion: float | None = None) -> float:
     """MME-P accuracy (%) on `limit` items, every subtask: whether its yes/no checks of
     binding, counting and place are read from the image, the skill of a teacher's `mme`
     stage. Chance 50; toy-bunny's P45 end: 74 on 300 items (docs/testbed-recipe-search.md)."""
     items = evaluate(model, processor, benchmarks=("MME-P",), limit=limit, split=split,
-                     progress=False).items
+                     progress=False, occlusion=occlusion).items
     return 100 * float(items.correct.mean())
 
 
@@ -270,10 +274,12 @@ def _formulations(name: str, items: Sequence[suite.Item], generated: list[str],
 
 def evaluate(model, processor, benchmarks: Sequence[str] = shapes.BENCHMARKS,
              limit: int | None = None, seed: int = 0, batch_size: int = 64,
-             progress: bool = True, split: str = "test", images: str = "scene") -> EvalReport:
+             progress: bool = True, split: str = "test", images: str = "scene",
+             occlusion: float | None = None) -> EvalReport:
     """Run the benchmarks; `limit` caps items per benchmark (a seeded, stratified subset).
     `split="val"` scores the validation scenes instead (teacher-training curves);
-    `images="shuffled"` asks every question about another item's image (the control)."""
+    `images="shuffled"` asks every question about another item's image (the control);
+    `occlusion` renders the scenes in another world than the benchmarks' (`shapes.OCCLUSION`)."""
     check_selection(benchmarks, limit)
     if images not in IMAGES:
         raise StudyError(f"unknown images {images!r}; choose from {', '.join(IMAGES)}")
@@ -281,7 +287,7 @@ def evaluate(model, processor, benchmarks: Sequence[str] = shapes.BENCHMARKS,
     start = time.perf_counter()
     tables, scores = [], []
     for name in benchmarks:
-        items = select(suite.benchmark(name, split=split), limit, seed)
+        items = select(suite.benchmark(name, split=split, occlusion=occlusion), limit, seed)
         shown = shuffled_images(items, seed) if images == "shuffled" else None
         generated = generate_answers(model, processor, items, batch_size=batch_size,
                                      max_new_tokens=MAX_NEW_TOKENS[name], progress=progress,

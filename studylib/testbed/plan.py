@@ -216,14 +216,15 @@ def require_skill(stages: list[dict[str, Any]], skills: Mapping[str, Callable] |
 
 
 def _gate(stage: dict[str, Any], skill: Callable, passed: list):
-    """A Trainer callback ending the stage once `skill(model)` >= the stage's `until`."""
+    """A Trainer callback ending the stage once `skill(model, occlusion)` >= the stage's
+    `until`: the skill read on the scenes of the stage's own world."""
     from transformers import TrainerCallback
 
     class _Until(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % stage["check"] == 0:
                 was_training = model.training
-                value = skill(model)
+                value = skill(model, stage["occlusion"])
                 model.train(was_training)
                 print(f"[until] step {state.global_step}: {value:.1f} "
                       f"(until {stage['until']:g})", flush=True)

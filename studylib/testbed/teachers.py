@@ -353,8 +353,9 @@ def _finish(model, processor, summary: dict[str, Any], evaluate: Callable | None
 
 
 def _bind(skills: Mapping[str, Callable] | None, processor) -> dict[str, Callable]:
-    """Each skill(model, processor) as skill(model), the form `plan.run` calls."""
-    return {kind: (lambda model, f=skill: f(model, processor))
+    """Each skill(model, processor, occlusion=) as skill(model, occlusion), the form
+    `plan.run` calls."""
+    return {kind: (lambda model, occlusion, f=skill: f(model, processor, occlusion=occlusion))
             for kind, skill in (skills or {}).items()}
 
 

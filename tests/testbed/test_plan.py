@@ -119,22 +119,24 @@ def test_the_teacher_command_refuses_a_bad_plan_before_any_work(tmp_path, capsys
 def test_an_until_stage_ends_when_its_skill_is_there(tmp_path):
     teachers.train_teacher("toy-llava", tmp_path / "base", size="micro", seed=1,
                            instruct={"n_images": 32})
-    checked = []
+    checked, worlds = [], []
 
-    def skill(model, processor):
+    def skill(model, processor, occlusion=None):
         checked.append(model.training)
+        worlds.append(occlusion)
         model.eval()  # as evaluation does; the gate must put training mode back
         return [40.0, 60.0, 90.0, 95.0][len(checked) - 1]
 
-    summary = teachers.continue_teacher(tmp_path / "base", None,
-                                        "lookup:20:bs=4:until=85:check=3,mix:2:bs=4", seed=0,
-                                        skills={"lookup": skill})
+    summary = teachers.continue_teacher(
+        tmp_path / "base", None, "lookup:20:bs=4:until=85:check=3:occlusion=0.2,mix:2:bs=4",
+        seed=0, skills={"lookup": skill})
     lookup, mix = summary["plans"][0]["stages"]
     assert lookup["steps_done"] == 9 and lookup["passed"] == {"step": 9, "value": 90.0}
     assert mix["steps_done"] == 2 and "passed" not in mix
     assert len(checked) == 3 and all(checked)
+    assert worlds == [0.2] * 3  # the skill is read in the stage's own world
     never = teachers.continue_teacher(tmp_path / "base", None, "lookup:4:bs=4:until=85:check=2",
-                                      seed=0, skills={"lookup": lambda m, p: 10.0})
+                                      seed=0, skills={"lookup": lambda m, p, **kw: 10.0})
     assert never["plans"][0]["stages"][0]["passed"] is None
     assert never["plans"][0]["stages"][0]["steps_done"] == 4
     with pytest.raises(StudyError, match="a lookup stage with until= needs a skill"):
@@ -147,7 +149,7 @@ def test_each_until_stage_is_gated_by_the_skill_of_its_kind(tmp_path):
     asked = []
 
     def skill(kind, values):
-        def check(model, processor):
+        def check(model, processor, occlusion=None):
             asked.append(kind)
             return values[sum(k == kind for k in asked) - 1]
         return check

@@ -176,7 +176,7 @@ def hidden(path: str, limit: int) -> str:
                                             shapes.OCCLUSION)) for i in items.id]
     acc = items.groupby(["benchmark", "hidden"]).correct.agg(["mean", "count"])
     return "| benchmark | an object hidden | accuracy | items |\n|---|---|---|---|\n" + "\n".join(
-        f"| {b} | {'yes' if h else 'no'} | {100 * r['mean']:.1f} | {r['count']} |"
+        f"| {b} | {'yes' if h else 'no'} | {100 * r['mean']:.1f} | {int(r['count'])} |"
         for (b, h), r in acc.iterrows())
 
 

@@ -88,10 +88,12 @@ teachers: setup
 
 # Testbed v3 (issue 26; not the committed teachers yet): the recipe, then each
 # architecture's plan (studylib/testbed/plan.py, PLANS and V3_SEED), into runs/teachers-v3.
-teachers-v3: setup
-	for arch in toy-llava toy-bunny toy-internvl; do \
-	  $(PY) -m studylib.cli --threads 1 teacher --arch $$arch --plan v3 \
-	    --out runs/teachers-v3/$$arch --overwrite || exit 1; done
+# `make -j3 teachers-v3` trains the three side by side, one thread each.
+teachers-v3: teacher-v3-toy-llava teacher-v3-toy-bunny teacher-v3-toy-internvl
+
+teacher-v3-%: setup
+	$(PY) -m studylib.cli --threads 1 teacher --arch $* --plan v3 \
+	  --out runs/teachers-v3/$* --overwrite
 
 # Two 1-thread kernels by default (measured 1.6-1.9x faster than one 2-thread one).
 # `make book PROFILE=smoke` for the CI-sized book, `make book PROFILE=full` for the paper's

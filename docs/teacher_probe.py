@@ -32,8 +32,9 @@ from pathlib import Path
 import torch
 
 from studylib import machine, models
+from studylib.chapters import teacher_profile
 from studylib.evaluation import evaluate, metrics
-from studylib.testbed import plan, shapes, suite, teachers
+from studylib.testbed import plan, shapes, teachers
 from studylib.testbed.data import ConversationCollator
 from studylib.training import LossLog
 
@@ -171,13 +172,9 @@ def hidden(path: str, limit: int) -> str:
     torch.set_num_threads(1)
     model, processor = models.load(path)
     items = evaluate.evaluate(model, processor, limit=limit, split="val", progress=False).items
-    scenes = {it.id: it for b in shapes.BENCHMARKS for it in suite.benchmark(b, split="val")}
-    items["hidden"] = [any(shapes.occluders(shapes.make_scene(scenes[i].scene_seed),
-                                            shapes.OCCLUSION)) for i in items.id]
-    acc = items.groupby(["benchmark", "hidden"]).correct.agg(["mean", "count"])
-    return "| benchmark | an object hidden | accuracy | items |\n|---|---|---|---|\n" + "\n".join(
-        f"| {b} | {'yes' if h else 'no'} | {100 * r['mean']:.1f} | {int(r['count'])} |"
-        for (b, h), r in acc.iterrows())
+    table = teacher_profile.hidden_table(items, split="val")
+    return "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n" + (
+        "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in table.values))
 
 
 def main(argv=None):

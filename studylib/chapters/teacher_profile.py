@@ -27,7 +27,7 @@ from studylib.chapters.testbed import OPTION_LOOKUP, scores_of, unpruned
 from studylib.evaluation import evaluate, metrics
 from studylib.evaluation.chance import IMAGE_BLIND_SHARE, edge_kept, image_blind
 from studylib.study import grid
-from studylib.testbed import shapes
+from studylib.testbed import shapes, suite
 
 FORMULATION_NAMES = {"letter": "letter (generated)", "cloze": "cloze (option log-likelihood)"}
 
@@ -78,6 +78,32 @@ def shuffle_table(run: pd.DataFrame, model: str) -> pd.DataFrame:
         "answerable without the image": ["YES" if b in blind else
                                          ("no" if np.isfinite(k) else "– (no edge)")
                                          for b, k in kept.items()]})
+
+
+def hidden_table(items: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Per benchmark, the share of items answered right (the headline formulation; POPE and
+    MME per question) on scenes in full view and on scenes with a partly hidden object
+    (`suite.has_hidden_object`), from an evaluation's item table (`EvalReport.items`)."""
+    rows = []
+    for name, table in items.groupby("benchmark", sort=False):
+        by_id = {it.id: it for it in suite.benchmark(name, split=split)}
+        hidden = np.array([suite.has_hidden_object(by_id[i]) for i in table.id])
+        correct = table.correct.to_numpy(dtype=float)
+        row = {"benchmark": name}
+        for label, where in (("in full view", ~hidden), ("an object hidden", hidden)):
+            row[f"{label}: items"] = int(where.sum())
+            row[f"{label}: correct (%)"] = (round(100 * correct[where].mean(), 1)
+                                            if where.any() else np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def teacher_items(run: pd.DataFrame, model: str, cache) -> pd.DataFrame:
+    """The teacher's item table (every prediction), read from its grid cell in `cache`."""
+    keys = run[(run.model == model) & (run.method == "none")].cell.dropna().unique()
+    if len(keys) != 1:
+        raise ValueError(f"expected one teacher cell for {model!r}, found {len(keys)}")
+    return pd.DataFrame(cache.get(keys[0])["report"]["items"])
 
 
 def profile(run: pd.DataFrame, model: str, arch: str | None = None) -> pd.DataFrame:

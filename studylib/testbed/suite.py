@@ -59,6 +59,11 @@ class Item:
         return render(make_scene(scene_seed), self.occlusion)
 
 
+def has_hidden_object(item: Item) -> bool:
+    """Whether the item's scene has a partly hidden object in its world (`shapes.occluders`)."""
+    return any(shapes.occluders(make_scene(item.scene_seed), item.occlusion))
+
+
 # Benchmark sizes: large enough for a +-2-4 point 95% CI, small enough to score in seconds.
 # MME-P: 300 images = 30 per subtask, 2 questions each (600 items); MME-C: 40 per subtask.
 BENCHMARK_SIZES = {"GQA": 600, "SQA": 300, "POPE": 600, "MME-P": 300, "MME-C": 160, "MMMU": 300}

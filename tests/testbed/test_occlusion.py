@@ -1,10 +1,13 @@
 """Occlusion (testbed v3): a share of the objects partly hidden, the scene graph unchanged."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from studylib.chapters import teacher_profile
 from studylib.errors import StudyError
 from studylib.evaluation import evaluate
+from studylib.study import cells
 from studylib.testbed import plan, shapes, suite
 
 
@@ -88,3 +91,31 @@ def test_a_plan_stage_trains_on_the_benchmarks_world_unless_it_says_otherwise(mo
     for share in ("1", "-0.1"):
         with pytest.raises(StudyError, match="occlusion is a share"):
             plan.parse(f"mix:1:occlusion={share}")
+
+
+def test_the_hidden_table_splits_each_benchmark_by_whether_an_object_is_hidden(monkeypatch):
+    monkeypatch.setattr(shapes, "OCCLUSION", 0.3)
+    items = suite.benchmark("POPE", 40) + suite.benchmark("GQA", 40)
+    hidden = [suite.has_hidden_object(it) for it in items]
+    # a model right on every item in full view and wrong on every one with a hidden object
+    table = pd.DataFrame({"benchmark": [it.benchmark for it in items],
+                          "id": [it.id for it in items], "correct": [not h for h in hidden]})
+    out = teacher_profile.hidden_table(table).set_index("benchmark")
+    assert list(out.index) == ["POPE", "GQA"]
+    assert (out["in full view: correct (%)"] == 100).all()
+    assert (out["an object hidden: correct (%)"] == 0).all()
+    assert out["an object hidden: items"].sum() == sum(hidden) > 0
+    assert (out["in full view: items"] + out["an object hidden: items"]).to_dict() == {
+        "POPE": sum(it.benchmark == "POPE" for it in items), "GQA": 40}
+
+
+def test_the_teachers_items_are_read_from_its_cell(tmp_path):
+    cache = cells.CellCache(tmp_path)
+    items = {"benchmark": ["POPE"], "id": ["POPE-0000"], "correct": [True]}
+    cache.put("teacherkey", {"report": {"items": items}})
+    run = pd.DataFrame({"model": ["toy", "toy", "toy", "chance"],
+                        "method": ["none", "image-shuffle", "none", "none"],
+                        "cell": ["teacherkey", "shufflekey", None, "other"]})
+    assert teacher_profile.teacher_items(run, "toy", cache).to_dict("list") == items
+    with pytest.raises(ValueError, match="one teacher cell"):
+        teacher_profile.teacher_items(run, "absent", cache)

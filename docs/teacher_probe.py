@@ -99,6 +99,8 @@ def summary(paths) -> str:
         pt, start = r["curves"][-1], Path(r["from"])
         plan = f"`{r['plan']}`" + (f" (from {start.name})" if start.parent.name == "probe26"
                                    else "")
+        if r.get("occlusion"):  # the benchmarks' world, and the default of every stage
+            plan += f", world at occlusion {r['occlusion']:g}"
         if r["name"].startswith("P04"):  # run before balanced=1 meant batch-level
             plan += " as run = today's `balanced=2` (record-level)"
         steps = sum(s["steps_done"] for s in r["stages"])

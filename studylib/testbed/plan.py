@@ -16,10 +16,12 @@ later answer be read from the text (docs/testbed-recipe-search.md).
 Keys: `lr`, `bs` (batch size), `turns`, `caption` (description rate), `balanced` (1: every
 batch has as many "yes" as "no" answers, fed in order; 2: every *record* balanced, which
 gives away each record's last yes/no answer, probe P04), `open`, `spatial` and
-`spatialyn` (the share of a stage's records replaced by records of that kind), `w.<kind>` (a mix weight, e.g.
-`w.gqa=1`) and `until` (stop the stage once its skill is learned: the skill of the stage's
-kind, e.g. POPE accuracy on the validation scenes for `lookup`, >= until, checked every
-`check` steps; `steps` is then the most it may take). A skill's emergence varies with the
+`spatialyn` (the share of a stage's records replaced by records of that kind), `w.<kind>` (a
+mix weight, e.g. `w.gqa=1`), `occlusion` (the share of objects partly hidden in the stage's
+images, `shapes.occluders`; default the benchmarks' world, `shapes.OCCLUSION`) and `until`
+(stop the stage once its skill is learned: the skill of the stage's kind, e.g. POPE accuracy
+on the validation scenes of the stage's world for `lookup`, >= until, checked every `check`
+steps; `steps` is then the most it may take). A skill's emergence varies with the
 data draw (probes P28-P33: 400-800 steps for the lookup on toy-llava; P44 and P49: the
 spatial stage's plateau), so a fixed length either misses it or saturates it.
 
@@ -96,7 +98,7 @@ V3_SEED = 21  # the data seed of `studylib teacher --plan v3` (most probes ran o
 
 
 def parse(plan: str) -> list[dict[str, Any]]:
-    """The stages of a plan string, each {"kind", "steps", "mix", **DEFAULTS}; a malformed
+    """The stages of a plan string, each {"kind", "steps", "mix", **defaults()}; a malformed
     plan raises StudyError naming the part at fault."""
     stages = []
     for part in plan.split(","):
@@ -250,8 +252,8 @@ def run(model, collator, losses: LossLog, stages: list[dict[str, Any]], seed: in
     """Train `model` through the stages in turn (vision tower frozen by the caller); one log
     entry per stage: its settings, data seed, record count, composition, steps and wall s
     (and, for an `until` stage, "passed": the step and value that ended it, or None).
-    `curves` (a `teachers.Curves`) scores the model along the way; `skills[kind](model)` is
-    the gate of that kind's `until` stages (`evaluation.evaluate.SKILLS`)."""
+    `curves` (a `teachers.Curves`) scores the model along the way; `skills[kind](model,
+    occlusion)` is the gate of that kind's `until` stages (`evaluation.evaluate.SKILLS`)."""
     require_skill(stages, skills)
     log, step = [], step_offset
     for i, stage in enumerate(stages):

@@ -129,8 +129,9 @@ def parse(plan: str) -> list[dict[str, Any]]:
                              f"{' + '.join(OWN_RECORDS)} in [0, 1)")
         if not 0 <= stage["until"] <= 100 or stage["check"] < 1:
             raise StudyError(f"stage {part!r}: until is a POPE accuracy in [0, 100], check >= 1")
-        if not 0 <= stage["occlusion"] < 1:
-            raise StudyError(f"stage {part!r}: occlusion is a share of objects in [0, 1)")
+        if not 0 <= stage["occlusion"] < 1 or not shapes.whole_percent(stage["occlusion"]):
+            raise StudyError(f"stage {part!r}: occlusion is a share of objects in [0, 1), "
+                             "in whole percent (the image path names it)")
         stages.append(stage)
     return stages
 

@@ -215,17 +215,26 @@ def render(scene: Scene, occlusion: float = 0.0) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
 
 
+def whole_percent(occlusion: float) -> bool:
+    """Whether a share can be named in a path: a whole percent (`image_name`)."""
+    return abs(100 * occlusion - round(100 * occlusion)) < 1e-9
+
+
 def image_name(seed: int, occlusion: float = 0.0) -> str:
     """The path a record names its image by: the world's occlusion, in percent, is a folder
     ("shapesworld/occluded-20/00000123.png"); a scene in full view has none."""
+    if not whole_percent(occlusion):
+        raise ValueError(f"occlusion {occlusion} is not a whole percent")
     world = f"occluded-{round(100 * occlusion):02d}/" if occlusion else ""
     return f"shapesworld/{world}{seed:08d}.png"
 
 
 def load_image(name: str) -> Image.Image:
     """Render the image a record names; the `image` field is a path in LLaVA's format."""
-    folder, stem = (["", *name.split("/")])[-2:]
-    occlusion = int(folder.split("-")[1]) / 100 if folder.startswith("occluded-") else 0.0
-    return render(make_scene(int(stem.split(".")[0])), occlusion)
+    parts = name.split("/")
+    folder = parts[-2] if len(parts) > 1 else ""
+    occlusion = (int(folder.removeprefix("occluded-")) / 100
+                 if folder.startswith("occluded-") else 0.0)
+    return render(make_scene(int(parts[-1].split(".")[0])), occlusion)
 
 

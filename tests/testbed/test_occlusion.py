@@ -51,9 +51,11 @@ def test_a_record_names_its_world_and_loads_it():
     scene = shapes.make_scene(31)
     assert shapes.image_name(31) == "shapesworld/00000031.png"
     assert shapes.image_name(31, 0.2) == "shapesworld/occluded-20/00000031.png"
-    for occlusion in (0.0, 0.2, 0.35):
+    for occlusion in (0.0, 0.2, 0.35, 0.07):
         loaded = shapes.load_image(shapes.image_name(31, occlusion))
         assert np.array_equal(pixels(loaded), pixels(shapes.render(scene, occlusion)))
+    with pytest.raises(ValueError, match="whole percent"):
+        shapes.image_name(31, 0.255)
 
 
 def test_the_benchmarks_ask_the_same_questions_in_every_world():
@@ -88,7 +90,7 @@ def test_a_plan_stage_trains_on_the_benchmarks_world_unless_it_says_otherwise(mo
     named = {r["image"].split("/")[1] for r in plan.stage_records(default, 0)}
     assert named == {"occluded-25"}
     assert all(r["image"].count("/") == 1 for r in plan.stage_records(plain, 0))
-    for share in ("1", "-0.1"):
+    for share in ("1", "-0.1", "0.255"):
         with pytest.raises(StudyError, match="occlusion is a share"):
             plan.parse(f"mix:1:occlusion={share}")
 

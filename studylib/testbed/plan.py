@@ -67,6 +67,11 @@ DEFAULTS: dict[str, float] = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced
 STAGE_SEED_STRIDE = 1000
 
 
+def data_seed(seed: int, index: int) -> int:
+    """The data seed of a plan's stage `index` when the plan's seed is `seed`."""
+    return seed + STAGE_SEED_STRIDE * index
+
+
 def defaults() -> dict[str, float]:
     """DEFAULTS, and the share of objects hidden in the stage's images: the benchmarks'
     world (`shapes.OCCLUSION`, read when a plan is parsed) unless `occlusion=` says otherwise."""
@@ -258,19 +263,19 @@ def run(model, collator, losses: LossLog, stages: list[dict[str, Any]], seed: in
     require_skill(stages, skills)
     log, step = [], step_offset
     for i, stage in enumerate(stages):
-        data_seed = seed + STAGE_SEED_STRIDE * i
-        records = stage_records(stage, data_seed)
+        stage_seed = data_seed(seed, i)
+        records = stage_records(stage, stage_seed)
         t0 = time.perf_counter()
         callbacks = [curves.callback(stage["kind"], step)] if curves is not None else []
         passed: list[dict[str, float]] = []
         if stage["until"]:
             callbacks.append(_gate(stage, skills[stage["kind"]], passed))
-        out = fit_stage(model, records, collator, losses, seed=data_seed, epochs=1,
+        out = fit_stage(model, records, collator, losses, seed=stage_seed, epochs=1,
                         batch_size=stage["bs"], lr=stage["lr"], bf16=bf16,
                         logging_steps=logging_steps, step_offset=step, callbacks=callbacks,
                         in_order=stage["balanced"] == 1)
         step += out.global_step
-        log.append({**stage, "data_seed": data_seed, "records": len(records),
+        log.append({**stage, "data_seed": stage_seed, "records": len(records),
                     "composition": composition(records), "steps_done": out.global_step,
                     "wall_s": round(time.perf_counter() - t0, 1),
                     **({"passed": passed[0] if passed else None} if stage["until"] else {})})

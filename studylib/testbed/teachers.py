@@ -39,10 +39,8 @@ from typing import Any
 from studylib import machine, models
 from studylib.errors import StudyError
 from studylib.testbed import fingerprint, instructions, toy
+from studylib.testbed import plan as plans
 from studylib.testbed.data import ConversationCollator
-from studylib.testbed.plan import parse as parse_plan
-from studylib.testbed.plan import require_skill
-from studylib.testbed.plan import run as run_plan
 from studylib.testbed.vision_pretrain import pretrain_vision
 from studylib.training import LossLog, fit_stage
 
@@ -182,6 +180,14 @@ def data_sha256(data: dict[str, list[dict[str, Any]]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def plan_data_sha256(plan: str, seed: int) -> str:
+    """sha256 of a plan's training records, every stage's as `plan.run` draws them with data
+    seed `seed` (an `until` stage's whole draw, however early it stopped)."""
+    stages = plans.parse(plan)
+    return data_sha256({f"{i} {stage['kind']}": plans.stage_records(stage, plans.data_seed(seed, i))
+                        for i, stage in enumerate(stages)})
+
+
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
                   evaluate: Callable | None = None, stop_after: str | None = None,
                   probes: Mapping[str, Callable] | None = None, plan: str | None = None,
@@ -210,8 +216,8 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
     if stop_after is not None and stop_after not in STAGES:
         raise StudyError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     recipe = _recipe(size, recipe_overrides)
-    stages = parse_plan(plan) if plan else []  # a bad plan fails before any training
-    require_skill(stages, skills)
+    stages = plans.parse(plan) if plan else []  # a bad plan fails before any training
+    plans.require_skill(stages, skills)
     checksums: dict[str, Any] = {}
 
     def checksum(stage: str):
@@ -250,7 +256,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
         if stop_after == stage:
             return {"prefix_checksums": checksums}
     llm_wall = time.perf_counter() - llm_start  # the recipe's stages (tokens_per_s)
-    plan_log = run_plan(model, collator, losses, stages, plan_seed, curves=curves,
+    plan_log = plans.run(model, collator, losses, stages, plan_seed, curves=curves,
                         skills=_bind(skills, processor),
                         step_offset=sum(steps.values()), bf16=TRAINING_DTYPE == "bfloat16",
                         logging_steps=recipe["logging_steps"])
@@ -289,13 +295,14 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
                      skills: Mapping[str, Callable] | None = None) -> dict[str, Any]:
     """A saved teacher trained further through `plan`'s stages (data seed `seed`, vision
     tower frozen, TRAINING_DTYPE), saved to `out` (None: save nothing) with its source's
-    training summary extended: "continued_from", "plans" (each plan's stage log), the
-    curves and loss log continued past the source's last step, and a new "eval".
+    training summary extended: "continued_from", "plans" (each plan's stage log, data sha256
+    and machine), the curves and loss log continued past the source's last step, and a new
+    "eval". "machine" stays the source's: it is the machine of the recipe's prefix checks.
 
     On the machine that trained `source`, `train_teacher(..., plan=plan, plan_seed=seed)`
     trains the same weights from scratch.
     """
-    stages = parse_plan(plan)
+    stages = plans.parse(plan)
     source_summary = read_summary(source)
     recipe = source_summary["recipe"]
     model, processor = models.load(source)
@@ -306,7 +313,7 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
     start = time.perf_counter()
     earlier = source_summary.get("plans", [])
     offset = sum(source_summary["steps"].values()) + sum(p["steps"] for p in earlier)
-    log = run_plan(model, collator, losses, stages, seed, curves=curves,
+    log = plans.run(model, collator, losses, stages, seed, curves=curves,
                    skills=_bind(skills, processor), step_offset=offset,
                    bf16=TRAINING_DTYPE == "bfloat16", logging_steps=recipe["logging_steps"])
     model.eval()
@@ -315,7 +322,6 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
                                   "wall_time_s": source_summary["wall_time_s"],
                                   "eval": source_summary.get("eval")},
                "plans": [*earlier, _plan_summary(plan, seed, log)],
-               "machine": machine.signature(),
                "wall_time_s": round(source_summary["wall_time_s"]
                                     + time.perf_counter() - start, 1),
                "final_loss": losses.rows[-1]["loss"] if losses.rows else math.nan,
@@ -326,16 +332,21 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
 
 def retrain_arguments(summary: dict[str, Any]) -> dict[str, Any]:
     """The `train_teacher` arguments that retrain the teacher of `summary` from scratch:
-    size, seed, and its plan (a v3 teacher trained with one). A continued teacher
-    (`continue_teacher`) has no such arguments: its source is another checkpoint."""
-    if "continued_from" in summary:
-        raise StudyError(f"this teacher was continued from {summary['continued_from']['path']}:"
-                         " retrain that one and continue it (studylib teacher --from)")
-    plans = summary.get("plans", [])
-    if len(plans) > 1:
-        raise StudyError("a teacher trained from scratch has at most one plan")
-    plan = {"plan": plans[0]["text"], "plan_seed": plans[0]["seed"]} if plans else {}
+    size, seed, and its plan (a v3 teacher trained with one, or continued through one:
+    `continue_teacher` trains the same weights). Two plans have no such arguments."""
+    done = summary.get("plans", [])
+    if len(done) > 1:
+        raise StudyError(f"this teacher was trained through {len(done)} plans: retrain its "
+                         "source and continue it (studylib teacher --from)")
+    plan = {"plan": done[0]["text"], "plan_seed": done[0]["seed"]} if done else {}
     return {"size": summary["size"], "seed": summary["seed"], **plan}
+
+
+def machines(summary: dict[str, Any]) -> list[dict[str, object]]:
+    """The machine of every part of a teacher's training: the recipe's, then each plan's
+    (a plan run before plans recorded one counts as the recipe's machine)."""
+    return [summary["machine"], *(p.get("machine", summary["machine"])
+                                  for p in summary.get("plans", []))]
 
 
 def _finish(model, processor, summary: dict[str, Any], evaluate: Callable | None,
@@ -362,7 +373,8 @@ def _bind(skills: Mapping[str, Callable] | None, processor) -> dict[str, Callabl
 def _plan_summary(plan: str, seed: int, log: list[dict[str, Any]]) -> dict[str, Any]:
     return {"text": plan, "seed": seed, "dtype": TRAINING_DTYPE, "stages": log,
             "steps": sum(s["steps_done"] for s in log),
-            "wall_time_s": round(sum(s["wall_s"] for s in log), 1)}
+            "wall_time_s": round(sum(s["wall_s"] for s in log), 1),
+            "data_sha256": plan_data_sha256(plan, seed), "machine": machine.signature()}
 
 
 def _count_tokens(collator: ConversationCollator, records) -> int:

@@ -1,6 +1,7 @@
 """Continuation plans (testbed v3): the grammar, the records each stage draws, and a plan
 run on a saved teacher equal to the same plan run inside training from scratch."""
 
+import json
 import re
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from clirun import run
 
-from studylib import models
+from studylib import machine, models
 from studylib.errors import StudyError
 from studylib.evaluation import evaluate, metrics
 from studylib.testbed import plan, shapes, suite, teachers
@@ -83,10 +84,19 @@ def test_a_continued_teacher_equals_one_trained_with_the_plan(tmp_path):
     teachers.train_teacher("toy-llava", tmp_path / "base", size="micro", seed=1, **small)
     whole = teachers.train_teacher("toy-llava", tmp_path / "whole", size="micro", seed=1,
                                    plan=text, plan_seed=21, **small)
+    # The source was trained on another machine: its record stays the recipe's machine.
+    summary_file = tmp_path / "base" / "training_summary.json"
+    elsewhere = {**machine.signature(), "cpu": "another CPU"}
+    summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()),
+                                        "machine": elsewhere}))
     cont = teachers.continue_teacher(tmp_path / "base", tmp_path / "cont", text, seed=21)
     (log,) = whole["plans"]
     assert [s["steps_done"] for s in log["stages"]] == [3, 2, 2] and log["steps"] == 7
     assert cont["plans"][0]["stages"][0]["composition"] == log["stages"][0]["composition"]
+    assert cont["machine"] == elsewhere and cont["plans"][0]["machine"] == machine.signature()
+    assert teachers.machines(cont) == [elsewhere, machine.signature()]
+    assert (cont["plans"][0]["data_sha256"] == log["data_sha256"]
+            == teachers.plan_data_sha256(text, 21) != teachers.plan_data_sha256(text, 22))
     assert cont["continued_from"]["path"] == str(tmp_path / "base")
     assert cont["loss_log"][-1]["step"] == whole["loss_log"][-1]["step"]
     a, _ = models.load(tmp_path / "whole")
@@ -213,10 +223,13 @@ def test_mmerest_asks_mme_without_its_lookups():
     assert len(rest) == 256 and not any(q.startswith("Is there") for q in rest)
 
 
-def test_retrain_arguments_carry_a_plan_and_refuse_a_continued_teacher():
+def test_retrain_arguments_carry_a_plan_and_refuse_two():
     base = {"size": "default", "seed": 0}
     assert teachers.retrain_arguments(base) == base
     planned = {**base, "plans": [{"text": "mix:3", "seed": 21}]}
-    assert teachers.retrain_arguments(planned) == {**base, "plan": "mix:3", "plan_seed": 21}
-    with pytest.raises(StudyError, match="continued from teachers/x"):
-        teachers.retrain_arguments({**planned, "continued_from": {"path": "teachers/x"}})
+    want = {**base, "plan": "mix:3", "plan_seed": 21}
+    assert teachers.retrain_arguments(planned) == want
+    continued = {**planned, "continued_from": {"path": "teachers/x"}}
+    assert teachers.retrain_arguments(continued) == want  # continue_teacher = train_teacher
+    with pytest.raises(StudyError, match="through 2 plans"):
+        teachers.retrain_arguments({**planned, "plans": planned["plans"] * 2})

@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 
 from studylib import machine
 from studylib.evaluation import evaluate
-from studylib.testbed import fingerprint, teachers, toy
+from studylib.testbed import fingerprint, plan, teachers, toy
 from studylib.testbed.teachers import STAGES, train_teacher
 
 TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
@@ -90,13 +90,22 @@ class _Teacher:
         data = teachers.stage_data(recipe, summary["seed"])
         assert teachers.data_sha256(data) == summary["data_sha256"]
 
+    def test_plan_data_is_what_the_committed_teacher_saw(self):
+        """The v3 teacher's plan is the architecture's `plan.PLANS` entry, and the code still
+        draws the records it was trained on."""
+        (done,) = self.summary()["plans"]
+        assert done["text"] == plan.PLANS[self.arch] and done["seed"] == plan.V3_SEED
+        assert teachers.plan_data_sha256(done["text"], done["seed"]) == done["data_sha256"]
+
     @pytest.mark.reproduce
     def test_committed_teacher_is_reproduced_by_studylib_teacher(self, tmp_path, threads):
         committed = TEACHERS / self.arch
         summary = self.summary()
-        if not machine.is_recording_machine(summary["machine"]):
-            pytest.skip(f"bit-for-bit retraining needs the recording machine "
-                        f"{summary['machine']}; this is {machine.signature()}")
+        elsewhere = [m for m in teachers.machines(summary)
+                     if not machine.is_recording_machine(m)]
+        if elsewhere:
+            pytest.skip(f"bit-for-bit retraining needs every machine that trained it: "
+                        f"{elsewhere} differ from this one, {machine.signature()}")
         threads(summary["machine"]["threads"])
         got_summary = train_teacher(self.arch, tmp_path / self.arch,
                                     skills=evaluate.SKILLS,

@@ -1,10 +1,14 @@
 """int8 quantization of the LLM (torch dynamic int8 on CPU): close to fp32, smaller, works on
 pruned checkpoints, bad input is one clear error.
 
-Measured on the committed teachers (answer positions of 16 training conversations, torch
-2.13 CPU): max |logit difference| 0.37 (toy-llava) and 0.15 (toy-bunny) with logits up to
-~13, relative L2 error 2.2% / 0.6%, argmax identical at every position, mean KL 4e-5 / 2e-6.
-The tolerances below leave about 2x headroom on those.
+Measured on the committed v3 teachers (answer positions of 16 training conversations, torch
+2.13 CPU): max |logit difference| 4.1 (toy-llava; 99th percentile 1.3) and 0.56 (toy-bunny)
+with logits up to ~20, relative L2 error 7.1% / 2.0%, argmax identical at 96.8% / 100% of
+the positions, mean KL 0.015 / 0.0009. The tolerances below leave about 2x headroom on those.
+(The v1 teachers, at chance on five benchmarks, lost less: 0.37 / 0.15, 2.2% / 0.6%, every
+argmax kept. Teachers that read the image answer from sharper logits, and dynamic int8's
+per-tensor activation scale rounds them more.) A broken quantization (a wrong scale or
+zero point) moves the logits by their own size: relative L2 near 1.
 """
 
 import copy
@@ -25,10 +29,11 @@ from studylib.evaluation import evaluate, latency
 from studylib.testbed import instructions, toy
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_ABS_DIFF = 0.75  # logits of the answer positions
-MAX_REL_L2 = 0.05
-MAX_AVG_DIFF = 3.0  # AVG points at limit=20 (measured: 0.10 toy-llava, 0.00 toy-bunny)
-MIN_SAME_ANSWERS = 0.9  # share of items answered identically (measured: 0.97 / 1.00)
+MAX_ABS_DIFF = 8.0  # logits of the answer positions
+MAX_REL_L2 = 0.15
+MIN_SAME_ARGMAX = 0.93
+MAX_AVG_DIFF = 3.0  # AVG points at limit=20 (measured, v3 toy-llava: 0.00; v1: 0.10)
+MIN_SAME_ANSWERS = 0.9  # share of items answered identically (measured, v3 toy-llava: 1.00; v1: 0.97)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +62,7 @@ def test_int8_logits_close_to_fp32(arch, batch):
     a, b = answer_logits(model, batch), answer_logits(int8, batch)
     assert (a - b).abs().max() <= MAX_ABS_DIFF
     assert (a - b).norm() / a.norm() <= MAX_REL_L2
-    assert (a.argmax(-1) == b.argmax(-1)).float().mean() >= 0.98
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() >= MIN_SAME_ARGMAX
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.model.language_model.modules())
     assert report.backend == "torch" and report.quantized_layers == n_linear > 0
     # only the LLM's Linear layers are int8: vision tower, projector, LM head unchanged

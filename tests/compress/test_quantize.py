@@ -1,14 +1,13 @@
 """int8 quantization of the LLM (torch dynamic int8 on CPU): close to fp32, smaller, works on
 pruned checkpoints, bad input is one clear error.
 
-Measured on the committed v3 teachers (answer positions of 16 training conversations, torch
-2.13 CPU): max |logit difference| 4.1 (toy-llava; 99th percentile 1.3) and 0.56 (toy-bunny)
-with logits up to ~20, relative L2 error 7.1% / 2.0%, argmax identical at 96.8% / 100% of
-the positions, mean KL 0.015 / 0.0009. The tolerances below leave about 2x headroom on those.
-(The v1 teachers, at chance on five benchmarks, lost less: 0.37 / 0.15, 2.2% / 0.6%, every
-argmax kept. Teachers that read the image answer from sharper logits, and dynamic int8's
-per-tensor activation scale rounds them more.) A broken quantization (a wrong scale or
-zero point) moves the logits by their own size: relative L2 near 1.
+Measured on the committed v3 teachers (answer positions of 16 training conversations, the
+batch below, torch 2.13 CPU): max |logit difference| 4.1 (toy-llava; 99th percentile 1.3)
+and 1.0 (toy-bunny) with logits up to ~20, relative L2 error 7.1% / 1.6%, argmax identical
+at 96.8% / 100% of the positions, mean KL 0.015 / 0.0008. The tolerances below leave about
+2x headroom on those. (The v1 teachers, at chance on five benchmarks, lost less to int8:
+0.37 / 0.15, 2.2% / 0.6%, every argmax kept.) A broken quantization (a wrong scale or zero
+point) would move the logits by their own size, a relative L2 near 1.
 """
 
 import copy

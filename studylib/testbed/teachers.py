@@ -343,10 +343,8 @@ def retrain_arguments(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def machines(summary: dict[str, Any]) -> list[dict[str, object]]:
-    """The machine of every part of a teacher's training: the recipe's, then each plan's
-    (a plan run before plans recorded one counts as the recipe's machine)."""
-    return [summary["machine"], *(p.get("machine", summary["machine"])
-                                  for p in summary.get("plans", []))]
+    """The machine of every part of a teacher's training: the recipe's, then each plan's."""
+    return [summary["machine"], *(p["machine"] for p in summary.get("plans", []))]
 
 
 def _finish(model, processor, summary: dict[str, Any], evaluate: Callable | None,

@@ -41,6 +41,27 @@ PAPER_METHODS = ("layer", "width")  # the paper's findings compare these (depth+
 ALL_FINDINGS = {**FINDINGS, **beyond.STATEMENTS}  # the paper's five, then beyond it
 EVIDENCE = {**PAPER_EVIDENCE, **beyond.EVIDENCE}
 
+# The depth check (chapter 00's layer-60 check): with LAYER_CHECK_RATIO of their layers
+# removed by Block Influence and no recovery, the paper's models keep 6.9% (LLaVA) and 13.0%
+# (Bunny) of their AVG (Table 6). A teacher that keeps LAYER_CHECK_MAX_PCT% or more computes
+# its answers in its first layers and barely uses the late ones (docs/testbed-recipe-search.md,
+# "Depth"), so removing layers costs it little for a reason the paper's models do not share.
+# On such a teacher the findings that set layer against width pruning (DEPTH_FINDINGS)
+# measure the toy's depth, not the methods.
+LAYER_CHECK_RATIO = 0.6
+LAYER_CHECK_MAX_PCT = 70.0
+DEPTH_FINDINGS = (1, 2)
+DEPTH_RULE = (
+    f"Findings {DEPTH_FINDINGS[0]} and {DEPTH_FINDINGS[1]} set layerwise against widthwise "
+    "pruning. On an architecture whose teacher keeps "
+    f"{LAYER_CHECK_MAX_PCT:g}% or more of its AVG with {LAYER_CHECK_RATIO:.0%} of its layers "
+    "removed (Block Influence, no recovery; the paper's models keep 7-13%), the late layers "
+    "do little, and layer pruning costs little for that reason: its claims on those findings "
+    "are shown but marked *testbed-limited* and do not count, and a finding left without "
+    "another architecture is **testbed-limited**."
+)
+
+
 RULE = (
     "A claim compares two conditions' AVG-% (or one condition with a threshold) at the same "
     "achieved compression ratio. " + stats.RULE + " Differences are paired by seed (a seed "
@@ -61,11 +82,11 @@ RULE = (
     "none is contradicted. A finding is **replicated** when it holds on every architecture "
     "that has claims, and there are at least two of them; **not replicated** when any of "
     "its claims is contradicted (the opposite is significant); **inconclusive** otherwise; "
-    "**not measured** when the results table has no rows for any of its claims."
+    "**not measured** when the results table has no rows for any of its claims. "
+    + DEPTH_RULE
 )
 
-LABELS = ("replicated", "not replicated", "inconclusive", "not measured")
-
+LABELS = ("replicated", "not replicated", "inconclusive", "testbed-limited", "not measured")
 
 def outcome(d: float, p_adjusted: float, seeds: int) -> str:
     """supported / contradicted / tie / untested for a claim oriented so that d > 0 is the
@@ -263,11 +284,23 @@ def arch_result(outcomes: Sequence[str]) -> str:
     return "holds" if s and 2 * s >= len(outcomes) else "open"
 
 
-def verdict(by_arch: Mapping[str, Sequence[str]]) -> str:
-    """The finding-level label from its claims' outcomes on each architecture (`RULE`)."""
-    results = [arch_result(o) for o in by_arch.values() if len(o)]
+def idle_depth(ev: pd.DataFrame) -> dict[str, float]:
+    """Architecture -> AVG-% (mean over seeds) of its Block-Influence layer-pruned,
+    unrecovered models at `LAYER_CHECK_RATIO`, for every architecture in `ev` whose teacher
+    fails the depth check (`DEPTH_RULE`); an architecture not measured there is not in it."""
+    at = ev[(ev.method == "layer") & (ev.recipe.fillna("none") == "none")
+            & ((ev.ratio.astype(float) - LAYER_CHECK_RATIO).abs() < 0.005)]
+    pct = at.groupby("arch").AVG_pct.mean()
+    return {str(a): float(v) for a, v in pct.items() if v >= LAYER_CHECK_MAX_PCT}
+
+
+def verdict(by_arch: Mapping[str, Sequence[str]], limited: Sequence[str] = ()) -> str:
+    """The finding-level label from its claims' outcomes on each architecture (`RULE`); the
+    architectures in `limited` (`DEPTH_RULE`) do not count."""
+    results = [arch_result(o) for a, o in by_arch.items() if len(o) and a not in limited]
     if not results:
-        return "not measured"
+        return "testbed-limited" if any(len(by_arch[a]) for a in limited if a in by_arch) \
+            else "not measured"
     if "opposite" in results:
         return "not replicated"
     if len(results) >= 2 and all(r == "holds" for r in results):
@@ -275,21 +308,30 @@ def verdict(by_arch: Mapping[str, Sequence[str]]) -> str:
     return "inconclusive"
 
 
-def verdicts(claim_table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
+def verdicts(claim_table: pd.DataFrame, archs: Sequence[str],
+             idle: Mapping[str, float] | None = None) -> pd.DataFrame:
     """One row per finding and architecture: the finding's verdict (the same on every row
     of a finding), what it is on this architecture, counts, the median d, the claim with the
-    largest |d| (`largest_d`) and the seeds per claim. Without any architecture (an empty table) every
-    finding is "not measured" under arch "any"."""
+    largest |d| (`largest_d`), the seeds per claim and a `caveat`. `idle` (`idle_depth`) marks
+    the architectures whose teachers fail the depth check: on `DEPTH_FINDINGS` they are
+    "testbed-limited" and do not count (`DEPTH_RULE`). Without any architecture (an empty
+    table) every finding is "not measured" under arch "any"."""
+    idle = dict(idle or {})
     rows = []
     for i, text in ALL_FINDINGS.items():
         mine = claim_table[claim_table.finding == i]
-        label = verdict({a: list(mine[mine.arch == a].outcome) for a in archs})
+        limited = [a for a in archs if a in idle] if i in DEPTH_FINDINGS else []
+        label = verdict({a: list(mine[mine.arch == a].outcome) for a in archs}, limited)
         for arch in archs or ["any"]:
             c = mine[mine.arch == arch]
             seeds = sorted(set(int(s) for s in c.seeds)) if len(c) else []
             strongest = c.loc[c.d.abs().idxmax()] if len(c) else None
+            on_arch = "testbed-limited" if arch in limited and len(c) else arch_result(
+                list(c.outcome))
+            caveat = (f"keeps {idle[arch]:.0f}% of its AVG with {LAYER_CHECK_RATIO:.0%} of its "
+                      "layers removed (the paper's models 7-13%)" if arch in limited else "")
             rows.append({"finding": i, "statement": text, "arch": arch, "verdict": label,
-                         "on_arch": arch_result(list(c.outcome)), "claims": len(c),
+                         "on_arch": on_arch, "caveat": caveat, "claims": len(c),
                          "supported": int((c.outcome == "supported").sum()),
                          "contradicted": int((c.outcome == "contradicted").sum()),
                          "ties": int((c.outcome == "tie").sum()),
@@ -332,5 +374,6 @@ def verdict_rows(v: pd.DataFrame) -> list[dict[str, Any]]:
                     "value": (r.supported - r.contradicted) / r.claims if r.claims else None,
                     "n": r.claims, "supported": r.supported, "contradicted": r.contradicted,
                     "ties": r.ties, "untested": r.untested, "on_arch": r.on_arch,
+                    "caveat": r.caveat,
                     "median_d": r.median_d, "seeds": r.seeds})
     return out

@@ -26,9 +26,10 @@ from studylib.study import grid
 
 CLIP = 150.0  # retention is drawn up to this; beyond it the teacher's score is near zero
 VERDICT_COLORS = {"replicated": "#2ca02c", "not replicated": "#d62728",
-                  "inconclusive": "#c7c7c7", "not measured": "#ffffff"}
+                  "inconclusive": "#c7c7c7", "testbed-limited": "#fdd49e",
+                  "not measured": "#ffffff"}
 ARCH_COLORS = {"holds": "#a1d99b", "opposite": "#fc9272", "open": "#e5e5e5",
-               "not measured": "#ffffff"}
+               "testbed-limited": "#fdd49e", "not measured": "#ffffff"}
 
 
 def fig_verdicts(v: pd.DataFrame):
@@ -278,7 +279,8 @@ def glue_counts(verdicts: pd.DataFrame) -> dict[str, int]:
     `n_<verdict>` (the claims beyond the paper are counted in their own rows)."""
     paper_findings = verdicts[verdicts.finding.isin(list(FINDINGS))]
     counts = paper_findings.drop_duplicates("finding").verdict.value_counts()
-    out = {f"n_{label.replace(' ', '_')}": int(counts.get(label, 0)) for label in findings.LABELS}
+    out = {f"n_{label.replace(' ', '_').replace('-', '_')}": int(counts.get(label, 0))
+           for label in findings.LABELS}
     for name, n in out.items():
         show.glue(name, n)
     return out
@@ -330,7 +332,8 @@ def takeaways(verdicts: pd.DataFrame, head: pd.DataFrame) -> list[str]:
             lines.append(f"* finding {r.finding} ({r.verdict}) on {r.arch}: {r.on_arch} "
                          f"({r.supported}+ / {r.contradicted}- / {r.ties}= / {r.untested} "
                          f"untested of {r.claims} claims; median d {r.median_d:+.1f} points; "
-                         f"largest {r.largest_d}; seeds {r.seeds})")
+                         f"largest {r.largest_d}; seeds {r.seeds})"
+                         + (f"; its teacher {r.caveat}" if r.caveat else ""))
     for r in head.itertuples(index=False):
         lines.append(f"* {r.arch} at ratio {r.ratio:g}: {r[2]:.1f}% pruned only ({r[3]}), "
                      f"{r[4]:.1f}% recovered ({r[5]})")

@@ -146,6 +146,12 @@ def write_verdicts(book: Path, df) -> Path:
     seeds = sorted({str(x) for x in rows.seeds.dropna() if str(x)})
     note = (f"\nReplicate seeds per claim: {', '.join(seeds)}. d is the median effect in AVG-% "
             "points, positive on the paper's side.\n") if seeds else ""
+    limited = rows[rows.on_arch == "testbed-limited"] if "on_arch" in rows else rows.iloc[:0]
+    if len(limited):
+        note += ("\n*testbed-limited*: " + "; ".join(
+            f"{a}'s teacher {c}" for a, c in dict(zip(limited.arch, limited.caveat,
+                                                      strict=True)).items())
+                 + f". {findings.DEPTH_RULE}\n")
     rule = (f"\nThe rule, every claim and the noise budget are in "
             f"{_chapter_link(judged, in_book)}.\n")
     path.write_text(_md_table(table, list(table[0])) + note + rule)

@@ -249,3 +249,42 @@ def test_two_architectures_runs_of_one_key_both_count_though_chance_rows_come_fi
              + eval_rows(30.0, method="width", ratio=0.3, arch="toy-bunny")]
     ev = evidence.evaluations(pd.DataFrame(llava + bunny))
     assert set(ev.arch) == {"toy-llava", "toy-bunny"}
+
+
+@pytest.mark.parametrize("by_arch, limited, label", [
+    ({"a": ["contradicted"], "b": ["supported"]}, ["a"], "inconclusive"),  # b alone counts
+    ({"a": ["contradicted"], "b": ["supported"]}, [], "not replicated"),
+    ({"a": ["contradicted"]}, ["a"], "testbed-limited"),
+    ({}, ["a"], "not measured"),
+])
+def test_a_testbed_limited_architecture_does_not_count(by_arch, limited, label):
+    assert findings.verdict(by_arch, limited) == label
+
+
+def test_the_depth_check_marks_the_layer_width_findings_only():
+    """A teacher that keeps 90% with 60% of its layers removed (BI, no recovery) fails the
+    depth check; one that keeps 40% passes. Its finding-1 claims are then testbed-limited and
+    do not count; its finding-3 claims are untouched."""
+    rows = [eval_rows(50.0, arch=a, run_id=a, key=a) for a in ("toy-llava", "toy-bunny")]
+    rows += [eval_rows(45.0, arch="toy-llava", run_id="toy-llava", key="toy-llava",
+                       method="layer", ratio=0.6),
+             eval_rows(20.0, arch="toy-bunny", run_id="toy-bunny", key="toy-bunny",
+                       method="layer", ratio=0.6),
+             eval_rows(45.0, arch="toy-bunny", run_id="toy-bunny", key="toy-bunny",
+                       method="layer-random", ratio=0.6)]
+    idle = findings.idle_depth(evidence.evaluations(table(*rows)))
+    assert idle == {"toy-llava": pytest.approx(90.0)}
+    claims = pd.DataFrame([
+        {"finding": f, "arch": a, "claim": "c", "setting": "s", "d": d, "ci_low": d - 1,
+         "ci_high": d + 1, "seeds": 3, "outcome": o}
+        for f in (1, 3) for a, d, o in (("toy-llava", -5.0, "contradicted"),
+                                        ("toy-bunny", 5.0, "supported"))])
+    v = findings.verdicts(claims, ["toy-llava", "toy-bunny"], idle=idle).set_index(
+        ["finding", "arch"])
+    assert v.loc[(1, "toy-llava"), "on_arch"] == "testbed-limited"
+    assert "keeps 90%" in v.loc[(1, "toy-llava"), "caveat"]
+    assert v.loc[(1, "toy-bunny"), "verdict"] == "inconclusive"  # bunny alone
+    assert v.loc[(3, "toy-llava"), "on_arch"] == "opposite"
+    assert v.loc[(3, "toy-llava"), "verdict"] == "not replicated"
+    assert findings.verdicts(claims, ["toy-llava", "toy-bunny"]).set_index(
+        ["finding", "arch"]).loc[(1, "toy-llava"), "verdict"] == "not replicated"

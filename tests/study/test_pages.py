@@ -196,6 +196,21 @@ def test_landing_page_verdicts_come_from_the_newest_chapter_05_run(tmp_path):
     assert json.dumps(text)  # plain text
 
 
+def test_the_landing_page_says_why_a_finding_is_testbed_limited(tmp_path):
+    table = ResultsTable(tmp_path / "results.jsonl")
+    caveat = "keeps 88% of its AVG with 60% of its layers removed (the paper's models 7-13%)"
+    table.record("r", [{"study": "05_best_practices", "model": "findings", "metric": "verdict",
+                        "benchmark": "finding 1", "arch": "toy-llava", "n": 2, "supported": 0,
+                        "contradicted": 2, "ties": 0, "untested": 0, "median_d": -8.0,
+                        "seeds": "3", "verdict": "testbed-limited",
+                        "on_arch": "testbed-limited", "caveat": caveat}], {})
+    (tmp_path / "runs" / "05_best_practices").mkdir(parents=True)
+    (tmp_path / "runs" / "05_best_practices" / "toy-llava.ipynb").write_text("{}")
+    text = book.write_verdicts(tmp_path, book.results_frame([str(tmp_path / "results.jsonl")]))
+    text = text.read_text()
+    assert "**testbed-limited**" in text and f"toy-llava's teacher {caveat}" in text
+
+
 def test_a_book_without_chapter_05_says_so_on_the_landing_page(tmp_path):
     (tmp_path / "runs" / "01_pruning_comparison").mkdir(parents=True)
     (tmp_path / "runs" / "01_pruning_comparison" / "toy-llava.ipynb").write_text("{}")

@@ -5,7 +5,9 @@ removed by Block Influence). This measures, on `limit` validation items per benc
 - `prefix`: only the first k layers kept, k = 0..n (the later ones removed);
 - `single`: each layer removed alone;
 - `bi`: the Block Influence of each layer on the calibration sample the book prunes with
-  (10 records, seed 0), with the share of each layer's update in its output's norm.
+  (10 records, seed 0);
+- `pruned` (with `--prune`): AVG and AVG-% after `prune(method, ratio)` with no recovery,
+  layer (Block Influence) and width (Taylor) at 15/30/45/60%, as chapter 01's prune-only cells.
 
     OMP_NUM_THREADS=1 .venv/bin/python docs/depth_probe.py teachers/toy-llava --limit 100 \\
         --out docs/probes/depth-toy-llava.json
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 
 from studylib import models
-from studylib.compress import importance
+from studylib.compress import importance, prune
 from studylib.evaluation import evaluate
 from studylib.models import surgery
 from studylib.testbed import instructions
@@ -45,6 +47,7 @@ def main(argv=None):
     p.add_argument("path")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--out", required=True)
+    p.add_argument("--prune", action="store_true", help="also prune-only layer and width")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     model, processor = models.load(a.path)
@@ -62,6 +65,17 @@ def main(argv=None):
     for i in range(n):
         out["single"][i] = scores(without(model, [i]), processor, a.limit)
         print("single", i, out["single"][i], flush=True)
+    if a.prune:
+        out["pruned"] = {}
+        for method in ("layer", "width"):
+            for ratio in (0.15, 0.3, 0.45, 0.6):
+                pruned = copy.deepcopy(model)
+                report = prune.prune(pruned, method, ratio, records, processor)
+                got = scores(pruned, processor, a.limit)
+                got["AVG_pct"] = round(100 * got["AVG"] / out["full"]["AVG"], 1)
+                got["ratio_achieved"] = round(report.ratio_achieved, 3)
+                out["pruned"][f"{method} {ratio:g}"] = got
+                print("pruned", method, ratio, got, flush=True)
     out["wall_s"] = round(time.perf_counter() - start, 1)
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from studylib import models
+from studylib.analysis import findings
 from studylib.analysis.paper import SHORT_PAPER_NAME, paper_table
 from studylib.compress import prune
 from studylib.compress.importance import width_scores
@@ -190,6 +191,14 @@ def takeaways(run: pd.DataFrame, P: PruningParams) -> list[str]:
     if chance > 80:  # AVG-% divides by the teacher's AVG: meaningless if that is chance
         lines.append(f"**Warning:** the teacher's AVG is not clearly above chance (chance = "
                      f"{chance:.0f}% of it); the comparisons below say little about pruning")
+    layer = own[own.index.get_level_values("method") == "layer"].droplevel("method")
+    at = layer[np.isclose(layer.index.astype(float), findings.LAYER_CHECK_RATIO)]
+    if len(at) and at.iloc[0] >= findings.LAYER_CHECK_MAX_PCT:  # findings.DEPTH_RULE
+        lines.append(f"**Testbed-limited:** with {findings.LAYER_CHECK_RATIO:.0%} of its layers "
+                     f"removed this teacher keeps {at.iloc[0]:.1f}% of its AVG (the paper's models "
+                     "7-13%): it computes its answers in its first layers, so the layer-vs-width "
+                     "comparisons below measure the toy's depth, not the methods, and chapter 05 "
+                     "does not count them for findings 1 and 2")
     for r in P.ratios:
         have = {m: own.loc[(m, r)] for m in P.methods if (m, r) in own.index}
         if len(have) < 2:

@@ -47,3 +47,20 @@ def test_the_results_table_is_narrow_with_the_papers_table6_beside_ours():
     assert table.loc["unpruned teacher", "AVG-% (paper LLaVA-7B, Table 6)"] == 100.0
     both = pruning_comparison.results_table(_summary(), None)
     assert len(both.columns) == 7  # a model without a paper family: both of Table 6's models
+
+
+def test_the_takeaways_flag_a_teacher_that_keeps_its_skills_without_its_late_layers(monkeypatch):
+    """The depth check (findings.DEPTH_RULE): a teacher keeping 88% with 60% of its layers
+    removed is flagged; one keeping 40% is not."""
+    P = PruningParams(ratios=(0.3, 0.6))
+    for kept, flagged in ((88.0, True), (40.0, False)):
+        s = _summary()
+        s = pd.concat([s, s[s.method.isin(["layer", "width"])].assign(ratio=0.6, **{
+            "AVG-%": [kept, 50.0]})], ignore_index=True)
+        monkeypatch.setattr(pruning_comparison, "summary", lambda run, model, s=s: s)
+        monkeypatch.setattr(pruning_comparison, "chance_pct", lambda run, model: 45.0)
+        monkeypatch.setattr(pruning_comparison, "scores", lambda run, model: pd.DataFrame(
+            {"n": [300]}))
+        lines = pruning_comparison.takeaways(pd.DataFrame(), P)
+        assert any(line.startswith("**Testbed-limited:**") and f"keeps {kept:.1f}%" in line
+                   for line in lines) == flagged

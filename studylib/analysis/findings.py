@@ -88,6 +88,7 @@ RULE = (
 
 LABELS = ("replicated", "not replicated", "inconclusive", "testbed-limited", "not measured")
 
+
 def outcome(d: float, p_adjusted: float, seeds: int) -> str:
     """supported / contradicted / tie / untested for a claim oriented so that d > 0 is the
     paper's side, from its Holm-adjusted p-value (`RULE`)."""
@@ -284,6 +285,12 @@ def arch_result(outcomes: Sequence[str]) -> str:
     return "holds" if s and 2 * s >= len(outcomes) else "open"
 
 
+def depth_caveat(pct: float) -> str:
+    """What a teacher that fails the depth check keeps (`DEPTH_RULE`), for the pages."""
+    return (f"keeps {pct:.0f}% of its AVG with {LAYER_CHECK_RATIO:.0%} of its layers removed "
+            "(the paper's models 7-13%)")
+
+
 def idle_depth(ev: pd.DataFrame) -> dict[str, float]:
     """Architecture -> AVG-% (mean over seeds) of its Block-Influence layer-pruned,
     unrecovered models at `LAYER_CHECK_RATIO`, for every architecture in `ev` whose teacher
@@ -328,8 +335,7 @@ def verdicts(claim_table: pd.DataFrame, archs: Sequence[str],
             strongest = c.loc[c.d.abs().idxmax()] if len(c) else None
             on_arch = "testbed-limited" if arch in limited and len(c) else arch_result(
                 list(c.outcome))
-            caveat = (f"keeps {idle[arch]:.0f}% of its AVG with {LAYER_CHECK_RATIO:.0%} of its "
-                      "layers removed (the paper's models 7-13%)" if arch in limited else "")
+            caveat = depth_caveat(idle[arch]) if arch in limited else ""
             rows.append({"finding": i, "statement": text, "arch": arch, "verdict": label,
                          "on_arch": on_arch, "caveat": caveat, "claims": len(c),
                          "supported": int((c.outcome == "supported").sum()),

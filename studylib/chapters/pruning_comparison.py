@@ -194,9 +194,8 @@ def takeaways(run: pd.DataFrame, P: PruningParams) -> list[str]:
     layer = own[own.index.get_level_values("method") == "layer"].droplevel("method")
     at = layer[np.isclose(layer.index.astype(float), findings.LAYER_CHECK_RATIO)]
     if len(at) and at.iloc[0] >= findings.LAYER_CHECK_MAX_PCT:  # findings.DEPTH_RULE
-        lines.append(f"**Testbed-limited:** with {findings.LAYER_CHECK_RATIO:.0%} of its layers "
-                     f"removed this teacher keeps {at.iloc[0]:.1f}% of its AVG (the paper's models "
-                     "7-13%): it computes its answers in its first layers, so the layer-vs-width "
+        lines.append(f"**Testbed-limited:** this teacher {findings.depth_caveat(at.iloc[0])}: "
+                     "it computes its answers in its first layers, so the layer-vs-width "
                      "comparisons below measure the toy's depth, not the methods, and chapter 05 "
                      "does not count them for findings 1 and 2")
     for r in P.ratios:

@@ -62,5 +62,5 @@ def test_the_takeaways_flag_a_teacher_that_keeps_its_skills_without_its_late_lay
         monkeypatch.setattr(pruning_comparison, "scores", lambda run, model: pd.DataFrame(
             {"n": [300]}))
         lines = pruning_comparison.takeaways(pd.DataFrame(), P)
-        assert any(line.startswith("**Testbed-limited:**") and f"keeps {kept:.1f}%" in line
+        assert any(line.startswith("**Testbed-limited:**") and f"keeps {kept:.0f}%" in line
                    for line in lines) == flagged

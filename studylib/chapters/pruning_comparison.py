@@ -191,10 +191,8 @@ def takeaways(run: pd.DataFrame, P: PruningParams) -> list[str]:
     if chance > 80:  # AVG-% divides by the teacher's AVG: meaningless if that is chance
         lines.append(f"**Warning:** the teacher's AVG is not clearly above chance (chance = "
                      f"{chance:.0f}% of it); the comparisons below say little about pruning")
-    layer = own[own.index.get_level_values("method") == "layer"].droplevel("method")
-    at = layer[np.isclose(layer.index.astype(float), findings.LAYER_CHECK_RATIO)]
-    if len(at) and at.iloc[0] >= findings.LAYER_CHECK_MAX_PCT:  # findings.DEPTH_RULE
-        lines.append(f"**Testbed-limited:** this teacher {findings.depth_caveat(at.iloc[0])}: "
+    for pct in findings.idle_depth(findings.evaluations(run)).values():  # DEPTH_RULE
+        lines.append(f"**Testbed-limited:** this teacher {findings.depth_caveat(pct)}: "
                      "it computes its answers in its first layers, so the layer-vs-width "
                      "comparisons below measure the toy's depth, not the methods, and chapter 05 "
                      "does not count them for findings 1 and 2")

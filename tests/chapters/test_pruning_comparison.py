@@ -3,6 +3,7 @@
 import pandas as pd
 
 from studylib.chapters import pruning_comparison
+from studylib.evaluation import metrics
 from studylib.study.params import PruningParams
 from studylib.testbed import toy
 
@@ -53,14 +54,20 @@ def test_the_takeaways_flag_a_teacher_that_keeps_its_skills_without_its_late_lay
     """The depth check (findings.DEPTH_RULE): a teacher keeping 88% with 60% of its layers
     removed is flagged; one keeping 40% is not."""
     P = PruningParams(ratios=(0.3, 0.6))
+    monkeypatch.setattr(pruning_comparison, "summary", lambda run, model: _summary())
+    monkeypatch.setattr(pruning_comparison, "chance_pct", lambda run, model: 45.0)
+    monkeypatch.setattr(pruning_comparison, "scores", lambda run, model: pd.DataFrame(
+        {"n": [300]}))
     for kept, flagged in ((88.0, True), (40.0, False)):
-        s = _summary()
-        s = pd.concat([s, s[s.method.isin(["layer", "width"])].assign(ratio=0.6, **{
-            "AVG-%": [kept, 50.0]})], ignore_index=True)
-        monkeypatch.setattr(pruning_comparison, "summary", lambda run, model, s=s: s)
-        monkeypatch.setattr(pruning_comparison, "chance_pct", lambda run, model: 45.0)
-        monkeypatch.setattr(pruning_comparison, "scores", lambda run, model: pd.DataFrame(
-            {"n": [300]}))
-        lines = pruning_comparison.takeaways(pd.DataFrame(), P)
+        run = pd.DataFrame([
+            {"study": "01_pruning_comparison", "run_id": "r", "arch": "toy-llava",
+             "model": "toy-llava", "key": "k", "timestamp": "2026-01-01", "method": method,
+             "ratio": ratio, "recipe": "none", "data_fraction": None, "seed": 0, "limit": 300,
+             "benchmark": b, "metric": "score", "value": avg * metrics.PAPER_SCALE[b],
+             "ci_low": avg * metrics.PAPER_SCALE[b], "ci_high": avg * metrics.PAPER_SCALE[b],
+             "n": 300}
+            for method, ratio, avg in (("none", 0.0, 50.0), ("layer", 0.6, kept / 2))
+            for b in metrics.PAPER_KEYS])
+        lines = pruning_comparison.takeaways(run, P)
         assert any(line.startswith("**Testbed-limited:**") and f"keeps {kept:.0f}%" in line
                    for line in lines) == flagged

@@ -10,6 +10,7 @@ from studylib.testbed.questions import (
     GQA_FAMILIES,
     MMMU_FAMILIES,
     SQA_FAMILIES,
+    decoy_scene,
     gqa_position,
     gqa_size,
     mme_pair,
@@ -46,8 +47,10 @@ ZERO_MIX = dict.fromkeys(MIX, 0)  # a mix of none: add the kinds a stage asks
 LOOKUP_MIX = {**ZERO_MIX, "pope": 1, "lookup": 2}  # the lookup stage's (teachers, plans)
 
 
-def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float]) -> tuple[str, str]:
-    """One training question of a random family, in its benchmark's prompt format."""
+def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float],
+                  decoys: bool = False) -> tuple[str, str]:
+    """One training question of a random family, in its benchmark's prompt format; MME's
+    "no" questions drawn against a decoy scene when `decoys` (`questions.mme_pair`)."""
     while True:
         kind = rng.choices(list(mix), list(mix.values()))[0]
         if kind == "binding":
@@ -63,7 +66,7 @@ def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float]) -> tu
             qa, suffix = pope_item(scene, rng, split, rng.random() < 0.5), YES_NO
         else:
             subtask = rng.choice(SUBTASKS[kind])
-            pair = mme_pair(scene, rng, subtask)
+            pair = mme_pair(scene, rng, subtask, decoy_scene(rng) if decoys else None)
             if pair is None:
                 continue
             answer = rng.choice(("yes", "no"))
@@ -88,8 +91,8 @@ def caption(scene: Scene) -> str:
 
 
 def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: float = 0.5,
-                    mix: dict[str, float] | None = None,
-                    occlusion: float = 0.0) -> list[dict[str, Any]]:
+                    mix: dict[str, float] | None = None, occlusion: float = 0.0,
+                    decoys: bool = True) -> list[dict[str, Any]]:
     """LLaVA-format conversations over training scenes (seeds disjoint from benchmarks).
 
     Each record: {"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."},
@@ -98,7 +101,8 @@ def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: 
     probability `caption_rate` the first turn asks for a description of every object, the
     dense grounding signal that LLaVA's captioning data gives. `mix` weights the question
     kinds (default `MIX`); `occlusion` is the share of objects partly hidden in the images
-    (`shapes.occluders`), named in the image's path.
+    (`shapes.occluders`), named in the image's path; `decoys` draws MME's scene-level "no"
+    questions against a decoy scene (testbed v4; `questions.SCENE_SUBTASKS`).
     """
     mix = {**MIX, **(mix or {})}
     rng = random.Random(seed)
@@ -111,7 +115,7 @@ def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: 
             if t == 0 and described:
                 q, a = DESCRIBE, caption(scene)
             else:
-                q, a = _any_question(scene, rng, mix)
+                q, a = _any_question(scene, rng, mix, decoys)
             conv.append({"from": "human", "value": ("<image>\n" if t == 0 else "") + q})
             conv.append({"from": "gpt", "value": a})
         records.append({"id": f"shapes-{scene.seed}", "image": image_name(scene.seed, occlusion),

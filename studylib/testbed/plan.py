@@ -18,7 +18,10 @@ batch has as many "yes" as "no" answers, fed in order; 2: every *record* balance
 gives away each record's last yes/no answer, probe P04), `open`, `spatial` and
 `spatialyn` (the share of a stage's records replaced by records of that kind), `w.<kind>` (a
 mix weight, e.g. `w.gqa=1`), `occlusion` (the share of objects partly hidden in the stage's
-images, `shapes.occluders`; default the benchmarks' world, `shapes.OCCLUSION`) and `until`
+images, `shapes.occluders`; default the benchmarks' world, `shapes.OCCLUSION`), `decoys` (1:
+MME's scene-level "no" questions drawn against a decoy scene, as the benchmark draws them
+since testbed v4, `questions.mme_pair`; 0, the default, the leaky form the v3 teachers'
+plans were trained on) and `until`
 (stop the stage once its skill is learned: the skill of the stage's kind, e.g. POPE accuracy
 on the validation scenes of the stage's world for `lookup`, >= until, checked every `check`
 steps; `steps` is then the most it may take). A skill's emergence varies with the
@@ -63,7 +66,7 @@ OWN_RECORDS = {  # kinds with records of their own: builder, and the seed offset
 # Stage settings unless a key says otherwise: issue 26's fact 3 (batch 16, lr 5e-4, no
 # descriptions), four turns per record.
 DEFAULTS: dict[str, float] = dict(lr=5e-4, bs=16, turns=4, caption=0.0, balanced=0, open=0.0,
-                                  spatial=0.0, spatialyn=0.0, until=0.0, check=50)
+                                  spatial=0.0, spatialyn=0.0, until=0.0, check=50, decoys=0)
 STAGE_SEED_STRIDE = 1000
 
 
@@ -85,6 +88,11 @@ def _v3(lookup: str, closing: str) -> str:
     return ",".join([f"{stage}:occlusion=0" for stage in [lookup, *middle]] + [closing])
 
 
+def _v4(v3: str) -> str:
+    """A v4 plan: the v3 plan with MME's "no" questions drawn against decoy scenes."""
+    return ",".join(f"{stage}:decoys=1" for stage in v3.split(","))
+
+
 # The plans of testbed v3 per architecture (docs/testbed-recipe-search.md): a lookup stage
 # that ends once the lookup is learned (its emergence moves with the draw: 250-650 steps),
 # the mix, the open SQA/MMMU stage, 1,500 steps of the mix with open and spatial questions
@@ -99,7 +107,11 @@ PLANS: dict[str, str] = {
     "toy-internvl": _v3("lookup:1600:balanced=1:lr=2e-4:until=85",
                         "mix:1500:open=0.1:spatial=0.4:w.lookup=2"),  # P61, P66
 }
-V3_SEED = 21  # the data seed of `studylib teacher --plan v3` (most probes ran on 7 and 21)
+# Testbed v4: the same stages on the balanced MME (docs/testbed-recipe-search.md, "MME
+# questions that answer themselves"), after the `shallow` recipe (`teachers.TEACHER_RECIPES`).
+PLANS_V4: dict[str, str] = {arch: _v4(text) for arch, text in PLANS.items()}
+NAMED = {"v3": PLANS, "v4": PLANS_V4}  # `studylib teacher --plan v3|v4`
+V3_SEED = 21  # the data seed of `studylib teacher --plan v3|v4` (most probes ran on 7 and 21)
 
 
 def parse(plan: str) -> list[dict[str, Any]]:
@@ -132,6 +144,8 @@ def parse(plan: str) -> list[dict[str, Any]]:
         if stage["balanced"] not in (0, 1, 2) or not 0 <= shares < 1:
             raise StudyError(f"stage {part!r}: balanced is 0, 1 or 2, and "
                              f"{' + '.join(OWN_RECORDS)} in [0, 1)")
+        if stage["decoys"] not in (0, 1):
+            raise StudyError(f"stage {part!r}: decoys is 0 or 1")
         if not 0 <= stage["until"] <= 100 or stage["check"] < 1:
             raise StudyError(f"stage {part!r}: until is a POPE accuracy in [0, 100], check >= 1")
         if not 0 <= stage["occlusion"] < 1 or not shapes.whole_percent(stage["occlusion"]):
@@ -171,14 +185,16 @@ def stage_records(stage: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     while len(records) < n:  # balanced=2: draw more scenes until n balanced records
         batch = instructions.instruction_set(n, turns=stage["turns"], seed=chunk,
                                              caption_rate=stage["caption"], mix=stage["mix"],
-                                             occlusion=stage["occlusion"])
+                                             occlusion=stage["occlusion"],
+                                             decoys=bool(stage["decoys"]))
         records += [r for r in batch if stage["balanced"] != 2 or yes_no_balance(r) == 0]
         chunk += 100_000
     random.Random(seed).shuffle(records)  # balanced draws are scene-ordered
     if stage["balanced"] == 1:
         more = instructions.instruction_set(n // 2, turns=stage["turns"], seed=chunk,
                                             caption_rate=stage["caption"], mix=stage["mix"],
-                                            occlusion=stage["occlusion"])
+                                            occlusion=stage["occlusion"],
+                                            decoys=bool(stage["decoys"]))
         return balanced_batches(records + more, stage["bs"], n, seed)
     return records[:n]
 

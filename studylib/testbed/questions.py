@@ -202,8 +202,87 @@ def _yes_no_pair(make: Callable[[bool], str | None]) -> tuple[str, str] | None:
     return (yes, no) if yes and no else None
 
 
-def mme_pair(scene: Scene, rng: random.Random, subtask: str) -> tuple[str, str] | None:
-    """(question whose answer is yes, question whose answer is no) for one subtask."""
+# The subtasks whose question is about the whole scene ("Are there two red objects?"). Its
+# "yes" question names a value the scene has, so a "no" question that drew the wrong value
+# uniformly let the wording answer (a question-string guesser scored 60-83%,
+# docs/wording_guesser.py). With a decoy scene from the same stream, the "no" question is
+# the decoy's "yes" question, kept only when each question is false of the other's scene:
+# every question string is then as often "yes" as "no" (testbed v4).
+SCENE_SUBTASKS = ("existence", "count", "color", "shape", "color_count", "shape_count",
+                  "arithmetic", "comparison", "removal")
+Holds = Callable[[Scene], bool | None]  # is the statement true of a scene (None: ill-posed)
+
+
+def decoy_scene(rng: random.Random) -> Scene:
+    """A training scene to draw a "no" question from (`mme_pair`'s decoy)."""
+    return make_scene(TRAIN_SEED_BASE + rng.randrange(10**6))
+
+
+def _statement(scene: Scene, rng: random.Random, subtask: str) -> tuple[str, Holds] | None:
+    """A question true of `scene` for a scene-level subtask, with its truth on any scene."""
+    o = rng.choice(scene.objects)
+    if subtask == "existence":
+        shape = o.shape
+        return f"Is there a {shape} in the image?", lambda s: bool(s.find(shape=shape))
+    if subtask == "count":
+        n = len(scene.objects)
+        return f"Are there {NUMBERS[n]} objects in the image?", lambda s: len(s.objects) == n
+    if subtask == "color":
+        color = o.color
+        return f"Is there a {color} object in the image?", lambda s: bool(s.find(color=color))
+    if subtask == "shape":
+        unique = _unique_by_color(scene)
+        if not unique:
+            return None
+        color, shape = (u := rng.choice(unique)).color, u.shape
+
+        def holds(s: Scene) -> bool | None:
+            same = s.find(color=color)
+            return same[0].shape == shape if len(same) == 1 else None
+        return f"Is the {color} object a {shape}?", holds
+    if subtask in ("color_count", "shape_count"):
+        key = "color" if subtask == "color_count" else "shape"
+        value = getattr(o, key)
+        n = scene.count(lambda p: getattr(p, key) == value)
+        noun = f"{value} objects" if key == "color" else _plural(value)
+        return (f"Are there {NUMBERS[n]} {noun}?",
+                lambda s: s.count(lambda p: getattr(p, key) == value) == n)
+    if subtask == "arithmetic":
+        pair = tuple(rng.sample(SHAPES, 2))
+        total = scene.count(lambda p: p.shape in pair)
+        q = "Is the number of {} plus the number of {} equal to {}?"
+        return (q.format(_plural(pair[0]), _plural(pair[1]), NUMBERS[total]),
+                lambda s: s.count(lambda p: p.shape in pair) == total)
+    if subtask == "comparison":
+        c1, c2 = rng.sample(COLORS, 2)
+        n1, n2 = (scene.count(lambda p, c=c: p.color == c) for c in (c1, c2))
+        if n1 == n2:
+            return None
+        more, less = (c1, c2) if n1 > n2 else (c2, c1)
+        return (f"Are there more {more} objects than {less} objects?",
+                lambda s: s.count(lambda p: p.color == more) > s.count(lambda p: p.color == less))
+    if subtask == "removal":
+        color = o.color
+        left = scene.count(lambda p: p.color != color)
+        q = "If every {} object were removed, would {} objects remain?"
+        return q.format(color, NUMBERS[left]), lambda s: s.count(lambda p: p.color != color) == left
+    raise ValueError(f"{subtask!r} is not a scene-level MME subtask")
+
+
+def mme_pair(scene: Scene, rng: random.Random, subtask: str,
+             decoy: Scene | None = None) -> tuple[str, str] | None:
+    """(question whose answer is yes, question whose answer is no) for one subtask.
+
+    With a `decoy` scene, a scene-level subtask's "no" question is the decoy's "yes"
+    question, and the pair is kept only when each is false of the other's scene (None:
+    draw again). Without one, the "no" question names a wrong value drawn uniformly: the
+    leaky form the v1-v3 teachers were trained on, kept so that their training data can
+    still be drawn (`studylib.testbed.teachers`)."""
+    if decoy is not None and subtask in SCENE_SUBTASKS:
+        yes, no = _statement(scene, rng, subtask), _statement(decoy, rng, subtask)
+        if yes is None or no is None or yes[1](decoy) is not False or no[1](scene) is not False:
+            return None
+        return yes[0], no[0]
     objs = scene.objects
     o = rng.choice(objs)
     if subtask == "existence":

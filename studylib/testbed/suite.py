@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import random
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from studylib.testbed import shapes
 from studylib.testbed.questions import (
     GQA_FAMILIES,
     MMMU_FAMILIES,
+    SCENE_SUBTASKS,
     SQA_FAMILIES,
     mme_pair,
     pope_item,
@@ -117,8 +119,9 @@ def _mme(name: str, subtasks, images: int, base: int) -> list[Item]:
     for subtask in subtasks:
         done = 0
         while done < per_task:
-            scene = next(scenes)
-            pair = mme_pair(scene, rng, subtask)
+            scene = next(scenes)  # a scene-level question's "no" twin is a decoy's "yes"
+            decoy = next(scenes) if subtask in SCENE_SUBTASKS else None
+            pair = mme_pair(scene, rng, subtask, decoy)
             if pair is None:
                 continue
             group = f"{name}-{subtask}-{done:03d}"
@@ -127,6 +130,19 @@ def _mme(name: str, subtasks, images: int, base: int) -> list[Item]:
                                   subset=subtask, group=group))
             done += 1
     return items
+
+
+def wording_accuracy(items: list[Item]) -> float:
+    """How much of a yes/no benchmark its wording answers: the accuracy, on the second half
+    of `items`, of each question string's majority answer on the first half (a string not
+    seen before scores 50%). No image is seen, so questions that carry no hint score ~50%."""
+    half = len(items) // 2
+    votes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for it in items[:half]:
+        votes[it.question][it.answer] += 1
+    hits = [float(votes[it.question].most_common(1)[0][0] == it.answer) if it.question in votes
+            else 0.5 for it in items[half:]]
+    return 100 * sum(hits) / len(hits)
 
 
 # The validation split: the same generators over other scenes, for teacher-training curves

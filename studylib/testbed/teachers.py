@@ -80,6 +80,10 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
         instruct=dict(n_images=600, turns=3, epochs=1, batch_size=16, lr=3e-3,
                       caption_rate=1.0, mix={"binding": 1, "lookup": 1})),
 }
+# Testbed v4 (`toy.ARCHS`' shallow size): the default recipe in TRAINING_DTYPE, with MME's
+# "no" questions drawn against decoy scenes (`questions.mme_pair`), as the benchmark does.
+TEACHER_RECIPES["shallow"] = {**copy.deepcopy(TEACHER_RECIPES["default"]),
+                              "dtype": TRAINING_DTYPE, "decoys": True}
 
 
 STAGES = ("vision", "align", "binding", "lookup", "instruct")
@@ -156,15 +160,19 @@ def _recipe(size: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_data(recipe: dict[str, Any], seed: int) -> dict[str, list[dict[str, Any]]]:
-    """The LLM stages' training records, each a pure function of the recipe and seed."""
+    """The LLM stages' training records, each a pure function of the recipe and seed. A
+    recipe without "decoys" (v1-v3) draws MME's "no" questions in the leaky form."""
+    decoys = recipe.get("decoys", False)
+
     def conversations(stage: str, seed: int):
         hp = recipe[stage]
         return instructions.instruction_set(hp["n_images"], turns=hp["turns"], seed=seed,
-                                            caption_rate=hp["caption_rate"], mix=hp["mix"])
+                                            caption_rate=hp["caption_rate"], mix=hp["mix"],
+                                            decoys=decoys)
 
     return {
         "align": instructions.instruction_set(recipe["align"]["n_images"], turns=1, seed=seed,
-                                              caption_rate=1.0),
+                                              caption_rate=1.0, decoys=decoys),
         "binding": instructions.binding_set(recipe["binding"]["n"], seed=seed),
         "lookup": conversations("lookup", seed),
         "instruct": conversations("instruct", seed),

@@ -96,13 +96,23 @@ def test_pope_answers_match_the_scene_and_splits_are_balanced():
     assert negatives["random"] != negatives["popular"] != negatives["adversarial"]
 
 
-def test_mme_single_lookups_match_the_scene():
-    """MME colour asks "is there a <colour> object?", position "is there an object in <cell>?"."""
+def test_mme_answers_match_the_scene():
+    """MME colour asks "is there a <colour> object?", existence "is there a <shape> ...?",
+    count "are there <n> objects ...?", colour count "are there <n> <colour> objects?" and
+    position "is there an object in <cell>?": each answer is the scene's, the "no" questions
+    drawn against decoy scenes included."""
     for it in suite.benchmark("MME-P"):
         scene = shapes.make_scene(it.scene_seed)
         words = it.question.rstrip("?").split()
         if it.subset == "color":
             assert (it.answer == "yes") == bool(scene.find(color=words[3]))
+        elif it.subset == "existence":
+            assert (it.answer == "yes") == bool(scene.find(shape=words[3]))
+        elif it.subset == "count":
+            assert (it.answer == "yes") == (len(scene.objects) == shapes.NUMBERS.index(words[2]))
+        elif it.subset == "color_count":
+            n = scene.count(lambda o, c=words[3]: o.color == c)
+            assert (it.answer == "yes") == (n == shapes.NUMBERS.index(words[2]))
         elif it.subset == "position":
             row, col = shapes.ROWS.index(words[-3]), shapes.COLS.index(words[-2])
             occupied = any((o.row, o.col) == (row, col) for o in scene.objects)

@@ -28,7 +28,7 @@ from studylib.testbed.shapes import (
     YES_NO,
     Scene,
     image_name,
-    make_scene,
+    training_scene,
 )
 
 # How often each kind of question is drawn for an instruction turn. "binding" is the text-only
@@ -108,7 +108,7 @@ def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: 
     rng = random.Random(seed)
     records = []
     for i in range(n_images):
-        scene = make_scene(TRAIN_SEED_BASE + seed * n_images + i)
+        scene = training_scene(TRAIN_SEED_BASE + seed * n_images + i)
         conv = []
         described = rng.random() < caption_rate
         for t in range(turns):
@@ -145,7 +145,7 @@ def _asked(n: int, turns: int, seed: int, prefix: str,
     rng = random.Random(seed)
     records = []
     for i in range(n):
-        scene = make_scene(TRAIN_SEED_BASE + seed * n + i)
+        scene = training_scene(TRAIN_SEED_BASE + seed * n + i)
         conv, tries = [], 0
         while len(conv) < 2 * turns:
             qa, tries = ask(scene, rng), tries + 1

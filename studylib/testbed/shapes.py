@@ -92,8 +92,15 @@ OCCLUDER_RGB = (120, 120, 120)  # a grey no shape has
 OCCLUDER_COVER = (0.4, 0.7)  # the share of an object's extent hidden, from one side
 SIDES = ("top", "bottom", "left", "right")
 
-TRAIN_SEED_BASE = 0  # train scenes use seeds [0, 10**6)
-BENCH_SEED_BASE = 10**7  # benchmark scenes use seeds [10**7, ...): disjoint from train
+# Scene seeds. Benchmark b's split draws its scenes in order from BENCH_SEED_BASE + 10**6 b +
+# SPLIT_OFFSETS[split], at most BENCH_WINDOW of them; training scenes (TRAIN_SEED_BASE +
+# data seed * records + i, `instructions`) may lie anywhere outside those windows, and
+# `training_scene` refuses one inside. A plan stage's seeds reach ~10**9: the closing mix's
+# open share of the v3/v4 plans lies at 13,250,400-13,252,799, between MME-P's two windows.
+TRAIN_SEED_BASE = 0
+BENCH_SEED_BASE = 10**7
+SPLIT_OFFSETS = {"test": 0, "val": 5 * 10**5}
+BENCH_WINDOW = 10**5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +159,21 @@ def make_scene(seed: int, min_objects: int = 2, max_objects: int = 5) -> Scene:
         seen.add((color, shape))
         objects.append(Obj(shape, color, rng.choice(SIZES), cell // 3, cell % 3))
     return Scene(seed, tuple(objects), noise=rng.choice((0.0, 8.0, 16.0)))
+
+
+def benchmark_seed(seed: int) -> bool:
+    """Whether `seed` lies in a benchmark split's window of scenes."""
+    offset = seed - BENCH_SEED_BASE
+    return (0 <= offset < 10**6 * len(BENCHMARKS)
+            and any(0 <= offset % 10**6 - o < BENCH_WINDOW for o in SPLIT_OFFSETS.values()))
+
+
+def training_scene(seed: int) -> Scene:
+    """The training scene of `seed`, refused if a benchmark could draw it."""
+    if benchmark_seed(seed):
+        raise ValueError(f"training scene seed {seed} lies in a benchmark's window "
+                         f"(shapes.BENCH_SEED_BASE): choose another data seed")
+    return make_scene(seed)
 
 
 def _mask(shape: str, radius: float, cx: float, cy: float) -> np.ndarray:

@@ -20,12 +20,14 @@ from studylib.testbed.questions import (
 )
 from studylib.testbed.shapes import (
     BENCH_SEED_BASE,
+    BENCH_WINDOW,
     BENCHMARKS,
     LETTER,
     MME_C_SUBTASKS,
     MME_P_SUBTASKS,
     POPE_SPLITS,
     SHORT_ANSWER,
+    SPLIT_OFFSETS,
     YES_NO,
     Scene,
     make_scene,
@@ -72,10 +74,10 @@ BENCHMARK_SIZES = {"GQA": 600, "SQA": 300, "POPE": 600, "MME-P": 300, "MME-C": 1
 
 
 def _scene_stream(base: int) -> Iterator[Scene]:
-    seed = base
-    while True:
+    for seed in range(base, base + BENCH_WINDOW):
         yield make_scene(seed)
-        seed += 1
+    raise ValueError(f"a benchmark split drew more than {BENCH_WINDOW} scenes "
+                     "(shapes.BENCH_WINDOW): ask for fewer items")
 
 
 def _mc_or_short(name: str, families, size: int, base: int, suffix: str) -> list[Item]:
@@ -147,7 +149,6 @@ def wording_accuracy(items: list[Item]) -> float:
 
 # The validation split: the same generators over other scenes, for teacher-training curves
 # (`studylib.testbed.teachers`), so that no choice made while training looks at test items.
-SPLIT_OFFSETS = {"test": 0, "val": 5 * 10**5}
 
 
 def benchmark(name: str, size: int | None = None, split: str = "test",

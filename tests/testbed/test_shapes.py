@@ -37,8 +37,16 @@ def test_benchmarks_are_deterministic_and_sized(name):
 
 def test_benchmark_scenes_are_disjoint_from_training_scenes():
     train = {int(r["image"].split("/")[-1][:-4]) for r in instructions.instruction_set(500)}
-    bench = {it.scene_seed for name in shapes.BENCHMARKS for it in suite.benchmark(name)}
+    bench = {it.scene_seed for name in shapes.BENCHMARKS for split in shapes.SPLIT_OFFSETS
+             for it in suite.benchmark(name, split=split)}
     assert not train & bench
+    assert all(shapes.benchmark_seed(s) for s in bench)
+    assert not any(shapes.benchmark_seed(s) for s in train)
+    # a data seed whose scenes would fall in a benchmark's window is refused, not drawn:
+    # seed 20,001 x 500 records starts at 10,000,500, inside GQA's test window
+    with pytest.raises(ValueError, match="benchmark's window"):
+        instructions.instruction_set(500, seed=20_001)
+    assert not shapes.benchmark_seed(13_250_400)  # the v3/v4 plans' highest-risk stage
 
 
 def _answer_from_scene(item: suite.Item) -> str:

@@ -6,14 +6,13 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from studylib.testbed.mme import decoy_scene, mme_pair
 from studylib.testbed.questions import (
     GQA_FAMILIES,
     MMMU_FAMILIES,
     SQA_FAMILIES,
-    decoy_scene,
     gqa_position,
     gqa_size,
-    mme_pair,
     option_lookup,
     pope_item,
 )
@@ -50,7 +49,7 @@ LOOKUP_MIX = {**ZERO_MIX, "pope": 1, "lookup": 2}  # the lookup stage's (teacher
 def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float],
                   decoys: bool = False) -> tuple[str, str]:
     """One training question of a random family, in its benchmark's prompt format; MME's
-    "no" questions drawn against a decoy scene when `decoys` (`questions.mme_pair`)."""
+    "no" questions drawn against a decoy scene when `decoys` (`mme.mme_pair`)."""
     while True:
         kind = rng.choices(list(mix), list(mix.values()))[0]
         if kind == "binding":
@@ -102,7 +101,7 @@ def instruction_set(n_images: int, turns: int = 3, seed: int = 0, caption_rate: 
     dense grounding signal that LLaVA's captioning data gives. `mix` weights the question
     kinds (default `MIX`); `occlusion` is the share of objects partly hidden in the images
     (`shapes.occluders`), named in the image's path; `decoys` draws MME's scene-level "no"
-    questions against a decoy scene (testbed v4; `questions.SCENE_SUBTASKS`).
+    questions against a decoy scene (testbed v4; `mme.SCENE_SUBTASKS`).
     """
     mix = {**MIX, **(mix or {})}
     rng = random.Random(seed)

@@ -20,7 +20,7 @@ gives away each record's last yes/no answer, probe P04), `open`, `spatial` and
 mix weight, e.g. `w.gqa=1`), `occlusion` (the share of objects partly hidden in the stage's
 images, `shapes.occluders`; default the benchmarks' world, `shapes.OCCLUSION`), `decoys` (1:
 MME's scene-level "no" questions drawn against a decoy scene, as the benchmark draws them
-since testbed v4, `questions.mme_pair`; 0, the default, the leaky form the v3 teachers'
+since testbed v4, `mme.mme_pair`; 0, the default, the leaky form the v3 teachers'
 plans were trained on) and `until`
 (stop the stage once its skill is learned: the skill of the stage's kind, e.g. POPE accuracy
 on the validation scenes of the stage's world for `lookup`, >= until, checked every `check`
@@ -108,7 +108,7 @@ PLANS: dict[str, str] = {
                         "mix:1500:open=0.1:spatial=0.4:w.lookup=2"),  # P61, P66
 }
 # Testbed v4: the same stages on the balanced MME (docs/testbed-recipe-search.md, "MME
-# questions that answer themselves"), after the `shallow` recipe (`teachers.TEACHER_RECIPES`).
+# questions that answer themselves"), after the `shallow` recipe (`recipes.TEACHER_RECIPES`).
 PLANS_V4: dict[str, str] = {arch: _v4(text) for arch, text in PLANS.items()}
 NAMED = {"v3": PLANS, "v4": PLANS_V4}  # `studylib teacher --plan v3|v4`
 V3_SEED = 21  # the data seed of `studylib teacher --plan v3|v4` (most probes ran on 7 and 21)

@@ -10,14 +10,8 @@ from collections.abc import Iterator
 from PIL import Image
 
 from studylib.testbed import shapes
-from studylib.testbed.questions import (
-    GQA_FAMILIES,
-    MMMU_FAMILIES,
-    SCENE_SUBTASKS,
-    SQA_FAMILIES,
-    mme_pair,
-    pope_item,
-)
+from studylib.testbed.mme import SCENE_SUBTASKS, mme_pair
+from studylib.testbed.questions import GQA_FAMILIES, MMMU_FAMILIES, SQA_FAMILIES, pope_item
 from studylib.testbed.shapes import (
     BENCH_SEED_BASE,
     BENCH_WINDOW,

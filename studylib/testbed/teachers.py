@@ -28,7 +28,6 @@ items); the curves go into `training_summary.json` and chapter 00 draws them.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -38,55 +37,19 @@ from typing import Any
 
 from studylib import machine, models
 from studylib.errors import StudyError
-from studylib.testbed import fingerprint, instructions, toy
+from studylib.testbed import fingerprint, toy
 from studylib.testbed import plan as plans
 from studylib.testbed.data import ConversationCollator
+from studylib.testbed.recipes import (
+    STAGES,
+    TRAINING_DTYPE,
+    data_sha256,
+    plan_data_sha256,
+    resolve,
+    stage_data,
+)
 from studylib.testbed.vision_pretrain import pretrain_vision
 from studylib.training import LossLog, fit_stage
-
-# Teacher recipe per size. Each stage's keys: n_images (n for binding), epochs, batch_size,
-# lr; lookup and instruct also turns, caption_rate and mix (question kinds, merged into
-# `instructions.MIX`). The committed teachers were trained with this recipe. Measured after
-# them (README, "The teachers"): descriptions in the lookup stage (caption_rate 0.5) kept
-# the yes/no lookup from being learned; without them (0.0) 300-500 steps taught it. The next
-# recipe to try is lookup caption_rate 0.0, which means retraining the teachers.
-
-# The dtype teachers train in on every machine: float32. Measured on one toy-llava training
-# step (`studylib.testbed.speed.DTYPE_COST`, README "CPU kinds"): bf16 autocast costs 7.5x
-# float32 on an AVX2 CPU, and 1.2-1.3x on the AVX-512-bf16 CPU the teachers were trained on
-# (where earlier notes had it 1.7-1.9x faster), so float32 is the faster dtype on both kinds.
-# The committed teachers (recipe `default`) were trained in bfloat16 before this was
-# measured; their recipe keeps the dtype they were trained in, and the next retrain
-# (testbed v3) uses TRAINING_DTYPE.
-TRAINING_DTYPE = "float32"
-DTYPES = ("float32", "bfloat16")
-TEACHER_RECIPES: dict[str, dict[str, Any]] = {
-    "default": dict(
-        dtype="bfloat16", logging_steps=10, curve_every=200, curve_limit=40,
-        vision=dict(n_images=4000, epochs=2, batch_size=64, lr=2e-3),
-        align=dict(n_images=8000, epochs=1, batch_size=16, lr=5e-4),
-        binding=dict(n=9600, epochs=1, batch_size=16, lr=3e-4),
-        lookup=dict(n_images=8000, turns=4, epochs=1, batch_size=16, lr=5e-4,
-                    caption_rate=0.5, mix=instructions.LOOKUP_MIX),
-        instruct=dict(n_images=12000, turns=4, epochs=2, batch_size=8, lr=5e-4,
-                      caption_rate=0.5, mix={"binding": 1, "lookup": 1})),
-    "micro": dict(
-        dtype=TRAINING_DTYPE, logging_steps=2, curve_every=0, curve_limit=8,
-        vision=dict(n_images=256, epochs=1, batch_size=64, lr=2e-3),
-        align=dict(n_images=256, epochs=1, batch_size=16, lr=3e-3),
-        binding=dict(n=128, epochs=1, batch_size=16, lr=3e-3),
-        lookup=dict(n_images=128, turns=3, epochs=1, batch_size=16, lr=3e-3,
-                    caption_rate=0.5, mix=instructions.LOOKUP_MIX),
-        instruct=dict(n_images=600, turns=3, epochs=1, batch_size=16, lr=3e-3,
-                      caption_rate=1.0, mix={"binding": 1, "lookup": 1})),
-}
-# Testbed v4 (`toy.ARCHS`' shallow size): the default recipe in TRAINING_DTYPE, with MME's
-# "no" questions drawn against decoy scenes (`questions.mme_pair`), as the benchmark does.
-TEACHER_RECIPES["shallow"] = {**copy.deepcopy(TEACHER_RECIPES["default"]),
-                              "dtype": TRAINING_DTYPE, "decoys": True}
-
-
-STAGES = ("vision", "align", "binding", "lookup", "instruct")
 
 
 class Curves:
@@ -142,60 +105,6 @@ class Curves:
         return _Curve()
 
 
-def _recipe(size: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The size's recipe with `overrides` merged in (a stage's dict is merged key by key)."""
-    if size not in TEACHER_RECIPES:
-        raise StudyError(f"unknown size {size!r}; choose from {', '.join(TEACHER_RECIPES)}")
-    recipe = copy.deepcopy(TEACHER_RECIPES[size])
-    for key, value in overrides.items():
-        if key not in recipe:
-            raise StudyError(f"unknown recipe key {key!r}; choose from {', '.join(recipe)}")
-        if isinstance(recipe[key], dict):
-            recipe[key] = {**recipe[key], **value}
-        else:
-            recipe[key] = value
-    if recipe["dtype"] not in DTYPES:
-        raise StudyError(f"unknown dtype {recipe['dtype']!r}; choose from {', '.join(DTYPES)}")
-    return recipe
-
-
-def stage_data(recipe: dict[str, Any], seed: int) -> dict[str, list[dict[str, Any]]]:
-    """The LLM stages' training records, each a pure function of the recipe and seed. A
-    recipe without "decoys" (v1-v3) draws MME's "no" questions in the leaky form."""
-    decoys = recipe.get("decoys", False)
-
-    def conversations(stage: str, seed: int):
-        hp = recipe[stage]
-        return instructions.instruction_set(hp["n_images"], turns=hp["turns"], seed=seed,
-                                            caption_rate=hp["caption_rate"], mix=hp["mix"],
-                                            decoys=decoys)
-
-    return {
-        "align": instructions.instruction_set(recipe["align"]["n_images"], turns=1, seed=seed,
-                                              caption_rate=1.0, decoys=decoys),
-        "binding": instructions.binding_set(recipe["binding"]["n"], seed=seed),
-        "lookup": conversations("lookup", seed),
-        "instruct": conversations("instruct", seed),
-    }
-
-
-def data_sha256(data: dict[str, list[dict[str, Any]]]) -> str:
-    """sha256 of every LLM stage's training records (`stage_data`'s output): a check, without
-    training, that the code still generates the data a committed teacher was trained on."""
-    import hashlib
-
-    text = json.dumps(data, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def plan_data_sha256(plan: str, seed: int) -> str:
-    """sha256 of a plan's training records, every stage's as `plan.run` draws them with data
-    seed `seed` (an `until` stage's whole draw, however early it stopped)."""
-    stages = plans.parse(plan)
-    return data_sha256({f"{i} {stage['kind']}": plans.stage_records(stage, plans.data_seed(seed, i))
-                        for i, stage in enumerate(stages)})
-
-
 def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
                   evaluate: Callable | None = None, stop_after: str | None = None,
                   probes: Mapping[str, Callable] | None = None, plan: str | None = None,
@@ -223,7 +132,7 @@ def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed
 
     if stop_after is not None and stop_after not in STAGES:
         raise StudyError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
-    recipe = _recipe(size, recipe_overrides)
+    recipe = resolve(size, recipe_overrides)
     stages = plans.parse(plan) if plan else []  # a bad plan fails before any training
     plans.require_skill(stages, skills)
     checksums: dict[str, Any] = {}

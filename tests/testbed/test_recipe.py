@@ -4,30 +4,30 @@ import pytest
 
 from studylib.errors import StudyError
 from studylib.evaluation.evaluate import evaluate, option_lookup_accuracy
-from studylib.testbed import suite, teachers
+from studylib.testbed import recipes, suite, teachers
 
 
 def test_recipe_overrides_merge_into_a_stage_and_unknown_keys_are_refused():
-    recipe = teachers._recipe("micro", {"instruct": {"lr": 1e-4}, "curve_every": 5})
+    recipe = recipes.resolve("micro", {"instruct": {"lr": 1e-4}, "curve_every": 5})
     assert recipe["instruct"]["lr"] == 1e-4
-    assert recipe["instruct"]["turns"] == teachers.TEACHER_RECIPES["micro"]["instruct"]["turns"]
+    assert recipe["instruct"]["turns"] == recipes.TEACHER_RECIPES["micro"]["instruct"]["turns"]
     assert recipe["curve_every"] == 5
-    assert teachers.TEACHER_RECIPES["micro"]["instruct"]["lr"] != 1e-4  # not mutated
+    assert recipes.TEACHER_RECIPES["micro"]["instruct"]["lr"] != 1e-4  # not mutated
     with pytest.raises(StudyError, match="unknown recipe key 'lr'"):
-        teachers._recipe("micro", {"lr": 1e-4})
+        recipes.resolve("micro", {"lr": 1e-4})
 
 
 def test_the_default_recipe_has_every_llm_stage():
-    recipe = teachers.TEACHER_RECIPES["default"]
-    assert set(teachers.STAGES) <= set(recipe)
-    assert recipe["dtype"] in teachers.DTYPES and recipe["curve_every"] > 0
+    recipe = recipes.TEACHER_RECIPES["default"]
+    assert set(recipes.STAGES) <= set(recipe)
+    assert recipe["dtype"] in recipes.DTYPES and recipe["curve_every"] > 0
 
 
 def test_a_recipe_names_its_dtype_and_new_recipes_train_in_the_chosen_one():
-    assert teachers.TEACHER_RECIPES["micro"]["dtype"] == teachers.TRAINING_DTYPE == "float32"
-    assert teachers._recipe("micro", {"dtype": "bfloat16"})["dtype"] == "bfloat16"
+    assert recipes.TEACHER_RECIPES["micro"]["dtype"] == recipes.TRAINING_DTYPE == "float32"
+    assert recipes.resolve("micro", {"dtype": "bfloat16"})["dtype"] == "bfloat16"
     with pytest.raises(StudyError, match="unknown dtype 'float16'"):
-        teachers._recipe("micro", {"dtype": "float16"})
+        recipes.resolve("micro", {"dtype": "float16"})
 
 
 @pytest.mark.parametrize("name", ["POPE", "GQA"])
@@ -53,7 +53,7 @@ def test_curves_score_the_validation_split_during_training():
                                      probes={"option_lookup": lookup},
                                      curve_every=4, instruct={"n_images": 64})
     curve_calls = [c for c in calls if c.get("split") == "val"]
-    assert curve_calls and all(c["limit"] == teachers.TEACHER_RECIPES["micro"]["curve_limit"]
+    assert curve_calls and all(c["limit"] == recipes.TEACHER_RECIPES["micro"]["curve_limit"]
                                for c in curve_calls)
     points = summary["curves"]
     assert len(points) == len(curve_calls)

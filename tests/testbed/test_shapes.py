@@ -75,7 +75,7 @@ def _answer_from_scene(item: suite.Item) -> str:
         word = q.split()[2]
         if word in shapes.COLORS:
             return shapes.NUMBERS[scene.count(lambda o: o.color == word)]
-        shape = next(s for s in shapes.SHAPES if questions._plural(s) == word)
+        shape = next(s for s in shapes.SHAPES if questions.plural(s) == word)
         return shapes.NUMBERS[scene.count(lambda o: o.shape == shape)]
     raise AssertionError(q)
 

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from studylib.testbed import instructions, plan, questions, shapes, suite, toy, vocabulary
+from studylib.testbed import instructions, mme, plan, shapes, suite, toy, vocabulary
 from studylib.testbed.suite import Item
 
 PAIRS = 1000  # per subtask: the guesser learns on the first 500, is scored on the last 500
@@ -73,11 +73,11 @@ def test_every_word_the_testbed_asks_is_in_the_vocabulary():
 
 def test_a_decoy_pair_is_false_of_each_other_scene():
     rng = random.Random(3)
-    for subtask in questions.SCENE_SUBTASKS:
+    for subtask in mme.SCENE_SUBTASKS:
         kept = 0
         for seed in range(200):
             scene, decoy = shapes.make_scene(seed), shapes.make_scene(10**5 + seed)
-            pair = questions.mme_pair(scene, rng, subtask, decoy)
+            pair = mme.mme_pair(scene, rng, subtask, decoy)
             if pair is None:
                 continue
             kept += 1

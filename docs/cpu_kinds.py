@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from studylib import machine
-from studylib.testbed import fingerprint, recipes, speed, teachers, toy
+from studylib.testbed import fingerprint, speed, teacher_recipes, teachers, toy
 
 ARCHS = ("toy-llava", "toy-bunny", "toy-internvl")
 TEACHERS = Path(__file__).resolve().parents[1] / "teachers"
@@ -36,7 +36,7 @@ TEACHERS = Path(__file__).resolve().parents[1] / "teachers"
 
 def mutation(name: str | None, arch: str) -> dict:
     """Recipe overrides for `--mutate` (init is patched in `toy` instead)."""
-    recipe = recipes.resolve("default", {})
+    recipe = teacher_recipes.resolve("default", {})
     if name == "align-lr":
         return {"align": {"lr": recipe["align"]["lr"] * 1.1}}
     if name == "vision-lr":

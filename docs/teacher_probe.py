@@ -6,7 +6,7 @@ docs/probes/<name>.json. Every probe is logged in docs/testbed-recipe-search.md.
         --plan "lookup:300,mix:300" --seed 7 --name llava-lookup-mix-s7
 
 The plan's grammar, stage kinds and keys are `studylib.testbed.plan`'s, and so is the loop
-(`plan.run`, float32 = `recipes.TRAINING_DTYPE`): `studylib teacher --from DIR --plan ...`
+(`plan.run`, float32 = `teacher_recipes.TRAINING_DTYPE`): `studylib teacher --from DIR --plan ...`
 trains the same weights, with the teacher's own curves. This tool adds denser curves.
 The scores are `evaluate.evaluate(split="val", limit=80)`: headline (cloze) for SQA/MMMU, the
 letters kept as "<benchmark> (letter)", plus the share of "yes" answers on POPE and MME-P.

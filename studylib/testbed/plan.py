@@ -108,7 +108,7 @@ PLANS: dict[str, str] = {
                         "mix:1500:open=0.1:spatial=0.4:w.lookup=2"),  # P61, P66
 }
 # Testbed v4: the same stages on the balanced MME (docs/testbed-recipe-search.md, "MME
-# questions that answer themselves"), after the `shallow` recipe (`recipes.TEACHER_RECIPES`).
+# questions that answer themselves"), after the `shallow` recipe (`teacher_recipes.TEACHER_RECIPES`).
 PLANS_V4: dict[str, str] = {arch: _v4(text) for arch, text in PLANS.items()}
 NAMED = {"v3": PLANS, "v4": PLANS_V4}  # `studylib teacher --plan v3|v4`
 V3_SEED = 21  # the data seed of `studylib teacher --plan v3|v4` (most probes ran on 7 and 21)

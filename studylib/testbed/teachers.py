@@ -40,7 +40,7 @@ from studylib.errors import StudyError
 from studylib.testbed import fingerprint, toy
 from studylib.testbed import plan as plans
 from studylib.testbed.data import ConversationCollator
-from studylib.testbed.recipes import (
+from studylib.testbed.teacher_recipes import (
     STAGES,
     TRAINING_DTYPE,
     data_sha256,

@@ -12,7 +12,7 @@ from clirun import run
 from studylib import machine, models
 from studylib.errors import StudyError
 from studylib.evaluation import evaluate, metrics
-from studylib.testbed import plan, recipes, shapes, suite, teachers
+from studylib.testbed import plan, shapes, suite, teacher_recipes, teachers
 
 TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
 
@@ -96,7 +96,7 @@ def test_a_continued_teacher_equals_one_trained_with_the_plan(tmp_path):
     assert cont["machine"] == elsewhere and cont["plans"][0]["machine"] == machine.signature()
     assert teachers.machines(cont) == [elsewhere, machine.signature()]
     assert (cont["plans"][0]["data_sha256"] == log["data_sha256"]
-            == recipes.plan_data_sha256(text, 21) != recipes.plan_data_sha256(text, 22))
+            == teacher_recipes.plan_data_sha256(text, 21) != teacher_recipes.plan_data_sha256(text, 22))
     assert cont["continued_from"]["path"] == str(tmp_path / "base")
     assert cont["loss_log"][-1]["step"] == whole["loss_log"][-1]["step"]
     a, _ = models.load(tmp_path / "whole")

@@ -4,30 +4,30 @@ import pytest
 
 from studylib.errors import StudyError
 from studylib.evaluation.evaluate import evaluate, option_lookup_accuracy
-from studylib.testbed import recipes, suite, teachers
+from studylib.testbed import suite, teacher_recipes, teachers
 
 
 def test_recipe_overrides_merge_into_a_stage_and_unknown_keys_are_refused():
-    recipe = recipes.resolve("micro", {"instruct": {"lr": 1e-4}, "curve_every": 5})
+    recipe = teacher_recipes.resolve("micro", {"instruct": {"lr": 1e-4}, "curve_every": 5})
     assert recipe["instruct"]["lr"] == 1e-4
-    assert recipe["instruct"]["turns"] == recipes.TEACHER_RECIPES["micro"]["instruct"]["turns"]
+    assert recipe["instruct"]["turns"] == teacher_recipes.TEACHER_RECIPES["micro"]["instruct"]["turns"]
     assert recipe["curve_every"] == 5
-    assert recipes.TEACHER_RECIPES["micro"]["instruct"]["lr"] != 1e-4  # not mutated
+    assert teacher_recipes.TEACHER_RECIPES["micro"]["instruct"]["lr"] != 1e-4  # not mutated
     with pytest.raises(StudyError, match="unknown recipe key 'lr'"):
-        recipes.resolve("micro", {"lr": 1e-4})
+        teacher_recipes.resolve("micro", {"lr": 1e-4})
 
 
 def test_the_default_recipe_has_every_llm_stage():
-    recipe = recipes.TEACHER_RECIPES["default"]
-    assert set(recipes.STAGES) <= set(recipe)
-    assert recipe["dtype"] in recipes.DTYPES and recipe["curve_every"] > 0
+    recipe = teacher_recipes.TEACHER_RECIPES["default"]
+    assert set(teacher_recipes.STAGES) <= set(recipe)
+    assert recipe["dtype"] in teacher_recipes.DTYPES and recipe["curve_every"] > 0
 
 
 def test_a_recipe_names_its_dtype_and_new_recipes_train_in_the_chosen_one():
-    assert recipes.TEACHER_RECIPES["micro"]["dtype"] == recipes.TRAINING_DTYPE == "float32"
-    assert recipes.resolve("micro", {"dtype": "bfloat16"})["dtype"] == "bfloat16"
+    assert teacher_recipes.TEACHER_RECIPES["micro"]["dtype"] == teacher_recipes.TRAINING_DTYPE == "float32"
+    assert teacher_recipes.resolve("micro", {"dtype": "bfloat16"})["dtype"] == "bfloat16"
     with pytest.raises(StudyError, match="unknown dtype 'float16'"):
-        recipes.resolve("micro", {"dtype": "float16"})
+        teacher_recipes.resolve("micro", {"dtype": "float16"})
 
 
 @pytest.mark.parametrize("name", ["POPE", "GQA"])
@@ -53,7 +53,7 @@ def test_curves_score_the_validation_split_during_training():
                                      probes={"option_lookup": lookup},
                                      curve_every=4, instruct={"n_images": 64})
     curve_calls = [c for c in calls if c.get("split") == "val"]
-    assert curve_calls and all(c["limit"] == recipes.TEACHER_RECIPES["micro"]["curve_limit"]
+    assert curve_calls and all(c["limit"] == teacher_recipes.TEACHER_RECIPES["micro"]["curve_limit"]
                                for c in curve_calls)
     points = summary["curves"]
     assert len(points) == len(curve_calls)

@@ -31,8 +31,8 @@ from safetensors.torch import load_file
 
 from studylib import machine
 from studylib.evaluation import evaluate
-from studylib.testbed import fingerprint, plan, recipes, teachers, toy
-from studylib.testbed.recipes import STAGES
+from studylib.testbed import fingerprint, plan, teacher_recipes, teachers, toy
+from studylib.testbed.teacher_recipes import STAGES
 from studylib.testbed.teachers import train_teacher
 
 TEACHERS = Path(__file__).resolve().parents[2] / "teachers"
@@ -94,17 +94,17 @@ class _Teacher:
 
     def test_training_data_is_what_the_committed_teacher_saw(self):
         summary = self.summary()
-        recipe = recipes.resolve(summary["size"], {})
+        recipe = teacher_recipes.resolve(summary["size"], {})
         assert recipe == summary["recipe"]
-        data = recipes.stage_data(recipe, summary["seed"])
-        assert recipes.data_sha256(data) == summary["data_sha256"]
+        data = teacher_recipes.stage_data(recipe, summary["seed"])
+        assert teacher_recipes.data_sha256(data) == summary["data_sha256"]
 
     def test_plan_data_is_what_the_committed_teacher_saw(self):
         """The v3 teacher's plan is the architecture's `plan.PLANS` entry, and the code still
         draws the records it was trained on."""
         (done,) = self.summary()["plans"]
         assert done["text"] == plan.PLANS[self.arch] and done["seed"] == plan.V3_SEED
-        assert recipes.plan_data_sha256(done["text"], done["seed"]) == done["data_sha256"]
+        assert teacher_recipes.plan_data_sha256(done["text"], done["seed"]) == done["data_sha256"]
 
     @pytest.mark.reproduce
     def test_committed_teacher_is_reproduced_by_studylib_teacher(self, tmp_path, threads):
@@ -156,7 +156,7 @@ class TestTheToleranceStillBites:
                                       summary["prefix_checksums"]["align"]["fingerprint"])
 
     def test_a_learning_rate_10_percent_higher_is_caught(self, threads):
-        lr = recipes.TEACHER_RECIPES["default"]["align"]["lr"]
+        lr = teacher_recipes.TEACHER_RECIPES["default"]["align"]["lr"]
         assert self.align_prefix(threads, align={"lr": 1.1 * lr})
 
     def test_an_initialisation_10_percent_wider_is_caught(self, threads, monkeypatch):

@@ -47,7 +47,7 @@ LOOKUP_MIX = {**ZERO_MIX, "pope": 1, "lookup": 2}  # the lookup stage's (teacher
 
 
 def _any_question(scene: Scene, rng: random.Random, mix: dict[str, float],
-                  decoys: bool = False) -> tuple[str, str]:
+                  decoys: bool) -> tuple[str, str]:
     """One training question of a random family, in its benchmark's prompt format; MME's
     "no" questions drawn against a decoy scene when `decoys` (`mme.mme_pair`)."""
     while True:

@@ -98,7 +98,7 @@ def mme_pair(scene: Scene, rng: random.Random, subtask: str,
     question, and the pair is kept only when each is false of the other's scene (None:
     draw again). Without one, the "no" question names a wrong value drawn uniformly: the
     leaky form the v1-v3 teachers were trained on, kept so that their training data can
-    still be drawn (`studylib.testbed.teachers`)."""
+    still be drawn (`studylib.testbed.teacher_recipes`)."""
     if decoy is not None and subtask in SCENE_SUBTASKS:
         yes, no = _statement(scene, rng, subtask), _statement(decoy, rng, subtask)
         if yes is None or no is None or yes[1](decoy) is not False or no[1](scene) is not False:

@@ -79,7 +79,7 @@ lint: setup
 	.venv/bin/ruff check .
 
 # Default teachers are committed under teachers/: testbed v3, the recipe (studylib/testbed/
-# teachers.py) then each architecture's plan (studylib/testbed/plan.py, PLANS and V3_SEED).
+# teachers.py) then each architecture's plan (studylib/testbed/plan.py, PLANS and PLAN_SEED).
 # `make -j3 teachers` retrains the three from scratch side by side, one thread each, as
 # committed (another thread count gives other, equally good, weights); README, "The teachers",
 # gives the time. The committed ones were the v1 teachers continued through the plan

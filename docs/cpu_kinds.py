@@ -36,7 +36,7 @@ TEACHERS = Path(__file__).resolve().parents[1] / "teachers"
 
 def mutation(name: str | None, arch: str) -> dict:
     """Recipe overrides for `--mutate` (init is patched in `toy` instead)."""
-    recipe = teacher_recipes.resolve("default", {})
+    recipe = teacher_recipes.resolve(toy.TEACHER_SIZE, {})
     if name == "align-lr":
         return {"align": {"lr": recipe["align"]["lr"] * 1.1}}
     if name == "vision-lr":

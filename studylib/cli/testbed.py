@@ -43,7 +43,7 @@ def cmd_teacher(args) -> int:
 
     named = args.plan in plan.NAMED
     text = plan.NAMED[args.plan][args.arch] if named else args.plan
-    seed = args.plan_seed if args.plan_seed is not None else (plan.V3_SEED if named else 0)
+    seed = args.plan_seed if args.plan_seed is not None else (plan.PLAN_SEED if named else 0)
     if text:
         plan.parse(text)  # a bad plan fails before any work
     if args.start_from:
@@ -100,18 +100,20 @@ def add_command(sub) -> None:
     p.add_argument("--batch-size", type=argtypes.positive_int, default=64)
     p.set_defaults(func=cmd_eval)
 
-    from studylib.testbed.toy import ARCHS
+    from studylib.testbed.toy import ARCHS, TEACHER_SIZE
 
     p = sub.add_parser("teacher", help="train a toy MLLM from scratch on ShapesWorld")
     p.add_argument("--arch", required=True, choices=sorted(ARCHS))
-    p.add_argument("--size", default="default", choices=("default", "shallow", "micro"))
+    p.add_argument("--size", default=TEACHER_SIZE, choices=sorted(ARCHS["toy-llava"]),
+                   help=f"the model's size, toy.ARCHS (default: {TEACHER_SIZE}, the committed "
+                   "teachers')")
     p.add_argument("--seed", type=argtypes.seed_int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--plan", help="stages after the recipe's (studylib.testbed.plan), e.g. "
                    "'lookup:250:lr=2e-4,mix:300'; 'v3' | 'v4': the architecture's plan.PLANS "
-                   "| plan.PLANS_V4 entry")
+                   "(the committed teachers') | plan.PLANS_V4 entry")
     p.add_argument("--plan-seed", type=argtypes.seed_int,
-                   help="data seed of the plan's stages (default: plan.V3_SEED for v3 and v4, "
+                   help="data seed of the plan's stages (default: plan.PLAN_SEED for v3 and v4, "
                    "else 0)")
     p.add_argument("--from", dest="start_from", metavar="DIR",
                    help="continue this saved teacher through --plan instead of training anew")

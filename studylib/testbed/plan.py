@@ -20,8 +20,8 @@ gives away each record's last yes/no answer, probe P04), `open`, `spatial` and
 mix weight, e.g. `w.gqa=1`), `occlusion` (the share of objects partly hidden in the stage's
 images, `shapes.occluders`; default the benchmarks' world, `shapes.OCCLUSION`), `decoys` (1:
 MME's scene-level "no" questions drawn against a decoy scene, as the benchmark draws them
-since testbed v4, `mme.mme_pair`; 0, the default, the leaky form the v3 teachers'
-plans were trained on) and `until`
+since testbed v4, `mme.mme_pair`, as every plan of `PLANS_V4` says; 0, the default, the
+leaky form the v3 teachers' plans were trained on) and `until`
 (stop the stage once its skill is learned: the skill of the stage's kind, e.g. POPE accuracy
 on the validation scenes of the stage's world for `lookup`, >= until, checked every `check`
 steps; `steps` is then the most it may take). A skill's emergence varies with the
@@ -29,8 +29,9 @@ data draw (probes P28-P33: 400-800 steps for the lookup on toy-llava; P44 and P4
 spatial stage's plateau), so a fixed length either misses it or saturates it.
 
 Each stage is one cosine schedule of `steps` optimizer steps; stage i draws its records,
-and seeds its Trainer, with `seed + 1000 * i`. The plans of `PLANS` are the ones measured
-by docs/teacher_probe.py, which runs this same loop from a committed teacher.
+and seeds its Trainer, with `seed + 1000 * i`. The stages of `PLANS` (the committed
+teachers') and `PLANS_V4` are the ones measured by docs/teacher_probe.py, which runs this
+same loop from a committed teacher.
 """
 
 from __future__ import annotations
@@ -107,11 +108,12 @@ PLANS: dict[str, str] = {
     "toy-internvl": _v3("lookup:1600:balanced=1:lr=2e-4:until=85",
                         "mix:1500:open=0.1:spatial=0.4:w.lookup=2"),  # P61, P66
 }
-# Testbed v4: the same stages on the balanced MME (docs/testbed-recipe-search.md, "MME
-# questions that answer themselves"), after the `shallow` recipe (`teacher_recipes.TEACHER_RECIPES`).
+# Testbed v4 (teachers/v4, staged): the same stages on the balanced MME
+# (docs/testbed-recipe-search.md, "MME questions that answer themselves"), after the
+# `shallow` recipe (`teacher_recipes.TEACHER_RECIPES`).
 PLANS_V4: dict[str, str] = {arch: _v4(text) for arch, text in PLANS.items()}
 NAMED = {"v3": PLANS, "v4": PLANS_V4}  # `studylib teacher --plan v3|v4`
-V3_SEED = 21  # the data seed of `studylib teacher --plan v3|v4` (most probes ran on 7 and 21)
+PLAN_SEED = 21  # the data seed of `studylib teacher --plan v3|v4` (most probes ran on 7 and 21)
 
 
 def parse(plan: str) -> list[dict[str, Any]]:

@@ -2,9 +2,10 @@
 
 The teachers' speed depends on the CPU kind (`studylib.machine`): for these small models bf16
 autocast measured 1.3x slower than float32 where the CPU has native bf16 instructions and
-7.2-7.5x slower where it has not (DTYPE_COST). `step_times` measures one training step of a default-size toy MLLM in each dtype,
-the dtypes interleaved round by round so that a busy machine slows them alike; the README's
-"CPU kinds" table was measured with it.
+7.2-7.5x slower where it has not (DTYPE_COST). `step_times` measures one training step of a
+default-size toy MLLM (12 x 128, testbed v3) in each dtype, the dtypes interleaved round by
+round so that a busy machine slows them alike; the README's "CPU kinds" table was measured
+with it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def step_times(arch: str = "toy-llava", dtypes: tuple[str, ...] = ("float32", "b
                records: int = 16, turns: int = 4, rounds: int = 6) -> dict[str, list[float]]:
     """Seconds per training step, per dtype, `rounds` interleaved measurements each (after one
     warm-up step), with the current thread count: a batch of `records` `turns`-turn
-    conversations of the instruct mix, AdamW, the default-size model."""
+    conversations of the instruct mix, AdamW, the default-size model (DTYPE_COST's)."""
     from torch.utils.benchmark import Timer
 
     model, processor = toy.build(arch, "default", seed=0)
@@ -101,5 +102,5 @@ def expected_time(summary: dict) -> str:
             f"~{_duration((summary['wall_time_s'] + prefixes) * factor)} with "
             f"`make reproduce-teachers`' later prefixes ({dtype} costs {cost_here:.2f}x "
             f"float32 on {here}{'' if measured else ' (not measured: estimated)'}; recorded "
-            f"{_duration(summary['wall_time_s'])} on {recorded}, three teachers abreast "
-            "on 2 cores)")
+            f"{_duration(summary['wall_time_s'])} on {recorded}, one thread, beside the "
+            "other teachers' training: README, \"The teachers\")")

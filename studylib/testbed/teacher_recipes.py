@@ -17,20 +17,19 @@ from studylib.errors import StudyError
 from studylib.testbed import instructions
 from studylib.testbed import plan as plans
 
-# Teacher recipe per size. Each stage's keys: n_images (n for binding), epochs, batch_size,
-# lr; lookup and instruct also turns, caption_rate and mix (question kinds, merged into
-# `instructions.MIX`). The committed teachers were trained with this recipe. Measured after
-# them (README, "The teachers"): descriptions in the lookup stage (caption_rate 0.5) kept
-# the yes/no lookup from being learned; without them (0.0) 300-500 steps taught it. The next
-# recipe to try is lookup caption_rate 0.0, which means retraining the teachers.
+# Teacher recipe per size (`toy.ARCHS`). Each stage's keys: n_images (n for binding),
+# epochs, batch_size, lr; lookup and instruct also turns, caption_rate and mix (question
+# kinds, merged into `instructions.MIX`). The recipe is the first part of a teacher's
+# training; its plan (`plan.PLANS`) follows. The descriptions in its lookup and instruct
+# stages (caption_rate 0.5) keep the yes/no lookup from being learned there (README, "The
+# teachers"); the plan's stages, without them, teach it.
 
 # The dtype teachers train in on every machine: float32. Measured on one toy-llava training
 # step (`studylib.testbed.speed.DTYPE_COST`, README "CPU kinds"): bf16 autocast costs 7.5x
-# float32 on an AVX2 CPU, and 1.2-1.3x on the AVX-512-bf16 CPU the teachers were trained on
-# (where earlier notes had it 1.7-1.9x faster), so float32 is the faster dtype on both kinds.
-# The committed teachers (recipe `default`) were trained in bfloat16 before this was
-# measured; their recipe keeps the dtype they were trained in, and the next retrain
-# (testbed v3) uses TRAINING_DTYPE.
+# float32 on an AVX2 CPU, and 1.2-1.3x on the AVX-512-bf16 CPU the v1-v3 teachers were
+# trained on (where earlier notes had it 1.7-1.9x faster), so float32 is the faster dtype on
+# both kinds. The `default` recipe (testbeds v1-v3, the committed teachers) keeps the bfloat16
+# they were trained in; `shallow` (testbed v4) uses TRAINING_DTYPE.
 TRAINING_DTYPE = "float32"
 DTYPES = ("float32", "bfloat16")
 TEACHER_RECIPES: dict[str, dict[str, Any]] = {

@@ -105,7 +105,7 @@ class Curves:
         return _Curve()
 
 
-def train_teacher(arch: str, out: str | Path | None, size: str = "default", seed: int = 0,
+def train_teacher(arch: str, out: str | Path | None, size: str = toy.TEACHER_SIZE, seed: int = 0,
                   evaluate: Callable | None = None, stop_after: str | None = None,
                   probes: Mapping[str, Callable] | None = None, plan: str | None = None,
                   plan_seed: int = 0, skills: Mapping[str, Callable] | None = None,

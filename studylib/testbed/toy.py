@@ -66,14 +66,16 @@ class Size:
     text_intermediate: int
 
 
-# Sized for a pruning study (README, "Testbed"): 12 decoder layers, so that layer pruning
-# removes 1/12 per step (15/30/45/60% -> 2/4/5/7 layers), and 4 key/value groups (Phi: 8
-# heads), so that width pruning removes whole groups in 25% steps; the LLM holds >= 90% of
-# the parameters, as in the paper's models. Wide and shallow would train faster per step
-# (pitfalls.md, "CPU speed"); 12 layers is the depth the study needs.
-# `shallow` (testbed v4's candidate): 6 layers x 192, 12 heads in 6 key/value groups (Phi:
-# 12). The v3 teachers compute in their first 5-7 layers (docs/testbed-recipe-search.md,
-# "Depth"); a shallow-wide toy-llava trained from scratch was better on every benchmark.
+# Sizes. `default` (testbeds v1-v3, the committed teachers, `TEACHER_SIZE`): 12 decoder
+# layers, so that layer pruning removes 1/12 per step (15/30/45/60% -> 2/4/5/7 layers), and
+# 4 key/value groups (Phi: 8 heads), so that width pruning removes whole groups in 25%
+# steps; the LLM holds >= 90% of the parameters, as in the paper's models. Its teachers
+# compute in their first 5-7 layers (docs/testbed-recipe-search.md, "Depth"). `shallow`
+# (testbed v4, staged under teachers/v4): 6 layers x 192, 12 heads in 6 key/value groups
+# (Phi: 12 heads); a shallow-wide toy-llava trained from scratch beat the default one on every
+# benchmark, and width trains faster per step on a CPU (pitfalls.md, "CPU speed"), but layer
+# pruning then moves in 1/6 steps (15/30/45/60% -> 1/2/3/4 layers: 16.7/33.3/50/66.7%).
+# `micro` is for tests.
 ARCHS: dict[str, dict[str, Size]] = {
     "toy-llava": {
         "default": Size(64, 2, 4, 128, 12, 8, 4, 352),
@@ -91,6 +93,7 @@ ARCHS: dict[str, dict[str, Size]] = {
         "micro": Size(32, 1, 2, 64, 4, 4, 2, 128),
     },
 }
+TEACHER_SIZE = "default"  # the size of the committed teachers, and `studylib teacher`'s default
 
 # The LLM's initialisation scale. Measured (pitfalls.md, "Training tiny MLLMs"): with the
 # Hugging Face default 0.02 a caption-only probe sat at loss 0.55 after 175 steps, colours
@@ -176,7 +179,7 @@ def build_processor(arch: str):
     )
 
 
-def build_config(arch: str, size: str = "default", vocab_size: int | None = None):
+def build_config(arch: str, size: str = TEACHER_SIZE, vocab_size: int | None = None):
     """The LlavaConfig (InternVLConfig for toy-internvl) of a toy architecture (no weights)."""
     from transformers import (
         CLIPVisionConfig,
@@ -273,7 +276,7 @@ def model_class(config):
     return getattr(transformers, MODEL_CLASSES[config.model_type])
 
 
-def build(arch: str, size: str = "default", seed: int = 0):
+def build(arch: str, size: str = TEACHER_SIZE, seed: int = 0):
     """A freshly initialised (untrained) toy MLLM and its processor."""
     import torch
 

@@ -15,10 +15,10 @@ def test_it_names_the_kind_and_how_the_teacher_is_checked_here(capsys):
     code, out, _ = run(["machine", "--teachers", TEACHER], capsys)
     assert code == 0
     assert f"kind:   {machine.kind()}" in out
-    recorded = json.loads((TEACHER / "training_summary.json").read_text())["machine"]
-    same = machine.is_recording_machine(recorded)
+    summary = json.loads((TEACHER / "training_summary.json").read_text())
+    same = machine.is_recording_machine(summary["machine"])
     assert ("sha256, bit for bit" in out) is same and ("within tolerance" in out) is not same
-    assert "retrain here: ~" in out and "in bfloat16" in out
+    assert "retrain here: ~" in out and f"in {summary['recipe']['dtype']}" in out
 
 
 def test_a_teacher_without_a_recorded_machine_is_refused_before_anything_prints(tmp_path,

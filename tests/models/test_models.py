@@ -42,8 +42,8 @@ def test_architectures_use_the_real_classes(arch, mllm_cls, text_cls, vision_cls
 
 
 @pytest.mark.parametrize("arch", sorted(toy.ARCHS))
-def test_default_models_put_most_parameters_in_the_llm(arch):
-    config = toy.build_config(arch, "default", vocab_size=200)
+def test_teacher_models_put_most_parameters_in_the_llm(arch):
+    config = toy.build_config(arch, toy.TEACHER_SIZE, vocab_size=200)
     with torch.device("meta"):
         model = toy.model_class(config)(config)
     counts = models.parameter_counts(model)

@@ -42,10 +42,11 @@ def test_a_malformed_plan_is_refused_naming_its_part(text, needle):
         plan.parse(text)
 
 
-def test_every_plan_of_the_v3_candidates_parses():
-    assert set(plan.PLANS) == {"toy-llava", "toy-bunny", "toy-internvl"}
-    for text in plan.PLANS.values():
-        assert plan.parse(text)[0]["kind"] == "lookup"
+def test_every_named_plan_parses():
+    for plans in plan.NAMED.values():
+        assert set(plans) == {"toy-llava", "toy-bunny", "toy-internvl"}
+        for text in plans.values():
+            assert plan.parse(text)[0]["kind"] == "lookup"
 
 
 def test_balanced_batches_hold_as_many_yes_as_no_answers():

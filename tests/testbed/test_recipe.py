@@ -4,7 +4,7 @@ import pytest
 
 from studylib.errors import StudyError
 from studylib.evaluation.evaluate import evaluate, option_lookup_accuracy
-from studylib.testbed import suite, teacher_recipes, teachers
+from studylib.testbed import suite, teacher_recipes, teachers, toy
 
 
 def test_recipe_overrides_merge_into_a_stage_and_unknown_keys_are_refused():
@@ -17,10 +17,12 @@ def test_recipe_overrides_merge_into_a_stage_and_unknown_keys_are_refused():
         teacher_recipes.resolve("micro", {"lr": 1e-4})
 
 
-def test_the_default_recipe_has_every_llm_stage():
-    recipe = teacher_recipes.TEACHER_RECIPES["default"]
-    assert set(teacher_recipes.STAGES) <= set(recipe)
-    assert recipe["dtype"] in teacher_recipes.DTYPES and recipe["curve_every"] > 0
+def test_every_recipe_has_every_llm_stage():
+    assert set(teacher_recipes.TEACHER_RECIPES) == set(toy.ARCHS["toy-llava"])
+    for recipe in teacher_recipes.TEACHER_RECIPES.values():
+        assert set(teacher_recipes.STAGES) <= set(recipe)
+        assert recipe["dtype"] in teacher_recipes.DTYPES
+    assert teacher_recipes.TEACHER_RECIPES[toy.TEACHER_SIZE]["curve_every"] > 0
 
 
 def test_a_recipe_names_its_dtype_and_new_recipes_train_in_the_chosen_one():
@@ -31,7 +33,7 @@ def test_a_recipe_names_its_dtype_and_new_recipes_train_in_the_chosen_one():
 
 
 def test_the_shallow_recipe_draws_mme_against_decoys_and_the_default_one_does_not():
-    """v4's recipe is the default one in float32 with decoys: the same records but for the
+    """v4's recipe is v3's (`default`) in float32 with decoys: the same records but for the
     MME questions' "no" twins (`mme.mme_pair`)."""
     small = {"align": {"n_images": 8}, "binding": {"n": 8}, "lookup": {"n_images": 40},
              "instruct": {"n_images": 40}}

@@ -100,10 +100,12 @@ class _Teacher:
         assert teacher_recipes.data_sha256(data) == summary["data_sha256"]
 
     def test_plan_data_is_what_the_committed_teacher_saw(self):
-        """The v3 teacher's plan is the architecture's `plan.PLANS` entry, and the code still
-        draws the records it was trained on."""
-        (done,) = self.summary()["plans"]
-        assert done["text"] == plan.PLANS[self.arch] and done["seed"] == plan.V3_SEED
+        """The teacher's size is `toy.TEACHER_SIZE`, its plan the architecture's `plan.PLANS`
+        entry, and the code still draws the records it was trained on."""
+        summary = self.summary()
+        assert summary["size"] == toy.TEACHER_SIZE
+        (done,) = summary["plans"]
+        assert done["text"] == plan.PLANS[self.arch] and done["seed"] == plan.PLAN_SEED
         assert teacher_recipes.plan_data_sha256(done["text"], done["seed"]) == done["data_sha256"]
 
     @pytest.mark.reproduce
@@ -150,13 +152,13 @@ class TestTheToleranceStillBites:
     def align_prefix(self, threads, **overrides) -> dict:
         summary = summary_of(self.ARCH)
         threads(summary["machine"]["threads"])
-        got = train_teacher(self.ARCH, None, seed=summary["seed"], stop_after="align",
-                            **overrides)["prefix_checksums"]["align"]
+        got = train_teacher(self.ARCH, None, size=summary["size"], seed=summary["seed"],
+                            stop_after="align", **overrides)["prefix_checksums"]["align"]
         return fingerprint.mismatches(got["fingerprint"],
                                       summary["prefix_checksums"]["align"]["fingerprint"])
 
     def test_a_learning_rate_10_percent_higher_is_caught(self, threads):
-        lr = teacher_recipes.TEACHER_RECIPES["default"]["align"]["lr"]
+        lr = teacher_recipes.TEACHER_RECIPES[summary_of(self.ARCH)["size"]]["align"]["lr"]
         assert self.align_prefix(threads, align={"lr": 1.1 * lr})
 
     def test_an_initialisation_10_percent_wider_is_caught(self, threads, monkeypatch):

@@ -47,9 +47,9 @@ def test_training_mme_questions_carry_no_hint_with_decoys_and_did_without():
 
 
 def test_a_v4_plan_draws_decoys_and_a_v3_plan_does_not():
-    stages = plan.parse(plan.PLANS_V4["toy-llava"])
-    assert all(stage["decoys"] == 1 for stage in stages)
-    assert all(stage["decoys"] == 0 for stage in plan.parse(plan.PLANS["toy-llava"]))
+    for arch in plan.PLANS:
+        assert all(stage["decoys"] == 1 for stage in plan.parse(plan.PLANS_V4[arch]))
+        assert all(stage["decoys"] == 0 for stage in plan.parse(plan.PLANS[arch]))
     with pytest.raises(Exception, match="decoys is 0 or 1"):
         plan.parse("mme:10:decoys=2")
 

@@ -104,7 +104,7 @@ def add_command(sub) -> None:
 
     p = sub.add_parser("teacher", help="train a toy MLLM from scratch on ShapesWorld")
     p.add_argument("--arch", required=True, choices=sorted(ARCHS))
-    p.add_argument("--size", default=TEACHER_SIZE, choices=sorted(ARCHS["toy-llava"]),
+    p.add_argument("--size", default=TEACHER_SIZE, choices=sorted({s for sizes in ARCHS.values() for s in sizes}),
                    help=f"the model's size, toy.ARCHS (default: {TEACHER_SIZE}, the committed "
                    "teachers')")
     p.add_argument("--seed", type=argtypes.seed_int, default=0)

@@ -78,16 +78,17 @@ reproduce-teachers: setup
 lint: setup
 	.venv/bin/ruff check .
 
-# Default teachers are committed under teachers/: testbed v3, the recipe (studylib/testbed/
-# teachers.py) then each architecture's plan (studylib/testbed/plan.py, PLANS and PLAN_SEED).
-# `make -j3 teachers` retrains the three from scratch side by side, one thread each, as
-# committed (another thread count gives other, equally good, weights); README, "The teachers",
-# gives the time. The committed ones were the v1 teachers continued through the plan
-# (`studylib teacher --from`), which trains the same weights on one machine.
+# Default teachers are committed under teachers/: testbed v4, the shallow size's recipe
+# (studylib/testbed/teachers.py) then each architecture's plan (studylib/testbed/plan.py, PLANS
+# and PLAN_SEED). `make -j3 teachers` retrains the three from scratch side by side, one thread
+# each, as committed (another thread count gives other, equally good, weights); README, "The
+# teachers", gives the time. The committed ones were trained through all but the plan's last
+# stage, then continued through it (`studylib teacher --from`, its own data seed), which trains
+# the same weights on one machine.
 teachers: teacher-toy-llava teacher-toy-bunny teacher-toy-internvl
 
 teacher-%: setup
-	$(PY) -m studylib.cli --threads 1 teacher --arch $* --plan v3 --out teachers/$* --overwrite
+	$(PY) -m studylib.cli --threads 1 teacher --arch $* --plan v4 --out teachers/$* --overwrite
 
 # Two 1-thread kernels by default (measured 1.6-1.9x faster than one 2-thread one).
 # `make book PROFILE=smoke` for the CI-sized book, `make book PROFILE=full` for the paper's

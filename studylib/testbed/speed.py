@@ -3,7 +3,7 @@
 The teachers' speed depends on the CPU kind (`studylib.machine`): for these small models bf16
 autocast measured 1.3x slower than float32 where the CPU has native bf16 instructions and
 7.2-7.5x slower where it has not (DTYPE_COST). `step_times` measures one training step of a
-default-size toy MLLM (12 x 128, testbed v3) in each dtype, the dtypes interleaved round by
+deep toy MLLM (12 x 128, testbeds v1-v3) in each dtype, the dtypes interleaved round by
 round so that a busy machine slows them alike; the README's "CPU kinds" table was measured
 with it.
 """
@@ -49,10 +49,10 @@ def step_times(arch: str = "toy-llava", dtypes: tuple[str, ...] = ("float32", "b
                records: int = 16, turns: int = 4, rounds: int = 6) -> dict[str, list[float]]:
     """Seconds per training step, per dtype, `rounds` interleaved measurements each (after one
     warm-up step), with the current thread count: a batch of `records` `turns`-turn
-    conversations of the instruct mix, AdamW, the default-size model (DTYPE_COST's)."""
+    conversations of the instruct mix, AdamW, the deep model (DTYPE_COST's)."""
     from torch.utils.benchmark import Timer
 
-    model, processor = toy.build(arch, "default", seed=0)
+    model, processor = toy.build(arch, "deep", seed=0)
     model.train()
     batch = ConversationCollator(processor, config=model.config)(
         instructions.instruction_set(records, turns=turns))

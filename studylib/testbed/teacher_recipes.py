@@ -28,12 +28,12 @@ from studylib.testbed import plan as plans
 # step (`studylib.testbed.speed.DTYPE_COST`, README "CPU kinds"): bf16 autocast costs 7.5x
 # float32 on an AVX2 CPU, and 1.2-1.3x on the AVX-512-bf16 CPU the v1-v3 teachers were
 # trained on (where earlier notes had it 1.7-1.9x faster), so float32 is the faster dtype on
-# both kinds. The `default` recipe (testbeds v1-v3, the committed teachers) keeps the bfloat16
-# they were trained in; `shallow` (testbed v4) uses TRAINING_DTYPE.
+# both kinds. The `deep` recipe (testbeds v1-v3) keeps the bfloat16 they were trained in;
+# `shallow` (testbed v4, the committed teachers) uses TRAINING_DTYPE.
 TRAINING_DTYPE = "float32"
 DTYPES = ("float32", "bfloat16")
 TEACHER_RECIPES: dict[str, dict[str, Any]] = {
-    "default": dict(
+    "deep": dict(
         dtype="bfloat16", logging_steps=10, curve_every=200, curve_limit=40,
         vision=dict(n_images=4000, epochs=2, batch_size=64, lr=2e-3),
         align=dict(n_images=8000, epochs=1, batch_size=16, lr=5e-4),
@@ -52,9 +52,9 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
         instruct=dict(n_images=600, turns=3, epochs=1, batch_size=16, lr=3e-3,
                       caption_rate=1.0, mix={"binding": 1, "lookup": 1})),
 }
-# Testbed v4 (`toy.ARCHS`' shallow size): the default recipe in TRAINING_DTYPE, with MME's
+# Testbed v4 (`toy.ARCHS`' shallow size): the deep recipe in TRAINING_DTYPE, with MME's
 # "no" questions drawn against decoy scenes (`mme.mme_pair`), as the benchmark does.
-TEACHER_RECIPES["shallow"] = {**copy.deepcopy(TEACHER_RECIPES["default"]),
+TEACHER_RECIPES["shallow"] = {**copy.deepcopy(TEACHER_RECIPES["deep"]),
                               "dtype": TRAINING_DTYPE, "decoys": True}
 
 

@@ -249,14 +249,24 @@ def continue_teacher(source: str | Path, out: str | Path | None, plan: str, seed
 
 def retrain_arguments(summary: dict[str, Any]) -> dict[str, Any]:
     """The `train_teacher` arguments that retrain the teacher of `summary` from scratch:
-    size, seed, and its plan (a v3 teacher trained with one, or continued through one:
-    `continue_teacher` trains the same weights). Two plans have no such arguments."""
+    size, seed, and its plan (a teacher trained with one, or continued through one:
+    `continue_teacher` trains the same weights). A teacher continued through several plans
+    retrains as one plan, their stages joined, when each later plan's data seed is the one its
+    first stage would have drawn as the next stage of the plans before it
+    (`plan.data_seed(seed, stages so far)`, e.g. `--plan-seed 6021` after a six-stage plan of
+    seed 21); any other seed has no such arguments."""
     done = summary.get("plans", [])
-    if len(done) > 1:
-        raise StudyError(f"this teacher was trained through {len(done)} plans: retrain its "
-                         "source and continue it (studylib teacher --from)")
-    plan = {"plan": done[0]["text"], "plan_seed": done[0]["seed"]} if done else {}
-    return {"size": summary["size"], "seed": summary["seed"], **plan}
+    if not done:
+        return {"size": summary["size"], "seed": summary["seed"]}
+    text, seed = done[0]["text"], done[0]["seed"]
+    for later in done[1:]:
+        following = plans.data_seed(seed, len(plans.parse(text)))
+        if later["seed"] != following:
+            raise StudyError(f"this teacher was continued through a plan of data seed "
+                             f"{later['seed']}, not {following}, the next stage's: retrain "
+                             "its source and continue it (studylib teacher --from)")
+        text = f"{text},{later['text']}"
+    return {"size": summary["size"], "seed": summary["seed"], "plan": text, "plan_seed": seed}
 
 
 def machines(summary: dict[str, Any]) -> list[dict[str, object]]:

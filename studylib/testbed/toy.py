@@ -14,7 +14,8 @@ loading all run the code path a GPU user runs on the real model:
   Mini-InternVL-4B (Phi-3-mini); `studylib.models.surgery` prunes the fused projections'
   rows by head group and channel.
 
-Each comes in a `default` size (the study's teachers) and a `micro` size (tests). The
+Each comes in a `shallow` size (the study's teachers, `TEACHER_SIZE`), a `deep` one (testbeds
+v1-v3) and a `micro` size (tests). The
 processor (word-level tokenizer over the ShapesWorld vocabulary, image processor, chat
 template) is saved next to the weights, so `AutoProcessor.from_pretrained(dir)` and
 `AutoModelForImageTextToText.from_pretrained(dir)` load a teacher without studylib.
@@ -66,34 +67,32 @@ class Size:
     text_intermediate: int
 
 
-# Sizes. `default` (testbeds v1-v3, the committed teachers, `TEACHER_SIZE`): 12 decoder
-# layers, so that layer pruning removes 1/12 per step (15/30/45/60% -> 2/4/5/7 layers), and
-# 4 key/value groups (Phi: 8 heads), so that width pruning removes whole groups in 25%
-# steps; the LLM holds >= 90% of the parameters, as in the paper's models. Its teachers
-# compute in their first 5-7 layers (docs/testbed-recipe-search.md, "Depth"). `shallow`
-# (testbed v4, staged under teachers/v4): 6 layers x 192, 12 heads in 6 key/value groups
-# (Phi: 12 heads); a shallow-wide toy-llava trained from scratch beat the default one on every
-# benchmark, and width trains faster per step on a CPU (pitfalls.md, "CPU speed"), but layer
-# pruning then moves in 1/6 steps (15/30/45/60% -> 1/2/3/4 layers: 16.7/33.3/50/66.7%).
-# `micro` is for tests.
+# Sizes. `shallow` (testbed v4, the committed teachers, `TEACHER_SIZE`): 6 decoder layers x
+# 192, 12 heads in 6 key/value groups (Phi: 12 heads), the LLM >= 90% of the parameters, as
+# in the paper's models. Layer pruning moves in 1/6 steps (15/30/45/60% -> 1/2/3/4 layers:
+# 16.7/33.3/50/66.7%), width pruning in whole groups. `deep` (testbeds v1-v3): 12 layers x
+# 128 in 4 key/value groups (Phi: 8 heads); its teachers computed in their first 5-7 layers
+# (docs/testbed-recipe-search.md, "Depth"), and a shallow-wide toy-llava trained from
+# scratch beat the deep one on every benchmark; width also trains faster per step on a CPU
+# (pitfalls.md, "CPU speed"). `micro` is for tests.
 ARCHS: dict[str, dict[str, Size]] = {
     "toy-llava": {
-        "default": Size(64, 2, 4, 128, 12, 8, 4, 352),
+        "deep": Size(64, 2, 4, 128, 12, 8, 4, 352),
         "shallow": Size(64, 2, 4, 192, 6, 12, 6, 528),
         "micro": Size(32, 1, 2, 64, 4, 4, 2, 128),
     },
     "toy-bunny": {
-        "default": Size(64, 2, 4, 128, 12, 8, 8, 384),
+        "deep": Size(64, 2, 4, 128, 12, 8, 8, 384),
         "shallow": Size(64, 2, 4, 192, 6, 12, 12, 576),
         "micro": Size(32, 1, 2, 64, 4, 4, 4, 256),
     },
     "toy-internvl": {
-        "default": Size(64, 2, 4, 128, 12, 8, 4, 352),
+        "deep": Size(64, 2, 4, 128, 12, 8, 4, 352),
         "shallow": Size(64, 2, 4, 192, 6, 12, 6, 528),
         "micro": Size(32, 1, 2, 64, 4, 4, 2, 128),
     },
 }
-TEACHER_SIZE = "default"  # the size of the committed teachers, and `studylib teacher`'s default
+TEACHER_SIZE = "shallow"  # the size of the committed teachers, and `studylib teacher`'s default
 
 # The LLM's initialisation scale. Measured (pitfalls.md, "Training tiny MLLMs"): with the
 # Hugging Face default 0.02 a caption-only probe sat at loss 0.55 after 175 steps, colours

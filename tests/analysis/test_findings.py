@@ -149,11 +149,13 @@ def test_layer_and_width_are_compared_at_the_same_achieved_ratio():
     # width interpolated to 0.333: 80 + (0.033 / 0.15) * (50 - 80) = 73.4
     assert one.a == pytest.approx(80 + (0.033 / 0.15) * -30) and one.b == pytest.approx(70.0)
     assert "interpolated to achieved 0.333" in one.setting
-    # beyond the widest width ratio measured: the requested ratio, with the mismatch stated
-    c = findings.claims(evidence.evaluations(table(*rows[:1], *[
-        g for g in rows[1:] if g[0]["ratio"] != 0.45])))
-    one = c[c.finding == 1].iloc[0]
-    assert one.a == pytest.approx(80.0) and "achieved 0.333 vs width 0.300" in one.setting
+    # beyond the widest width ratio measured: no claim, where the requested ratio would set
+    # width at 0.3 against layer at 0.333
+    ev = evidence.evaluations(table(*rows[:1], *[g for g in rows[1:] if g[0]["ratio"] != 0.45]))
+    assert (findings.claims(ev).finding != 1).all()
+    layer = evidence.select(ev, method="layer", ratio=0.3)
+    width, note = evidence.matched(ev, "width", layer)
+    assert width.empty and note == "not matched: achieved 0.333, beyond width's widest 0.300"
 
 
 def test_findings_with_missing_chapters_are_not_measured():

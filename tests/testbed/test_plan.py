@@ -110,6 +110,17 @@ def test_a_continued_teacher_equals_one_trained_with_the_plan(tmp_path):
     names = [(name, steps) for name, steps, _ in teachers.stage_steps(again)]
     assert names[-4:] == [("+lookup", 3), ("+open", 2), ("+mix", 2), ("+mix", 1)]
     assert again["curves"] == whole["curves"] == []  # the micro recipe scores no curves
+    with pytest.raises(StudyError, match="data seed 5, not 3021"):
+        teachers.retrain_arguments(again)
+    # Continued with the next stage's data seed, it retrains as one longer plan.
+    joined = teachers.continue_teacher(tmp_path / "cont", tmp_path / "joined", "mix:1:bs=4",
+                                       seed=plan.data_seed(21, 3))
+    args = teachers.retrain_arguments(joined)
+    assert args["plan"] == f"{text},mix:1:bs=4" and args["plan_seed"] == 21
+    teachers.train_teacher("toy-llava", tmp_path / "one", **args, **small)
+    c, _ = models.load(tmp_path / "joined")
+    d, _ = models.load(tmp_path / "one")
+    assert torch.equal(_flat(c), _flat(d))
 
 
 @pytest.mark.parametrize("extra, needle", [
@@ -224,13 +235,16 @@ def test_mmerest_asks_mme_without_its_lookups():
     assert len(rest) == 256 and not any(q.startswith("Is there") for q in rest)
 
 
-def test_retrain_arguments_carry_a_plan_and_refuse_two():
-    base = {"size": "default", "seed": 0}
+def test_retrain_arguments_carry_a_plan_and_join_a_continuation_of_its_seeds():
+    base = {"size": "deep", "seed": 0}
     assert teachers.retrain_arguments(base) == base
-    planned = {**base, "plans": [{"text": "mix:3", "seed": 21}]}
-    want = {**base, "plan": "mix:3", "plan_seed": 21}
+    planned = {**base, "plans": [{"text": "mix:3,mme:2", "seed": 21}]}
+    want = {**base, "plan": "mix:3,mme:2", "plan_seed": 21}
     assert teachers.retrain_arguments(planned) == want
     continued = {**planned, "continued_from": {"path": "teachers/x"}}
     assert teachers.retrain_arguments(continued) == want  # continue_teacher = train_teacher
-    with pytest.raises(StudyError, match="through 2 plans"):
+    # a third stage's data seed (plan.data_seed(21, 2)) continues the plan: one longer plan
+    third = {**planned, "plans": [*planned["plans"], {"text": "gqa:4", "seed": 2021}]}
+    assert teachers.retrain_arguments(third) == {**want, "plan": "mix:3,mme:2,gqa:4"}
+    with pytest.raises(StudyError, match="data seed 21, not 2021"):
         teachers.retrain_arguments({**planned, "plans": planned["plans"] * 2})

@@ -32,12 +32,12 @@ def test_a_recipe_names_its_dtype_and_new_recipes_train_in_the_chosen_one():
         teacher_recipes.resolve("micro", {"dtype": "float16"})
 
 
-def test_the_shallow_recipe_draws_mme_against_decoys_and_the_default_one_does_not():
-    """v4's recipe is v3's (`default`) in float32 with decoys: the same records but for the
+def test_the_shallow_recipe_draws_mme_against_decoys_and_the_deep_one_does_not():
+    """v4's recipe is v3's (`deep`) in float32 with decoys: the same records but for the
     MME questions' "no" twins (`mme.mme_pair`)."""
     small = {"align": {"n_images": 8}, "binding": {"n": 8}, "lookup": {"n_images": 40},
              "instruct": {"n_images": 40}}
-    v3, v4 = (teacher_recipes.resolve(size, small) for size in ("default", "shallow"))
+    v3, v4 = (teacher_recipes.resolve(size, small) for size in ("deep", "shallow"))
     assert v4 == {**v3, "dtype": teacher_recipes.TRAINING_DTYPE, "decoys": True}
     old, new = (teacher_recipes.stage_data(r, seed=0) for r in (v3, v4))
     assert old["align"] == new["align"] and old["binding"] == new["binding"]

@@ -48,8 +48,8 @@ def test_training_mme_questions_carry_no_hint_with_decoys_and_did_without():
 
 def test_a_v4_plan_draws_decoys_and_a_v3_plan_does_not():
     for arch in plan.PLANS:
-        assert all(stage["decoys"] == 1 for stage in plan.parse(plan.PLANS_V4[arch]))
-        assert all(stage["decoys"] == 0 for stage in plan.parse(plan.PLANS[arch]))
+        assert all(stage["decoys"] == 1 for stage in plan.parse(plan.PLANS[arch]))
+        assert all(stage["decoys"] == 0 for stage in plan.parse(plan.PLANS_V3[arch]))
     with pytest.raises(Exception, match="decoys is 0 or 1"):
         plan.parse("mme:10:decoys=2")
 

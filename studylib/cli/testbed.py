@@ -110,8 +110,8 @@ def add_command(sub) -> None:
     p.add_argument("--seed", type=argtypes.seed_int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--plan", help="stages after the recipe's (studylib.testbed.plan), e.g. "
-                   "'lookup:250:lr=2e-4,mix:300'; 'v3' | 'v4': the architecture's plan.PLANS "
-                   "(the committed teachers') | plan.PLANS_V4 entry")
+                   "'lookup:250:lr=2e-4,mix:300'; 'v3' | 'v4': the architecture's plan.PLANS_V3 "
+                   "| plan.PLANS entry (v4, the committed teachers')")
     p.add_argument("--plan-seed", type=argtypes.seed_int,
                    help="data seed of the plan's stages (default: plan.PLAN_SEED for v3 and v4, "
                    "else 0)")

@@ -1,4 +1,4 @@
-"""Continuation plans: short training stages after a teacher's recipe (testbed v3, issue 26).
+"""Continuation plans: short training stages after a teacher's recipe (testbeds v3-v4, issue 26).
 
 A plan is comma-separated stages `kind:steps[:key=value...]`, e.g.
 

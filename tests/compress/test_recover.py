@@ -15,7 +15,7 @@ from torch import nn
 from studylib import models
 from studylib.compress import recipes, recover, students, subsets
 from studylib.errors import StudyError
-from studylib.testbed import instructions, toy
+from studylib.testbed import instructions, plan, shapes, toy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,6 +122,24 @@ def test_subsets_are_seeded_nested_and_hashed(tmp_path, records):
             subsets.select_subset(records, bad)
     assert len(subsets.training_records(n_images=10)) == 10
     assert subsets.DEFAULT_DATA == {"n_images": 4000, "turns": 3, "seed": 0}
+
+
+def test_the_recovery_set_is_the_teachers_closing_mix():
+    """No descriptions, the benchmarks' occluded world, open and spatial questions: what
+    the committed teachers finished on (`plan.PLANS`' closing mix), not the recipe's set."""
+    records = subsets.training_records(n_images=400, seed=3)
+    assert len(records) == 400 and records == subsets.training_records(n_images=400, seed=3)
+    questions = [t["value"] for r in records for t in r["conversations"][0::2]]
+    assert len(questions) == 400 * subsets.DEFAULT_DATA["turns"]
+    assert not any(instructions.DESCRIBE in q for q in questions)
+    assert all(r["image"].startswith(f"shapesworld/occluded-{round(100 * shapes.OCCLUSION)}/")
+               for r in records)
+    closing = plan.parse(plan.PLANS["toy-llava"])[-2]  # the closing mix, before FINISH
+    assert (closing["kind"], closing["open"], closing["spatial"], closing["decoys"]) == \
+        ("mix", 0.1, 0.4, 1)
+    (stage,) = plan.parse(subsets.RECOVERY_MIX.format(n=400, turns=3))
+    assert {k: stage[k] for k in ("open", "spatial", "decoys", "occlusion", "caption")} == \
+        {k: closing[k] for k in ("open", "spatial", "decoys", "occlusion", "caption")}
 
 
 # --- what trains -----------------------------------------------------------------------------

@@ -7,8 +7,9 @@ frozen; `train="mm"` trains the projector, `"mm+lora"` also puts LoRA on the LLM
 layers (merged into the weights before saving, so the checkpoint is a plain model).
 
 Data: `training_records()` is the "100%" set (4000 ShapesWorld images x 3 question/answer
-turns, seed 0, LLaVA format), drawn as the teachers' closing mix (`subsets.RECOVERY_MIX`). A fraction is a seeded subset: a fixed permutation of the
-records cut at `round(f * n)`, so 5% is inside 10% is inside 20%. Its indices and content
+turns, seed 0, LLaVA format), drawn as the teachers' closing mix (`subsets.RECOVERY_MIX`).
+A fraction is a seeded subset: a fixed permutation of the records cut at `round(f * n)`,
+so 5% is inside 10% is inside 20%. Its indices and content
 hash go to `subset.json` next to the checkpoint; `--subset FILE` reuses one. Real
 LLaVA-format records (`--data`, `testbed.realdata`) take the place of the default set
 under the same rule, with an image loader that opens their files.
